@@ -1,0 +1,1 @@
+"""Dataset readers, rosbag extraction and generated street scenes."""

@@ -1,0 +1,1 @@
+"""KITTI Eigen depth metrics, semantic mIoU and evaluation reports."""

@@ -1,0 +1,1 @@
+"""Camera geometry: intrinsics scaling, ray grids and back-projection (numpy/torch)."""

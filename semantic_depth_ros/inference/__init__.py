@@ -1,0 +1,1 @@
+"""Run-time estimation: image in, metric depth, semantic labels and confidence out."""

@@ -1,0 +1,1 @@
+"""Networks, depth bins and checkpoints (pure torch)."""
