@@ -1,0 +1,161 @@
+"""The model configuration: one dataclass, loaded from a YAML preset and saved inside every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from ..resources import find_data_file, list_data_files
+
+ENCODERS = ("resnet18", "resnet34", "resnet50")
+PRESET_SUBDIR = "models"
+# KITTI's left colour camera has fx = 721.5377 px at 1242x375; at a 620 px wide network input that is 360.2 px.
+KITTI_FOCAL_AT_620 = 721.5377 * 620 / 1242
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a network; sizes in pixels, depths in metres.
+
+    ``focal_px`` is the horizontal focal length, in pixels at the network input size, of the camera the model
+    was trained for (the canonical camera): depth predicted for another camera is rescaled by f_eff / focal_px.
+    ``decoder_channels`` has one entry per up-sampling stage (at most 4); the heads run at stride
+    ``32 / 2**len(decoder_channels)`` and their outputs are up-sampled to the input size.
+    """
+
+    name: str = "resnet18"
+    encoder: str = "resnet18"
+    input_height: int = 188
+    input_width: int = 620
+    num_depth_bins: int = 64
+    min_depth: float = 1.0
+    max_depth: float = 80.0
+    num_classes: int = 19
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32)
+    focal_px: float = KITTI_FOCAL_AT_620
+    use_drn: bool = True
+    imagenet_weights: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
+        self.validate()
+
+    @property
+    def output_stride(self) -> int:
+        """Stride of the decoder's last stage relative to the input (2 with four stages)."""
+        return 32 // (2 ** len(self.decoder_channels))
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first invalid field."""
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"model encoder '{self.encoder}' is not one of {', '.join(ENCODERS)}")
+        for name in ("input_height", "input_width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 32 <= value <= 8192:
+                raise ConfigError(f"model {name} = {value!r} must be an integer between 32 and 8192")
+        if not 2 <= int(self.num_depth_bins) <= 1024:
+            raise ConfigError(f"model num_depth_bins = {self.num_depth_bins!r} must be between 2 and 1024")
+        if not (math.isfinite(self.min_depth) and self.min_depth > 0):
+            raise ConfigError(f"model min_depth = {self.min_depth!r} must be positive")
+        if not (math.isfinite(self.max_depth) and self.max_depth > self.min_depth):
+            raise ConfigError(f"model max_depth = {self.max_depth!r} must be larger than min_depth = {self.min_depth!r}")
+        if not 1 <= int(self.num_classes) <= 255:
+            raise ConfigError(f"model num_classes = {self.num_classes!r} must be between 1 and 255")
+        if not 1 <= len(self.decoder_channels) <= 4 or any(c < 1 for c in self.decoder_channels):
+            raise ConfigError(f"model decoder_channels = {list(self.decoder_channels)} must list 1 to 4 positive widths")
+        if not (math.isfinite(self.focal_px) and self.focal_px > 0):
+            raise ConfigError(f"model focal_px = {self.focal_px!r} must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dict (YAML/JSON/torch.load(weights_only=True) safe)."""
+        data = dataclasses.asdict(self)
+        data["decoder_channels"] = list(self.decoder_channels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "model config") -> "ModelConfig":
+        """Build from a dict, rejecting unknown keys and badly typed values with the key named."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            kwargs[key] = _coerce(key, value, known[key].type, source)
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """A validated copy with some fields changed."""
+        return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _coerce(key: str, value: Any, type_name: Any, source: str) -> Any:
+    """Convert YAML scalars to the field's type; reject what cannot be converted."""
+    type_text = str(type_name)
+    try:
+        if type_text == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if type_text == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if type_text == "bool":
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if type_text == "str":
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if type_text.startswith("tuple"):
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            return tuple(int(v) for v in value)
+        if type_text.startswith("str | None"):
+            if value is not None and not isinstance(value, str):
+                raise TypeError
+            return value
+        if type_text.startswith("dict"):
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key} = {value!r} is not a valid {type_text}") from None
+    return value
+
+
+def available_presets() -> list[str]:
+    """Names of the installed presets (``models/*.yaml``)."""
+    return [p.stem for p in list_data_files(PRESET_SUBDIR, "*.yaml")]
+
+
+def load_preset(name_or_path: str | Path) -> ModelConfig:
+    """Load a preset by name (``resnet18``) or from a YAML file path."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        found = find_data_file(PRESET_SUBDIR, f"{name_or_path}.yaml")
+        if found is None:
+            names = ", ".join(available_presets()) or "none installed"
+            raise ConfigError(f"model preset '{name_or_path}' not found (available: {names})")
+        path = found
+    if not path.is_file():
+        raise ConfigError(f"model preset file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"model preset {path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    return ModelConfig.from_dict(data or {}, source=f"model preset {path}")
