@@ -1,0 +1,1 @@
+"""Sub-commands of the `semantic-depth` CLI: each module has add_arguments(parser) and main(args) -> int."""
