@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create ./.venv with everything semantic_depth_ros needs to run its demo and tests on a fresh machine
+# (no ROS install, no GPU needed). Re-running is cheap: pip skips what is already there.
+#   bash scripts/setup_env.sh            # then: source .venv/bin/activate
+# Environment: VENV (default .venv), TORCH_SPEC (default torch==2.13.0; use e.g. "torch" with a CUDA index on a GPU box).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+PY=${PYTHON:-python3}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "creating $VENV"
+  # --system-site-packages lets a sourced ROS 2 install (apt) provide rclpy and the message packages.
+  "$PY" -m venv --system-site-packages "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+pip install -q --upgrade pip
+"$VENV/bin/python" -c "import torch" 2>/dev/null || pip install -q "$TORCH_SPEC"
+# ROS 2: use the system's rclpy when a ROS install is sourced; otherwise the Jazzy rclpy wheels from PyPI.
+if ! "$VENV/bin/python" -c "import rclpy, sensor_msgs.msg, diagnostic_msgs.msg" 2>/dev/null; then
+  echo "no rclpy found: installing ROS 2 Jazzy rclpy wheels"
+  pip install -q "ros-rclpy[fastrtps]==7.1.6" "ros-sensor-msgs==5.3.6" "ros-diagnostic-msgs==5.3.6"
+fi
+pip install -q -e ".[test]"
+"$VENV/bin/python" -c "import semantic_depth_ros, torch, rclpy, cv2, rosbags; print('environment ready: torch', torch.__version__)"
