@@ -1,0 +1,44 @@
+"""Install semantic_depth_ros with colcon (ament_python) or pip; both give the same commands and data files."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "semantic_depth_ros"
+SHARE = f"share/{PACKAGE}"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Monocular metric depth, semantic labels and point clouds for ROS 2 from one camera",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (SHARE, ["package.xml"]),
+        (f"{SHARE}/launch", sorted(glob("launch/*.launch.py"))),
+        (f"{SHARE}/config", sorted(glob("config/*.yaml") + glob("config/*.rviz"))),
+        (f"{SHARE}/models", sorted(glob("models/*.yaml"))),
+    ],
+    install_requires=[
+        "setuptools",
+        "numpy",
+        "opencv-python-headless",
+        "pyyaml",
+        "torch",
+        "tqdm",
+        "rosbags",
+        "tensorboard",
+    ],
+    extras_require={"test": ["pytest"]},
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "depth_node = semantic_depth_ros.ros.node:main_ros",
+            "semantic-depth = semantic_depth_ros.cli:main",
+            "train = semantic_depth_ros.cli:train_main",
+            "extract_rosbag = semantic_depth_ros.cli:extract_main",
+        ],
+    },
+)
