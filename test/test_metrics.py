@@ -104,6 +104,8 @@ def test_torch_inputs_with_singleton_axes() -> None:
     gt = torch.tensor([[[[2.0, 4.0], [5.0, 10.0]]]])
     pred = torch.tensor([[[[2.0, 5.0], [4.0, 20.0]]]])
     assert compute_depth_metrics(pred, gt, crop="none")["abs_rel"] == pytest.approx(0.3625)
+    half = compute_depth_metrics(pred.to(torch.bfloat16), gt.to(torch.float16), crop="none")  # autocast outputs
+    assert half["abs_rel"] == pytest.approx(0.3625)
 
 
 @pytest.mark.parametrize(

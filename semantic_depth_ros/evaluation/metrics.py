@@ -47,7 +47,10 @@ class NoValidPixelsError(InvalidInputError):
 def _to_numpy(array: Any, name: str) -> np.ndarray:
     """Return ``array`` (numpy array, torch tensor or nested sequence) as a numpy array on the CPU."""
     if hasattr(array, "detach") and hasattr(array, "cpu"):  # torch.Tensor, without importing torch here
-        array = array.detach().cpu().numpy()
+        array = array.detach().cpu()
+        if array.is_floating_point():  # bfloat16/float16 from autocast: numpy has no bfloat16
+            array = array.double()
+        array = array.numpy()
     try:
         return np.asarray(array)
     except (TypeError, ValueError) as exc:
