@@ -1,0 +1,137 @@
+"""Pinhole camera intrinsics and the one place where they change with image size.
+
+Conventions: all values are in pixels; pixel ``(u, v)`` has its centre at integer coordinates, so an image of width
+``w`` spans ``[-0.5, w - 0.5]``. Under that convention resizing by a factor ``s`` maps a coordinate ``x`` to
+``(x + 0.5) * s - 0.5`` (the same rule ``cv2.resize`` and ``torch.nn.functional.interpolate(align_corners=False)``
+use), and pasting the resized image at ``offset`` pixels (padding: positive, cropping: negative) adds ``offset``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from semantic_depth_ros.errors import InvalidInputError
+
+
+def _positive_finite(name: str, value: float) -> float:
+    """Return ``value`` as float, or raise naming ``name`` if it is not a positive finite number."""
+    number = _finite(name, value)
+    if number <= 0.0:
+        raise InvalidInputError(f"intrinsics.{name} = {value!r} must be positive and finite")
+    return number
+
+
+def _finite(name: str, value: float) -> float:
+    """Return ``value`` as float, or raise naming ``name`` if it is not a finite number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"intrinsics.{name} = {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise InvalidInputError(f"intrinsics.{name} = {value!r} must be finite")
+    return number
+
+
+def _size(name: str, value: int) -> int:
+    """Return ``value`` as int, or raise naming ``name`` if it is not an integer >= 1."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise InvalidInputError(f"intrinsics.{name} = {value!r} is not an integer") from None
+    if number < 1:
+        raise InvalidInputError(f"intrinsics.{name} = {number} must be at least 1")
+    return number
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics of an image of ``width`` x ``height`` pixels (focal lengths and principal point in pixels).
+
+    Construction validates every field (``InvalidInputError`` naming the field): ``fx``/``fy`` positive and finite,
+    ``cx``/``cy`` finite, ``width``/``height`` integers >= 1. Instances are hashable and usable as cache keys.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fx", _positive_finite("fx", self.fx))
+        object.__setattr__(self, "fy", _positive_finite("fy", self.fy))
+        object.__setattr__(self, "cx", _finite("cx", self.cx))
+        object.__setattr__(self, "cy", _finite("cy", self.cy))
+        object.__setattr__(self, "width", _size("width", self.width))
+        object.__setattr__(self, "height", _size("height", self.height))
+
+    @classmethod
+    def from_k(cls, k: Sequence[float], width: int, height: int) -> "Intrinsics":
+        """Build from a row-major 3x3 camera matrix ``k`` (9 values, as in ``sensor_msgs/CameraInfo.k``)."""
+        values = list(k)
+        if len(values) != 9:
+            raise InvalidInputError(f"intrinsics.k has {len(values)} values, expected 9 (row-major 3x3)")
+        return cls(fx=values[0], fy=values[4], cx=values[2], cy=values[5], width=width, height=height)
+
+    def matrix(self) -> np.ndarray:
+        """The 3x3 camera matrix K as float64."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]], dtype=np.float64)
+
+    def k(self) -> tuple[float, ...]:
+        """K as 9 row-major floats (``sensor_msgs/CameraInfo.k``)."""
+        return (self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0)
+
+    def p(self) -> tuple[float, ...]:
+        """Projection matrix P = [K | 0] as 12 row-major floats (``sensor_msgs/CameraInfo.p``, monocular)."""
+        return (self.fx, 0.0, self.cx, 0.0, 0.0, self.fy, self.cy, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def transform_intrinsics(
+    intr: Intrinsics,
+    scale: float | tuple[float, float],
+    offset_x: float,
+    offset_y: float,
+    new_width: int,
+    new_height: int,
+) -> Intrinsics:
+    """Intrinsics after resizing an image by ``scale`` and then placing it at ``(offset_x, offset_y)`` in a
+    ``new_width`` x ``new_height`` canvas.
+
+    ``scale`` is one factor for both axes or ``(scale_x, scale_y)``. The offsets are in pixels of the new image:
+    positive for padding on the left/top, negative for cropping. Pixel-centre convention (module docstring):
+    ``fx' = fx * sx``, ``cx' = (cx + 0.5) * sx - 0.5 + offset_x`` and likewise for y.
+    """
+    if isinstance(scale, (tuple, list)):
+        scale_x, scale_y = scale
+    else:
+        scale_x = scale_y = scale
+    scale_x = _positive_finite("scale_x", scale_x)
+    scale_y = _positive_finite("scale_y", scale_y)
+    return Intrinsics(
+        fx=intr.fx * scale_x,
+        fy=intr.fy * scale_y,
+        cx=(intr.cx + 0.5) * scale_x - 0.5 + _finite("offset_x", offset_x),
+        cy=(intr.cy + 0.5) * scale_y - 0.5 + _finite("offset_y", offset_y),
+        width=new_width,
+        height=new_height,
+    )
+
+
+def scale_intrinsics(intr: Intrinsics, new_width: int, new_height: int) -> Intrinsics:
+    """Intrinsics of the image resized (stretched) to ``new_width`` x ``new_height``; THE function for resizing."""
+    new_width = _size("width", new_width)
+    new_height = _size("height", new_height)
+    return transform_intrinsics(
+        intr, (new_width / intr.width, new_height / intr.height), 0.0, 0.0, new_width, new_height
+    )
+
+
+def crop_intrinsics(intr: Intrinsics, left: int, top: int, new_width: int, new_height: int) -> Intrinsics:
+    """Intrinsics of the ``new_width`` x ``new_height`` crop whose top-left pixel is ``(left, top)``."""
+    return transform_intrinsics(intr, 1.0, -left, -top, new_width, new_height)

@@ -1,0 +1,170 @@
+"""Back-projection of a depth image to an organised XYZRGB buffer in the PointCloud2 layout of DESIGN.md.
+
+Layout (matches DESIGN.md "ROS conventions"): one point per (decimated) depth pixel, row-major, ``POINT_STEP`` = 16
+bytes per point, fields ``x y z rgb`` all FLOAT32 (``sensor_msgs/PointField.FLOAT32`` = ``POINT_FIELD_DATATYPE``)
+at byte offsets 0, 4, 8, 12; little-endian; ``row_step = width * POINT_STEP``; invalid points have NaN x, y, z
+(``is_dense = false``). ``rgb`` holds the bits of the uint32 ``(r << 16) | (g << 8) | b`` as PCL and rviz2 expect.
+Coordinates are in the camera optical frame (REP-103: x right, y down, z forward), metres.
+
+Everything here is torch and runs on the device of its inputs; the ray grid is cached so no per-frame allocation
+of it happens.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from semantic_depth_ros.errors import InvalidInputError
+from semantic_depth_ros.geometry.intrinsics import Intrinsics
+
+POINT_STEP = 16
+POINT_FIELDS: tuple[tuple[str, int], ...] = (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
+POINT_FIELD_DATATYPE = 7  # sensor_msgs/PointField.FLOAT32, the datatype of every field in POINT_FIELDS
+
+
+def _check_stride(stride: int) -> int:
+    """Return ``stride`` if it is an int >= 1, else raise naming it."""
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise InvalidInputError(f"point stride = {stride!r} must be an integer >= 1")
+    return stride
+
+
+def build_rays(intr: Intrinsics, stride: int, device: torch.device | str) -> torch.Tensor:
+    """Rays ``(h, w, 3)`` float32 on ``device`` for pixels ``u = 0, stride, ...`` and ``v = 0, stride, ...``.
+
+    Each ray is ``((u - cx) / fx, (v - cy) / fy, 1)``, so ``ray * z`` is the 3-D point at depth ``z`` metres.
+    ``h = ceil(height / stride)``, ``w = ceil(width / stride)``. Computed in float64, stored as float32.
+    """
+    stride = _check_stride(stride)
+    u = torch.arange(0, intr.width, stride, dtype=torch.float64)
+    v = torch.arange(0, intr.height, stride, dtype=torch.float64)
+    x = ((u - intr.cx) / intr.fx).expand(v.numel(), u.numel())
+    y = ((v - intr.cy) / intr.fy).unsqueeze(1).expand(v.numel(), u.numel())
+    rays = torch.stack((x, y, torch.ones_like(x)), dim=-1)
+    return rays.to(device=device, dtype=torch.float32).contiguous()
+
+
+def _canonical_device(device: torch.device | str) -> torch.device:
+    """``torch.device`` with an explicit index for CUDA, so "cuda" and "cuda:0" share one cache entry."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+class RayGridCache:
+    """Bounded LRU cache of ray grids keyed by ``(intrinsics, stride, device)``; thread-safe.
+
+    ``get`` returns the same tensor object for the same key until the entry is evicted (at most ``max_entries``
+    grids are kept, so memory stays flat when intrinsics change). Callers must not modify the returned tensor.
+    """
+
+    def __init__(self, max_entries: int = 8) -> None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise InvalidInputError(f"RayGridCache max_entries = {max_entries!r} must be an integer >= 1")
+        self._max_entries = max_entries
+        self._grids: OrderedDict[tuple[Intrinsics, int, torch.device], torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, intr: Intrinsics, stride: int, device: torch.device | str) -> torch.Tensor:
+        """Rays ``(h, w, 3)`` float32 for ``intr`` decimated by ``stride`` on ``device`` (see ``build_rays``)."""
+        key = (intr, _check_stride(stride), _canonical_device(device))
+        with self._lock:
+            rays = self._grids.get(key)
+            if rays is not None:
+                self._grids.move_to_end(key)
+                return rays
+            rays = build_rays(intr, stride, key[2])
+            self._grids[key] = rays
+            while len(self._grids) > self._max_entries:
+                self._grids.popitem(last=False)
+            return rays
+
+    def __len__(self) -> int:
+        return len(self._grids)
+
+    def clear(self) -> None:
+        """Drop every cached grid."""
+        with self._lock:
+            self._grids.clear()
+
+
+def _check_rgb(rgb: torch.Tensor) -> None:
+    """Raise unless ``rgb`` is a uint8 HxWx3 tensor."""
+    if rgb.dtype != torch.uint8 or rgb.dim() != 3 or rgb.shape[2] != 3:
+        raise InvalidInputError(f"rgb must be a uint8 HxWx3 tensor, got {rgb.dtype} of shape {tuple(rgb.shape)}")
+
+
+def _pack_rgb_int32(rgb: torch.Tensor) -> torch.Tensor:
+    """HxWx3 uint8 -> HxW int32 ``(r << 16) | (g << 8) | b`` (always < 2**24, so the sign bit is clear)."""
+    channels = rgb.to(torch.int32)
+    return (channels[..., 0] << 16) | (channels[..., 1] << 8) | channels[..., 2]
+
+
+def pack_rgb(rgb: torch.Tensor) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> HxW float32 whose bits are the uint32 ``(r << 16) | (g << 8) | b`` (PCL/rviz2 ``rgb``).
+
+    The values are bit patterns, not numbers: copy them, never do arithmetic on them.
+    """
+    _check_rgb(rgb)
+    return _pack_rgb_int32(rgb).view(torch.float32)
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """Inverse of ``pack_rgb`` for tools and tests: float32 array of any shape -> uint8 ``(N, 3)`` RGB."""
+    bits = np.ascontiguousarray(packed, dtype=np.float32).reshape(-1).view(np.uint32)
+    return np.stack(((bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF), axis=1).astype(np.uint8)
+
+
+def _valid_mask(z: torch.Tensor, min_range: float | None, max_range: float | None) -> torch.Tensor:
+    """Depths that are finite, positive and inside ``[min_range, max_range]`` (bounds optional, metres)."""
+    valid = torch.isfinite(z) & (z > 0)
+    if min_range is not None:
+        valid &= z >= min_range
+    if max_range is not None:
+        valid &= z <= max_range
+    return valid
+
+
+def backproject_organised(
+    depth: torch.Tensor,
+    rays: torch.Tensor,
+    rgb: torch.Tensor | None = None,
+    stride: int = 1,
+    min_range: float | None = None,
+    max_range: float | None = None,
+) -> torch.Tensor:
+    """Organised point cloud ``(h, w, 4)`` float32 ``[x, y, z, rgb]`` in the PointCloud2 layout (module docstring).
+
+    ``depth``: ``(H, W)`` float metres along the optical axis, NaN (or <= 0, or infinite) = invalid.
+    ``rays``: ``(h, w, 3)`` from ``RayGridCache.get(intr, stride, depth.device)`` for the depth image's intrinsics.
+    ``rgb``: optional ``(H, W, 3)`` uint8 colours at the depth resolution (moved to the depth's device if needed);
+    without it the ``rgb`` field is 0. Decimation keeps ``depth[::stride, ::stride]``. Points that are invalid or
+    whose z is outside ``[min_range, max_range]`` get NaN x, y, z. The result is contiguous, so
+    ``out.cpu().numpy().tobytes()`` is exactly the PointCloud2 ``data`` (``row_step = w * POINT_STEP``).
+    """
+    stride = _check_stride(stride)
+    if depth.dim() != 2 or not depth.is_floating_point():
+        raise InvalidInputError(f"depth must be a float HxW tensor, got {depth.dtype} of shape {tuple(depth.shape)}")
+    z = depth[::stride, ::stride].to(torch.float32)
+    if rays.shape != (*z.shape, 3) or rays.device != depth.device:
+        raise InvalidInputError(
+            f"rays of shape {tuple(rays.shape)} on {rays.device} do not match depth {tuple(depth.shape)} "
+            f"on {depth.device} at stride {stride} (expected {(*z.shape, 3)})"
+        )
+    z = torch.where(_valid_mask(z, min_range, max_range), z, torch.full_like(z, float("nan")))
+    out = torch.empty((*z.shape, 4), dtype=torch.float32, device=depth.device)
+    torch.mul(rays, z.unsqueeze(-1), out=out[..., :3])
+    bits = out.view(torch.int32)[..., 3]
+    if rgb is None:
+        bits.zero_()
+    else:
+        _check_rgb(rgb)
+        if rgb.shape[:2] != depth.shape:
+            raise InvalidInputError(f"rgb of shape {tuple(rgb.shape)} does not match depth {tuple(depth.shape)}")
+        bits.copy_(_pack_rgb_int32(rgb.to(depth.device, non_blocking=True)[::stride, ::stride]))
+    return out
