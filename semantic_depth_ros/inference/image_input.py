@@ -1,0 +1,202 @@
+"""Turn the fields of camera messages into validated RGB images and intrinsics (numpy + OpenCV, no ROS).
+
+The node passes message fields in (``encoding``, ``height``, ``width``, ``step``, ``data``; ``format``; ``k``...).
+Every check runs before any allocation, and every failure is an ``InvalidInputError`` with one line naming the
+message field and its value.
+
+Outputs are uint8 HxWx3 RGB numpy arrays. ``decode_raw_image`` returns a zero-copy view of the message buffer where
+it can: the array may be non-contiguous (row padding, BGR order, dropped alpha, mono repeated by a broadcast with a
+zero stride) and read-only (when ``data`` is ``bytes``). Consumers that need contiguous memory call
+``np.ascontiguousarray`` (copies only when needed) or copy into their own (pinned) buffer.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import operator
+import struct
+from typing import Sequence, Union
+
+import cv2
+import numpy as np
+
+from semantic_depth_ros.errors import InvalidInputError
+from semantic_depth_ros.geometry.intrinsics import Intrinsics
+
+ByteBuffer = Union[bytes, bytearray, memoryview, np.ndarray, array.array]
+
+SUPPORTED_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+MAX_IMAGE_SIDE = 16384
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers carry the image size; 0xC4 (DHT), 0xC8 (JPG) and 0xCC (DAC) share the range but do not.
+_JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01}
+
+
+def _byte_view(field: str, data: ByteBuffer) -> np.ndarray:
+    """1-D uint8 view of ``data`` without copying; raise naming ``field`` if it is not a byte buffer."""
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{field} of type {type(data).__name__} is not a byte buffer ({exc})") from None
+
+
+def _check_side(field: str, value: int) -> int:
+    """Return ``value`` as int if it is in 1..MAX_IMAGE_SIDE, else raise naming ``field``."""
+    try:
+        side = operator.index(value)
+    except TypeError:
+        raise InvalidInputError(f"{field} = {value!r} is not an integer") from None
+    if not 1 <= side <= MAX_IMAGE_SIDE:
+        raise InvalidInputError(f"{field} = {side} is outside 1..{MAX_IMAGE_SIDE}")
+    return side
+
+
+def decode_raw_image(encoding: str, height: int, width: int, step: int, data: ByteBuffer) -> np.ndarray:
+    """``sensor_msgs/Image`` fields -> uint8 HxWx3 RGB view of ``data`` (zero-copy; see module docstring).
+
+    Raises ``InvalidInputError`` for an unsupported encoding, a height/width outside 1..MAX_IMAGE_SIDE, a step
+    smaller than width*channels, or data shorter than height*step.
+    """
+    if encoding not in _CHANNELS:
+        raise InvalidInputError(
+            f"image.encoding = {encoding!r} is not supported (supported: {', '.join(SUPPORTED_ENCODINGS)})"
+        )
+    channels = _CHANNELS[encoding]
+    height = _check_side("image.height", height)
+    width = _check_side("image.width", width)
+    try:
+        step = operator.index(step)
+    except TypeError:
+        raise InvalidInputError(f"image.step = {step!r} is not an integer") from None
+    if step < width * channels:
+        raise InvalidInputError(
+            f"image.step = {step} is smaller than width*channels = {width * channels} for {encoding}"
+        )
+    buffer = _byte_view("image.data", data)
+    if buffer.size < height * step:
+        raise InvalidInputError(f"len(image.data) = {buffer.size} is smaller than height*step = {height * step}")
+    rows = buffer[: height * step].reshape(height, step)[:, : width * channels]
+    pixels = rows.reshape(height, width, channels)
+    return _to_rgb(encoding, pixels)
+
+
+def _to_rgb(encoding: str, pixels: np.ndarray) -> np.ndarray:
+    """HxWxC pixels in ``encoding`` order -> HxWx3 RGB view (no copy)."""
+    if encoding == "rgb8":
+        return pixels
+    if encoding == "bgr8":
+        return pixels[..., ::-1]
+    if encoding == "rgba8":
+        return pixels[..., :3]
+    if encoding == "bgra8":
+        return pixels[..., 2::-1]
+    return np.broadcast_to(pixels, (*pixels.shape[:2], 3))
+
+
+def compressed_image_size(data: ByteBuffer) -> tuple[int, int]:
+    """``(width, height)`` declared in the header of PNG (IHDR) or JPEG (SOF) ``data``, without decoding it."""
+    buffer = _byte_view("compressed_image.data", data)
+    if buffer[:8].tobytes() == _PNG_SIGNATURE:
+        return _png_size(buffer)
+    if buffer[:2].tobytes() == b"\xff\xd8":
+        return _jpeg_size(buffer)
+    raise InvalidInputError(
+        f"compressed_image.data starts with {buffer[:8].tobytes()!r}, which is neither PNG nor JPEG"
+    )
+
+
+def _png_size(buffer: np.ndarray) -> tuple[int, int]:
+    """Size from the IHDR chunk, which the PNG specification requires to come first."""
+    if buffer.size < 24 or buffer[12:16].tobytes() != b"IHDR":
+        raise InvalidInputError("compressed_image.data is a PNG without an IHDR chunk at byte 12")
+    width, height = struct.unpack_from(">II", buffer, 16)
+    return width, height
+
+
+def _jpeg_size(buffer: np.ndarray) -> tuple[int, int]:
+    """Size from the first start-of-frame segment, walking the marker segments that precede it."""
+    position = 2
+    while position + 4 <= buffer.size:
+        if buffer[position] != 0xFF:
+            raise InvalidInputError(f"compressed_image.data is a corrupt JPEG: no marker at byte {position}")
+        marker = int(buffer[position + 1])
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker in _JPEG_STANDALONE_MARKERS:
+            position += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            break
+        (length,) = struct.unpack_from(">H", buffer, position + 2)
+        if marker in _JPEG_SOF_MARKERS:
+            if position + 9 > buffer.size:
+                break
+            height, width = struct.unpack_from(">HH", buffer, position + 5)
+            return width, height
+        position += 2 + length
+    raise InvalidInputError("compressed_image.data is a JPEG without a frame header (SOF) before its image data")
+
+
+def _compressed_kind(fmt: str) -> str:
+    """'jpeg' or 'png' from a ``CompressedImage.format`` such as ``"rgb8; jpeg compressed bgr8"``."""
+    lowered = fmt.lower()
+    if "jpeg" in lowered or "jpg" in lowered:
+        return "jpeg"
+    if "png" in lowered:
+        return "png"
+    raise InvalidInputError(f"compressed_image.format = {fmt!r} is not supported (jpeg or png)")
+
+
+def decode_compressed_image(fmt: str, data: ByteBuffer) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` fields -> contiguous uint8 HxWx3 RGB, decoded with OpenCV.
+
+    The size declared in the header is checked against 1..MAX_IMAGE_SIDE before decoding; unsupported formats,
+    unknown or corrupt data raise ``InvalidInputError``. Grey and 16-bit images are converted to 8-bit RGB.
+    """
+    _compressed_kind(fmt)
+    width, height = compressed_image_size(data)
+    if not (1 <= width <= MAX_IMAGE_SIDE and 1 <= height <= MAX_IMAGE_SIDE):
+        raise InvalidInputError(
+            f"compressed_image size {width}x{height} (from its header) is outside 1..{MAX_IMAGE_SIDE} per side"
+        )
+    try:
+        image = cv2.imdecode(_byte_view("compressed_image.data", data), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise InvalidInputError(f"compressed_image.data cannot be decoded: {str(exc).strip().splitlines()[-1]}") from None
+    if image is None or image.shape[:2] != (height, width):
+        raise InvalidInputError(f"compressed_image.data ({fmt!r}, {width}x{height}) is corrupt and cannot be decoded")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+
+
+def _camera_info_value(k: Sequence[float], index: int, name: str, positive: bool) -> float:
+    """``k[index]`` as float; raise naming ``camera_info.k[index] (name)`` if non-finite (or non-positive)."""
+    value = float(k[index])
+    if not math.isfinite(value) or (positive and value <= 0.0):
+        requirement = "positive and finite" if positive else "finite"
+        raise InvalidInputError(f"camera_info.k[{index}] ({name}) = {value!r} must be {requirement}")
+    return value
+
+
+def intrinsics_from_camera_info(
+    k: Sequence[float], width: int, height: int, image_width: int, image_height: int
+) -> Intrinsics:
+    """``sensor_msgs/CameraInfo`` fields -> ``Intrinsics`` of the ``image_width`` x ``image_height`` image.
+
+    ``k`` is the row-major 3x3 camera matrix. A camera_info size of 0x0 (left unset by some drivers) means "same as
+    the image"; any other size must equal the image's.
+    """
+    if len(k) != 9:
+        raise InvalidInputError(f"camera_info.k has {len(k)} values, expected 9 (row-major 3x3)")
+    fx = _camera_info_value(k, 0, "fx", positive=True)
+    fy = _camera_info_value(k, 4, "fy", positive=True)
+    cx = _camera_info_value(k, 2, "cx", positive=False)
+    cy = _camera_info_value(k, 5, "cy", positive=False)
+    if (width, height) != (0, 0) and (width, height) != (image_width, image_height):
+        raise InvalidInputError(
+            f"camera_info size {width}x{height} does not match image size {image_width}x{image_height}"
+        )
+    return Intrinsics(fx=fx, fy=fy, cx=cx, cy=cy, width=image_width, height=image_height)
