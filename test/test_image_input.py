@@ -206,10 +206,12 @@ def test_bad_compressed_images_name_the_problem(fmt: str, data: bytes, message: 
     assert "\n" not in str(error.value)
 
 
-def test_truncated_png_is_rejected(rgb: np.ndarray) -> None:
-    encoded = _encode(".png", rgb)
-    with pytest.raises(InvalidInputError, match=r"compressed_image.data \('png', 5x3\) is corrupt"):
-        decode_compressed_image("png", encoded[: len(encoded) // 2])
+@pytest.mark.parametrize(("fmt", "extension"), [("png", ".png"), ("jpeg", ".jpg")])
+def test_truncated_data_is_rejected(fmt: str, extension: str) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    encoded = _encode(extension, noise)
+    with pytest.raises(InvalidInputError, match=rf"compressed_image.data \('{fmt}', 32x32\) is corrupt"):
+        decode_compressed_image(fmt, encoded[: len(encoded) // 2])
 
 
 # --- camera_info --------------------------------------------------------------------------------------------

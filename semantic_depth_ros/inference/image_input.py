@@ -166,7 +166,8 @@ def decode_compressed_image(fmt: str, data: ByteBuffer) -> np.ndarray:
     try:
         image = cv2.imdecode(_byte_view("compressed_image.data", data), cv2.IMREAD_COLOR)
     except cv2.error as exc:
-        raise InvalidInputError(f"compressed_image.data cannot be decoded: {str(exc).strip().splitlines()[-1]}") from None
+        reason = str(exc).strip().splitlines()[-1]
+        raise InvalidInputError(f"compressed_image.data ({fmt!r}) cannot be decoded: {reason}") from None
     if image is None or image.shape[:2] != (height, width):
         raise InvalidInputError(f"compressed_image.data ({fmt!r}, {width}x{height}) is corrupt and cannot be decoded")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)

@@ -1,0 +1,98 @@
+"""Cityscapes class names and palette, and colour images of semantic labels and depth for quick viewing.
+
+The colouring functions take torch tensors on any device and return uint8 HxWx3 RGB tensors on the same device,
+through a small look-up table built once per device. Numpy wrappers are provided for tools and tests.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+import torch
+
+from semantic_depth_ros.errors import ConfigError
+
+CITYSCAPES_TRAIN_ID_NAMES: tuple[str, ...] = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)  # fmt: skip
+SKY_TRAIN_ID = 10
+IGNORE_ID = 255
+
+# Official colours of the 19 train ids (cityscapesScripts, helpers/labels.py), RGB.
+CITYSCAPES_PALETTE = np.array(
+    [
+        (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+        (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+        (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+    ],
+    dtype=np.uint8,
+)  # fmt: skip
+CITYSCAPES_PALETTE.setflags(write=False)
+
+_NUM_CLASSES = len(CITYSCAPES_TRAIN_ID_NAMES)
+
+
+def _turbo_lut_numpy() -> np.ndarray:
+    """256x3 uint8 RGB of OpenCV's turbo colour map (index 0 = dark blue, 255 = dark red)."""
+    bgr = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), cv2.COLORMAP_TURBO)
+    return np.ascontiguousarray(bgr.reshape(256, 3)[:, ::-1])
+
+
+_TURBO_LUT = _turbo_lut_numpy()
+_TURBO_LUT.setflags(write=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _semantic_lut(device: torch.device) -> torch.Tensor:
+    """(20, 3) uint8 on ``device``: the palette, then black for ignore / out-of-range ids."""
+    lut = np.concatenate((CITYSCAPES_PALETTE, np.zeros((1, 3), dtype=np.uint8)))
+    return torch.from_numpy(lut).to(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _depth_lut(device: torch.device) -> torch.Tensor:
+    """(257, 3) uint8 on ``device``: turbo for indices 0..255, then black for invalid depth."""
+    lut = np.concatenate((_TURBO_LUT, np.zeros((1, 3), dtype=np.uint8)))
+    return torch.from_numpy(lut).to(device)
+
+
+def colorize_semantic(ids: torch.Tensor) -> torch.Tensor:
+    """HxW train ids (any integer dtype) -> HxWx3 uint8 Cityscapes colours; ignore/out-of-range ids are black."""
+    index = ids.long()
+    index = torch.where((index >= 0) & (index < _NUM_CLASSES), index, torch.full_like(index, _NUM_CLASSES))
+    return _semantic_lut(ids.device)[index]
+
+
+def _check_depth_range(min_depth: float, max_depth: float) -> None:
+    """Raise unless ``0 < min_depth < max_depth`` (metres)."""
+    if not (0.0 < min_depth < max_depth < float("inf")):
+        raise ConfigError(f"depth colour range min_depth = {min_depth}, max_depth = {max_depth}: need 0 < min < max")
+
+
+def colorize_depth(depth: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
+    """HxW depth in metres -> HxWx3 uint8 turbo colours, normalised in inverse depth so near is warm (red).
+
+    Depth at or below ``min_depth`` is the warmest colour, at or above ``max_depth`` the coldest; NaN, infinite
+    and non-positive depth are black.
+    """
+    _check_depth_range(min_depth, max_depth)
+    depth = depth.float()
+    valid = torch.isfinite(depth) & (depth > 0)
+    inverse = 1.0 / depth.clamp(min=min_depth, max=max_depth)
+    t = (inverse - 1.0 / max_depth) / (1.0 / min_depth - 1.0 / max_depth)
+    index = torch.round(t * 255.0).long()
+    index = torch.where(valid, index, torch.full_like(index, 256))
+    return _depth_lut(depth.device)[index]
+
+
+def colorize_semantic_numpy(ids: np.ndarray) -> np.ndarray:
+    """Numpy version of ``colorize_semantic``: HxW integer ids -> HxWx3 uint8 RGB."""
+    return colorize_semantic(torch.from_numpy(np.asarray(ids).astype(np.int64, copy=False))).numpy()
+
+
+def colorize_depth_numpy(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """Numpy version of ``colorize_depth``: HxW metres -> HxWx3 uint8 RGB."""
+    return colorize_depth(torch.from_numpy(np.asarray(depth, dtype=np.float32)), min_depth, max_depth).numpy()
