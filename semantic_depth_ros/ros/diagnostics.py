@@ -1,0 +1,163 @@
+"""Node health: input/output rates, receipt-to-publish latency percentiles, drops -> ``diagnostic_msgs``.
+
+``NodeStats`` is plain Python (thread-safe, time passed in by the caller, so it is unit-testable); only
+``diagnostic_array`` builds the ROS message. ``LogThrottle`` limits repeated error logs per key (e.g. per field).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+RATE_WINDOW_S = 5.0
+LATENCY_SAMPLES = 300
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """Health figures at one instant. Rates in Hz over the last ``window_s`` seconds; latencies in milliseconds
+    (NaN before the first output); counters since start."""
+
+    input_rate_hz: float
+    output_rate_hz: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    frames_received: int
+    frames_published: int
+    frames_dropped: int
+    messages_rejected: int
+    window_s: float
+
+
+class NodeStats:
+    """Counts frames in, frames out, drops and rejects; keeps recent event times and latencies (bounded memory).
+
+    Times are seconds on any monotonic clock, supplied by the caller.
+    """
+
+    def __init__(self, window_s: float = RATE_WINDOW_S, latency_samples: int = LATENCY_SAMPLES) -> None:
+        self._window_s = window_s
+        self._lock = threading.Lock()
+        self._inputs: deque[float] = deque()
+        self._outputs: deque[float] = deque()
+        self._latencies_s: deque[float] = deque(maxlen=latency_samples)
+        self._start: float | None = None
+        self.frames_received = 0
+        self.frames_published = 0
+        self.messages_rejected = 0
+        self.frames_dropped = 0
+
+    def _trim(self, events: deque[float], now: float) -> None:
+        while events and events[0] <= now - self._window_s:
+            events.popleft()
+
+    def record_input(self, now: float) -> None:
+        """A frame arrived at ``now``."""
+        with self._lock:
+            if self._start is None:
+                self._start = now
+            self.frames_received += 1
+            self._inputs.append(now)
+            self._trim(self._inputs, now)
+
+    def record_output(self, received: float, published: float) -> None:
+        """The outputs of a frame received at ``received`` were published at ``published``."""
+        with self._lock:
+            self.frames_published += 1
+            self._outputs.append(published)
+            self._trim(self._outputs, published)
+            self._latencies_s.append(published - received)
+
+    def record_rejected(self) -> None:
+        """A message was rejected as invalid."""
+        with self._lock:
+            self.messages_rejected += 1
+
+    def set_dropped(self, dropped: int) -> None:
+        """Total frames dropped so far (the hand-off counts them)."""
+        with self._lock:
+            self.frames_dropped = dropped
+
+    def snapshot(self, now: float) -> StatsSnapshot:
+        """Rates over the last window (or since the first input when shorter) and latency p50/p95."""
+        with self._lock:
+            self._trim(self._inputs, now)
+            self._trim(self._outputs, now)
+            span = self._window_s if self._start is None else min(self._window_s, max(now - self._start, 1e-9))
+            if self._latencies_s:
+                p50, p95 = np.percentile(np.fromiter(self._latencies_s, dtype=np.float64), [50.0, 95.0]) * 1e3
+            else:
+                p50 = p95 = float("nan")
+            return StatsSnapshot(
+                input_rate_hz=len(self._inputs) / span,
+                output_rate_hz=len(self._outputs) / span,
+                latency_p50_ms=float(p50),
+                latency_p95_ms=float(p95),
+                frames_received=self.frames_received,
+                frames_published=self.frames_published,
+                frames_dropped=self.frames_dropped,
+                messages_rejected=self.messages_rejected,
+                window_s=span,
+            )
+
+
+class LogThrottle:
+    """Allows one log per ``key`` every ``period_s`` seconds (thread-safe; times supplied by the caller)."""
+
+    def __init__(self, period_s: float = 5.0) -> None:
+        self._period_s = period_s
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str, now: float) -> bool:
+        """True if nothing was logged for ``key`` in the last ``period_s`` seconds (and remember ``now``)."""
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._period_s:
+                return False
+            self._last[key] = now
+            return True
+
+
+def _format(value: float) -> str:
+    return "nan" if value != value else f"{value:.2f}"
+
+
+def status_level(snapshot: StatsSnapshot) -> tuple[bytes, str]:
+    """(DiagnosticStatus level, summary): WARN when frames arrive but nothing is published, OK otherwise."""
+    if snapshot.input_rate_hz > 0.0 and snapshot.output_rate_hz == 0.0:
+        return DiagnosticStatus.WARN, "receiving images but publishing nothing (no subscribers or bad input)"
+    if snapshot.input_rate_hz == 0.0:
+        return DiagnosticStatus.OK, "waiting for images"
+    return DiagnosticStatus.OK, f"publishing at {snapshot.output_rate_hz:.1f} Hz"
+
+
+def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardware_id: str, device: str,
+                     model_name: str, precision: str, trained: bool) -> DiagnosticArray:
+    """One ``DiagnosticStatus`` named ``name`` with rates (Hz), latency percentiles (ms), counters and the model."""
+    level, message = status_level(snapshot)
+    values = {
+        "input_rate_hz": _format(snapshot.input_rate_hz),
+        "output_rate_hz": _format(snapshot.output_rate_hz),
+        "latency_p50_ms": _format(snapshot.latency_p50_ms),
+        "latency_p95_ms": _format(snapshot.latency_p95_ms),
+        "frames_received": str(snapshot.frames_received),
+        "frames_published": str(snapshot.frames_published),
+        "frames_dropped": str(snapshot.frames_dropped),
+        "messages_rejected": str(snapshot.messages_rejected),
+        "rate_window_s": _format(snapshot.window_s),
+        "device": device,
+        "model": model_name,
+        "precision": precision,
+        "trained": str(bool(trained)).lower(),
+    }
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=v) for k, v in values.items()])
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array

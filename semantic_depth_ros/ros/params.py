@@ -1,0 +1,195 @@
+"""The depth node's parameters: one table of specs, validation, and their ROS 2 declaration with descriptors.
+
+Each parameter is either *dynamic* (takes effect on the next frame when changed at run time) or *static* (read at
+start-up; a run-time change is rejected with a reason). ``config/depth_node.yaml`` lists exactly these names.
+Depth range parameters use 0.0 for "the checkpoint's own range"; focal lengths use 0.0 for "no fallback".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+from ..errors import ConfigError
+
+ParamValue = Union[bool, int, float, str]
+
+MAX_DEPTH_LIMIT_M = 1000.0
+MAX_FOCAL_PX = 1.0e6
+MAX_POINT_STRIDE = 64
+MAX_QOS_DEPTH = 100
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, default (whose Python type is the parameter's type), description, constraints."""
+
+    name: str
+    default: ParamValue
+    description: str
+    dynamic: bool
+    choices: tuple[str, ...] = ()
+    value_range: tuple[float, float] | None = None  # inclusive, for int and float parameters
+
+    @property
+    def type_name(self) -> str:
+        """'bool', 'int', 'float' or 'str'."""
+        return type(self.default).__name__
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "", "checkpoint file (.pt) written by `semantic-depth train` or `init-checkpoint`",
+              dynamic=False),
+    ParamSpec("device", "auto", "torch device: auto (CUDA when available), cpu, cuda or cuda:N", dynamic=False),
+    ParamSpec("precision", "fp32", "network precision; fp16 needs a CUDA device", dynamic=False,
+              choices=("fp32", "fp16")),
+    ParamSpec("input_transport", "raw", "raw: subscribe sensor_msgs/Image on `image`; compressed: "
+              "sensor_msgs/CompressedImage (jpeg/png) on `image/compressed`", dynamic=False,
+              choices=("raw", "compressed")),
+    ParamSpec("output_resolution", "input", "input: outputs at the camera image size; network: at the resized "
+              "network input size (cheaper)", dynamic=True, choices=("input", "network")),
+    ParamSpec("min_depth", 0.0, "metres; depth below it is published as NaN (0.0: the checkpoint's min_depth)",
+              dynamic=True, value_range=(0.0, MAX_DEPTH_LIMIT_M)),
+    ParamSpec("max_depth", 0.0, "metres; depth above it is published as NaN (0.0: the checkpoint's max_depth)",
+              dynamic=True, value_range=(0.0, MAX_DEPTH_LIMIT_M)),
+    ParamSpec("mask_sky", False, "publish NaN depth where the semantic head says sky (computes the semantic head)",
+              dynamic=True),
+    ParamSpec("point_stride", 1, "keep every N-th depth pixel in rows and columns of `points`", dynamic=True,
+              value_range=(1, MAX_POINT_STRIDE)),
+    ParamSpec("fx", 0.0, "fallback focal length x in pixels at the camera image size, used while no camera_info "
+              "arrived (0.0: no fallback)", dynamic=True, value_range=(0.0, MAX_FOCAL_PX)),
+    ParamSpec("fy", 0.0, "fallback focal length y in pixels (0.0: no fallback)", dynamic=True,
+              value_range=(0.0, MAX_FOCAL_PX)),
+    ParamSpec("cx", 0.0, "fallback principal point x in pixels", dynamic=True, value_range=(-MAX_FOCAL_PX, MAX_FOCAL_PX)),
+    ParamSpec("cy", 0.0, "fallback principal point y in pixels", dynamic=True, value_range=(-MAX_FOCAL_PX, MAX_FOCAL_PX)),
+    ParamSpec("input_qos_reliability", "best_effort", "QoS reliability of the image and camera_info subscriptions "
+              "(best_effort also receives from reliable publishers)", dynamic=False,
+              choices=("best_effort", "reliable")),
+    ParamSpec("input_qos_depth", 1, "QoS history depth of the input subscriptions", dynamic=False,
+              value_range=(1, MAX_QOS_DEPTH)),
+    ParamSpec("output_qos_reliability", "reliable", "QoS reliability of the published outputs", dynamic=False,
+              choices=("reliable", "best_effort")),
+    ParamSpec("output_qos_depth", 1, "QoS history depth of the published outputs", dynamic=False,
+              value_range=(1, MAX_QOS_DEPTH)),
+)
+
+SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+PARAMETER_NAMES: tuple[str, ...] = tuple(SPECS)
+DYNAMIC_PARAMETERS: frozenset[str] = frozenset(s.name for s in PARAMETERS if s.dynamic)
+STATIC_PARAMETERS: frozenset[str] = frozenset(s.name for s in PARAMETERS if not s.dynamic)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Validated values of every parameter (field names = parameter names)."""
+
+    model_path: str = ""
+    device: str = "auto"
+    precision: str = "fp32"
+    input_transport: str = "raw"
+    output_resolution: str = "input"
+    min_depth: float = 0.0
+    max_depth: float = 0.0
+    mask_sky: bool = False
+    point_stride: int = 1
+    fx: float = 0.0
+    fy: float = 0.0
+    cx: float = 0.0
+    cy: float = 0.0
+    input_qos_reliability: str = "best_effort"
+    input_qos_depth: int = 1
+    output_qos_reliability: str = "reliable"
+    output_qos_depth: int = 1
+
+    @property
+    def has_fallback_intrinsics(self) -> bool:
+        """True when ``fx`` and ``fy`` are set (> 0), so points can be published without camera_info."""
+        return self.fx > 0.0 and self.fy > 0.0
+
+    @property
+    def depth_range(self) -> tuple[float | None, float | None]:
+        """``(min_depth, max_depth)`` in metres for the estimator, None where the checkpoint's range applies."""
+        return (self.min_depth or None, self.max_depth or None)
+
+
+def _type_error(spec: ParamSpec, value: Any) -> ConfigError:
+    return ConfigError(f"parameter {spec.name} = {value!r} must be of type {spec.type_name}")
+
+
+def validate_value(name: str, value: Any) -> ParamValue:
+    """Check one value against its spec (type, choices, range); return it as the parameter's type.
+
+    Raises ConfigError naming the parameter for an unknown name or an invalid value. Types must match exactly,
+    as ROS 2 parameters require (write ``fx: 500.0`` in YAML, not ``fx: 500``).
+    """
+    spec = SPECS.get(name)
+    if spec is None:
+        raise ConfigError(f"parameter {name} is not a parameter of the depth node (known: {', '.join(PARAMETER_NAMES)})")
+    if type(value) is not type(spec.default):
+        raise _type_error(spec, value)
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"parameter {name} = {value!r} must be one of {', '.join(spec.choices)}")
+    if spec.value_range is not None:
+        low, high = spec.value_range
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ConfigError(f"parameter {name} = {value!r} is outside [{low:g}, {high:g}]")
+    return value
+
+
+def validate_settings(settings: NodeSettings) -> NodeSettings:
+    """Cross-parameter checks; return ``settings`` unchanged or raise ConfigError naming the parameters."""
+    low, high = settings.depth_range
+    if low is not None and high is not None and not low < high:
+        raise ConfigError(f"parameter min_depth = {settings.min_depth!r} must be smaller than "
+                          f"max_depth = {settings.max_depth!r}")
+    if (settings.fx > 0.0) != (settings.fy > 0.0):
+        raise ConfigError(f"parameters fx = {settings.fx!r} and fy = {settings.fy!r} must both be set (> 0) "
+                          "for fallback intrinsics, or both be 0.0")
+    return settings
+
+
+def settings_from_values(values: Mapping[str, Any]) -> NodeSettings:
+    """Validated settings from ``{name: value}`` (missing names take their defaults)."""
+    checked = {name: validate_value(name, value) for name, value in values.items()}
+    return validate_settings(NodeSettings(**checked))
+
+
+def apply_changes(current: NodeSettings, changes: Mapping[str, Any]) -> NodeSettings:
+    """Settings after a run-time change; ConfigError (the rejection reason) for static or invalid values."""
+    for name, value in changes.items():
+        spec = SPECS.get(name)
+        if spec is not None and not spec.dynamic and value != getattr(current, name):
+            raise ConfigError(f"parameter {name} is static (read at start-up): restart the node to change it")
+    checked = {name: validate_value(name, value) for name, value in changes.items()}
+    return validate_settings(dataclasses.replace(current, **checked))
+
+
+_ROS_TYPES = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
+              "float": ParameterType.PARAMETER_DOUBLE, "str": ParameterType.PARAMETER_STRING}
+
+
+def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """ROS 2 descriptor of ``spec``: type, description, allowed values and numeric range."""
+    kind = "dynamic: takes effect on the next frame" if spec.dynamic else "static: read at start-up"
+    descriptor = ParameterDescriptor(name=spec.name, type=_ROS_TYPES[spec.type_name],
+                                     description=f"{spec.description} ({kind})")
+    if spec.choices:
+        descriptor.additional_constraints = f"one of: {', '.join(spec.choices)}"
+    if spec.value_range is not None:
+        low, high = spec.value_range
+        if spec.type_name == "int":
+            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high),
+                                                                  step=0.0)]
+    return descriptor
+
+
+def declaration_list(specs: Sequence[ParamSpec] = PARAMETERS) -> list[tuple[str, ParamValue, ParameterDescriptor]]:
+    """``(name, default, descriptor)`` tuples for ``rclpy.node.Node.declare_parameters("", ...)``."""
+    return [(spec.name, spec.default, make_descriptor(spec)) for spec in specs]

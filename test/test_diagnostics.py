@@ -1,0 +1,67 @@
+"""Node health figures (rates, latency percentiles, counters), log throttling and the DiagnosticArray."""
+
+from __future__ import annotations
+
+import math
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus
+
+from semantic_depth_ros.ros.diagnostics import LogThrottle, NodeStats, diagnostic_array
+
+
+def test_rates_latencies_and_counters() -> None:
+    stats = NodeStats(window_s=5.0)
+    for i in range(20):  # 10 Hz input for 2 s, every other frame published 40 ms (even i) or 60 ms later
+        t = 100.0 + i * 0.1
+        stats.record_input(t)
+        if i % 2 == 0:
+            stats.record_output(t, t + (0.040 if i % 4 == 0 else 0.060))
+    stats.record_rejected()
+    stats.set_dropped(3)
+    snap = stats.snapshot(102.0)
+    assert math.isclose(snap.window_s, 2.0)
+    assert math.isclose(snap.input_rate_hz, 10.0)
+    assert math.isclose(snap.output_rate_hz, 5.0)
+    assert math.isclose(snap.latency_p50_ms, 50.0)  # five 40 ms and five 60 ms samples
+    assert math.isclose(snap.latency_p95_ms, 60.0)
+    assert (snap.frames_received, snap.frames_published, snap.frames_dropped, snap.messages_rejected) == (20, 10, 3, 1)
+    later = stats.snapshot(110.0)  # nothing in the last 5 s
+    assert (later.input_rate_hz, later.output_rate_hz, later.window_s) == (0.0, 0.0, 5.0)
+
+
+def test_latency_is_nan_before_the_first_output() -> None:
+    snap = NodeStats().snapshot(1.0)
+    assert math.isnan(snap.latency_p50_ms) and math.isnan(snap.latency_p95_ms)
+
+
+def test_log_throttle_is_per_key() -> None:
+    throttle = LogThrottle(period_s=5.0)
+    assert throttle.allow("image.encoding", 0.0)
+    assert not throttle.allow("image.encoding", 4.9)
+    assert throttle.allow("image.step", 4.9)
+    assert throttle.allow("image.encoding", 5.0)
+
+
+def test_diagnostic_array_fields() -> None:
+    stats = NodeStats()
+    stats.record_input(1.0)
+    stats.record_output(1.0, 1.02)
+    array = diagnostic_array(stats.snapshot(2.0), stamp=Time(sec=7), name="depth_node: semantic depth",
+                             hardware_id="cpu", device="cpu", model_name="tiny", precision="fp32", trained=False)
+    assert array.header.stamp.sec == 7
+    (status,) = array.status
+    assert (status.name, status.hardware_id, status.level) == ("depth_node: semantic depth", "cpu", DiagnosticStatus.OK)
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["input_rate_hz"] == "1.00" and values["output_rate_hz"] == "1.00"
+    assert values["latency_p50_ms"] == "20.00" and values["latency_p95_ms"] == "20.00"
+    assert (values["frames_dropped"], values["device"], values["model"], values["trained"]) == ("0", "cpu", "tiny",
+                                                                                                "false")
+
+
+def test_status_warns_when_frames_arrive_but_nothing_is_published() -> None:
+    stats = NodeStats()
+    stats.record_input(1.0)
+    array = diagnostic_array(stats.snapshot(1.5), stamp=Time(), name="n", hardware_id="cpu", device="cpu",
+                             model_name="m", precision="fp32", trained=True)
+    assert array.status[0].level == DiagnosticStatus.WARN

@@ -1,0 +1,129 @@
+"""Depth node parameters: validation, dynamic vs static changes, ROS descriptors (no node needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from rcl_interfaces.msg import ParameterType
+
+from semantic_depth_ros.errors import ConfigError
+from semantic_depth_ros.ros.params import (
+    DYNAMIC_PARAMETERS,
+    PARAMETER_NAMES,
+    PARAMETERS,
+    SPECS,
+    STATIC_PARAMETERS,
+    NodeSettings,
+    apply_changes,
+    declaration_list,
+    make_descriptor,
+    settings_from_values,
+    validate_value,
+)
+
+ISSUE_PARAMETERS = {"model_path", "device", "precision", "output_resolution", "min_depth", "max_depth", "mask_sky",
+                    "point_stride", "fx", "fy", "cx", "cy", "input_transport"}
+QOS_PARAMETERS = {"input_qos_reliability", "input_qos_depth", "output_qos_reliability", "output_qos_depth"}
+
+
+def test_the_table_has_the_issue_parameters_plus_qos_and_matches_node_settings() -> None:
+    assert set(PARAMETER_NAMES) == ISSUE_PARAMETERS | QOS_PARAMETERS
+    assert [f.name for f in dataclasses.fields(NodeSettings)] == list(PARAMETER_NAMES)
+    defaults = NodeSettings()
+    for spec in PARAMETERS:
+        assert getattr(defaults, spec.name) == spec.default, spec.name
+        assert type(spec.default) is type(getattr(defaults, spec.name)), spec.name
+
+
+def test_dynamic_and_static_split() -> None:
+    assert DYNAMIC_PARAMETERS == {"output_resolution", "min_depth", "max_depth", "mask_sky", "point_stride",
+                                  "fx", "fy", "cx", "cy"}
+    assert STATIC_PARAMETERS == {"model_path", "device", "precision", "input_transport"} | QOS_PARAMETERS
+
+
+def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> None:
+    defaults = NodeSettings()
+    assert (defaults.input_qos_reliability, defaults.input_qos_depth) == ("best_effort", 1)
+    assert (defaults.output_qos_reliability, defaults.output_qos_depth) == ("reliable", 1)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("precision", "fp64", "parameter precision = 'fp64' must be one of fp32, fp16"),
+    ("input_transport", "theora", "parameter input_transport = 'theora' must be one of raw, compressed"),
+    ("output_resolution", "half", "parameter output_resolution = 'half' must be one of input, network"),
+    ("point_stride", 0, "parameter point_stride = 0 is outside [1, 64]"),
+    ("point_stride", 65, "parameter point_stride = 65 is outside [1, 64]"),
+    ("point_stride", 2.0, "parameter point_stride = 2.0 must be of type int"),
+    ("point_stride", True, "parameter point_stride = True must be of type int"),
+    ("min_depth", -1.0, "parameter min_depth = -1.0 is outside [0, 1000]"),
+    ("max_depth", float("nan"), "parameter max_depth = nan is outside [0, 1000]"),
+    ("fx", 500, "parameter fx = 500 must be of type float"),
+    ("mask_sky", 1, "parameter mask_sky = 1 must be of type bool"),
+    ("model_path", None, "parameter model_path = None must be of type str"),
+    ("input_qos_depth", 0, "parameter input_qos_depth = 0 is outside [1, 100]"),
+    ("output_qos_reliability", "lossy", "parameter output_qos_reliability = 'lossy' must be one of reliable, "
+                                        "best_effort"),
+])
+def test_invalid_values_are_rejected_naming_the_parameter(name: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_value(name, value)
+    assert str(info.value) == message
+
+
+def test_unknown_parameter_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="parameter frame_rate is not a parameter of the depth node"):
+        validate_value("frame_rate", 30)
+
+
+def test_valid_values_pass_unchanged() -> None:
+    assert validate_value("point_stride", 64) == 64
+    assert validate_value("cx", -12.5) == -12.5
+    assert validate_value("device", "cuda:1") == "cuda:1"
+    assert validate_value("mask_sky", True) is True
+
+
+def test_settings_cross_checks() -> None:
+    settings = settings_from_values({"min_depth": 2.0, "max_depth": 50.0, "fx": 700.0, "fy": 710.0})
+    assert settings.depth_range == (2.0, 50.0)
+    assert settings.has_fallback_intrinsics
+    assert NodeSettings().depth_range == (None, None)
+    assert not NodeSettings().has_fallback_intrinsics
+    with pytest.raises(ConfigError, match=r"min_depth = 50.0 must be smaller than max_depth = 50.0"):
+        settings_from_values({"min_depth": 50.0, "max_depth": 50.0})
+    with pytest.raises(ConfigError, match=r"fx = 700.0 and fy = 0.0 must both be set"):
+        settings_from_values({"fx": 700.0})
+
+
+def test_dynamic_changes_apply_and_static_changes_are_rejected_with_a_reason() -> None:
+    current = settings_from_values({"model_path": "a.pt"})
+    changed = apply_changes(current, {"point_stride": 4, "mask_sky": True, "output_resolution": "network"})
+    assert (changed.point_stride, changed.mask_sky, changed.output_resolution) == (4, True, "network")
+    assert changed.model_path == "a.pt"
+    for name, value in (("model_path", "b.pt"), ("device", "cpu"), ("precision", "fp16"),
+                        ("input_transport", "compressed"), ("input_qos_depth", 5)):
+        with pytest.raises(ConfigError) as info:
+            apply_changes(current, {name: value})
+        assert str(info.value) == f"parameter {name} is static (read at start-up): restart the node to change it"
+    assert apply_changes(current, {"model_path": "a.pt"}) == current  # same value: not a change
+    with pytest.raises(ConfigError, match="min_depth = 90.0 must be smaller than max_depth = 80.0"):
+        apply_changes(settings_from_values({"max_depth": 80.0}), {"min_depth": 90.0})
+
+
+def test_descriptors_carry_type_range_choices_and_dynamic_flag() -> None:
+    stride = make_descriptor(SPECS["point_stride"])
+    assert stride.type == ParameterType.PARAMETER_INTEGER
+    assert (stride.integer_range[0].from_value, stride.integer_range[0].to_value, stride.integer_range[0].step) == (
+        1, 64, 1)
+    assert "dynamic" in stride.description
+    depth = make_descriptor(SPECS["max_depth"])
+    assert depth.type == ParameterType.PARAMETER_DOUBLE
+    assert (depth.floating_point_range[0].from_value, depth.floating_point_range[0].to_value) == (0.0, 1000.0)
+    precision = make_descriptor(SPECS["precision"])
+    assert precision.type == ParameterType.PARAMETER_STRING
+    assert precision.additional_constraints == "one of: fp32, fp16"
+    assert "static" in precision.description
+    assert make_descriptor(SPECS["mask_sky"]).type == ParameterType.PARAMETER_BOOL
+    declared = declaration_list()
+    assert [name for name, _, _ in declared] == list(PARAMETER_NAMES)
+    assert all(descriptor.name == name for name, _, descriptor in declared)
