@@ -1,0 +1,281 @@
+"""Rosbag extraction: PointCloud2 layouts, tf chains, and end to end through real ROS 1 / ROS 2 bags."""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from bagtools import MessageFactory, write_bag
+
+from semantic_depth_ros import cli
+from semantic_depth_ros.data import extract_command
+from semantic_depth_ros.data.extracted import ExtractedDepthDataset
+from semantic_depth_ros.data.fileio import read_depth_png
+from semantic_depth_ros.data.rosbag_extract import cloud_msg_to_xyz, extract_bag, pointcloud2_to_xyz
+from semantic_depth_ros.data.tf_chain import TransformTree, make_transform, parse_extrinsic
+from semantic_depth_ros.errors import ExtractionError, InvalidInputError
+
+HEIGHT, WIDTH = 96, 320
+T0 = 1_700_000_000 * 10**9
+FRAME_NS = 100_000_000
+SCAN_DELAY_NS = 10_000_000
+OPTICAL_IN_LINK = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+TOPICS = {"image_topic": "/cam/image", "camera_info_topic": "/cam/camera_info", "lidar_topic": "/points"}
+
+
+def scene_frame(index: int) -> SimpleNamespace:
+    """A wall with a nearer box, seen by a camera and a LiDAR whose returns fall on pixel centres."""
+    K = np.array([[180.0, 0.0, 159.5], [0.0, 176.0, 47.5], [0.0, 0.0, 1.0]])
+    depth = np.full((HEIGHT, WIDTH), 9.0 + 0.37 * index, dtype=np.float32)
+    depth[30:70, 100 + 10 * index : 180 + 10 * index] = 4.1
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
+    rgb = np.stack([(rows * 2 + index) % 256, (cols * 3) % 256, (depth * 20) % 256], axis=-1).astype(np.uint8)
+    base_from_camera = make_transform([1.5, 0.1, 1.6], [0.01, -0.02, 0.005, 1.0]) @ OPTICAL_IN_LINK
+    base_from_lidar = make_transform([0.8, 0.0, 1.75], [0.003, 0.004, -0.01, 1.0])
+    lidar_to_camera = np.linalg.inv(base_from_camera) @ base_from_lidar
+    r, c = rows[::2, ::3].reshape(-1), cols[::2, ::3].reshape(-1)
+    z = depth[r, c].astype(np.float64)
+    camera_points = (np.linalg.solve(K, np.stack([c, r, np.ones_like(c)]).astype(np.float64)) * z).T
+    camera_to_lidar = np.linalg.inv(lidar_to_camera)
+    lidar_points = camera_points @ camera_to_lidar[:3, :3].T + camera_to_lidar[:3, 3]
+    return SimpleNamespace(rgb=rgb, depth=depth, K=K, lidar_points=lidar_points.astype(np.float32),
+                           base_to_camera=np.linalg.inv(base_from_camera), base_to_lidar=np.linalg.inv(base_from_lidar),
+                           lidar_to_camera=lidar_to_camera)
+
+
+FRAMES = [scene_frame(i) for i in range(3)]
+
+
+def make_bag(tmp_path: Path, storage: str, *, image: str = "rgb8", tf: str | None = "chain",
+             cloud_frame: str = "lidar", distortion=(0.0,) * 5, name: str = "bag") -> Path:
+    """A bag with three paired frames and one image with no scan within 50 ms.
+
+    tf "chain": base_link -> lidar and base_link -> camera_link -> camera_optical; None: no /tf_static.
+    The first image is written before its CameraInfo (the extractor falls back to the first CameraInfo).
+    """
+    f = MessageFactory(storage)
+    messages = []
+    if tf == "chain":
+        base_from_camera = np.linalg.inv(FRAMES[0].base_to_camera)
+        link_from_optical = OPTICAL_IN_LINK
+        base_from_link = base_from_camera @ np.linalg.inv(link_from_optical)
+        transforms = [("base_link", "lidar", np.linalg.inv(FRAMES[0].base_to_lidar)),
+                      ("base_link", "camera_link", base_from_link),
+                      ("camera_link", "camera_optical", link_from_optical)]
+        messages.append(("/tf_static", "tf2_msgs/msg/TFMessage", T0 - 1, f.tf_static(transforms, T0)))
+    for i, frame in enumerate([*FRAMES, FRAMES[0]]):
+        stamp = T0 + i * FRAME_NS
+        if image == "compressed":
+            image_msg = ("/cam/image", "sensor_msgs/msg/CompressedImage", stamp,
+                         f.compressed_image(frame.rgb, stamp, "camera_optical"))
+        else:
+            image_msg = ("/cam/image", "sensor_msgs/msg/Image", stamp,
+                         f.image(frame.rgb, stamp, "camera_optical", image))
+        info = ("/cam/camera_info", "sensor_msgs/msg/CameraInfo", stamp,
+                f.camera_info(frame.K, WIDTH, HEIGHT, stamp, "camera_optical", distortion))
+        messages += [image_msg, info] if i == 0 else [info, image_msg]
+        if i < len(FRAMES):
+            cloud = f.pointcloud(frame.lidar_points, stamp + SCAN_DELAY_NS, cloud_frame, float64=i == 1,
+                                 bigendian=i == 2, field_order="zxy" if i == 2 else "xyz")
+            messages.append(("/points", "sensor_msgs/msg/PointCloud2", stamp + SCAN_DELAY_NS, cloud))
+    path = tmp_path / (f"{name}.bag" if storage == "ros1" else name)
+    return write_bag(path, storage, f, messages)
+
+
+def check_output(out: Path, frames=FRAMES) -> None:
+    """Every extracted frame: the image unchanged, depth within 2 cm of the known depth where LiDAR hit."""
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [entry["stamp_ns"] for entry in manifest] == [T0 + i * FRAME_NS for i in range(len(frames))]
+    intrinsics = json.loads((out / "intrinsics.json").read_text())
+    assert {k: intrinsics[k] for k in ("fx", "fy", "cx", "cy", "width", "height")} == pytest.approx(
+        {"fx": frames[0].K[0, 0], "fy": frames[0].K[1, 1], "cx": frames[0].K[0, 2], "cy": frames[0].K[1, 2],
+         "width": WIDTH, "height": HEIGHT})
+    for entry, frame in zip(manifest, frames):
+        assert entry["scan_stamp_ns"] == entry["stamp_ns"] + SCAN_DELAY_NS
+        assert entry["dt_s"] == pytest.approx(0.01)
+        assert (entry["camera_frame"], entry["lidar_frame"]) == ("camera_optical", "lidar")
+        assert entry["lidar_points"] == len(frame.lidar_points)
+        rgb = cv2.imread(str(out / entry["rgb"]))[..., ::-1]
+        np.testing.assert_array_equal(rgb, frame.rgb)
+        depth = read_depth_png(out / entry["depth"])
+        hit = depth > 0
+        assert entry["depth_pixels"] == int(hit.sum())
+        assert hit.sum() > 0.9 * len(frame.lidar_points)
+        assert np.all(frame.depth[hit] > 0)
+        assert np.abs(depth[hit] - frame.depth[hit]).max() < 0.02
+
+
+# --- PointCloud2 decoding -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", [
+    {}, {"float64": True}, {"bigendian": True}, {"field_order": "zyx", "extra_bytes": 0},
+    {"organised_rows": 4, "row_padding": 12}, {"float64": True, "bigendian": True, "organised_rows": 2},
+])
+def test_pointcloud_layouts_decode_to_the_same_points(layout):
+    points = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    points[7] = np.nan
+    msg = MessageFactory("sqlite3").pointcloud(points, T0, "lidar", **layout)
+    xyz = cloud_msg_to_xyz(msg)
+    assert xyz.dtype == np.float64
+    np.testing.assert_array_equal(xyz, np.delete(points, 7, axis=0).astype(np.float64))
+
+
+def test_pointcloud_sizes_and_fields_are_validated():
+    field = SimpleNamespace
+    xyz = [field(name=n, offset=4 * i, datatype=7, count=1) for i, n in enumerate("xyz")]
+    good = {"height": 1, "width": 2, "point_step": 12, "row_step": 24, "is_bigendian": False, "data": bytes(24)}
+    assert pointcloud2_to_xyz(xyz, **good).shape == (2, 3)
+    with pytest.raises(InvalidInputError, match=r"PointCloud2 has no field 'z' \(fields: x, y\)"):
+        pointcloud2_to_xyz(xyz[:2], **good)
+    with pytest.raises(InvalidInputError, match="field 'y' has datatype 6, expected 7 \\(FLOAT32\\) or 8"):
+        pointcloud2_to_xyz([xyz[0], field(name="y", offset=4, datatype=6, count=1), xyz[2]], **good)
+    with pytest.raises(InvalidInputError, match="field 'z' at offset 10 does not fit in point_step 12"):
+        pointcloud2_to_xyz([*xyz[:2], field(name="z", offset=10, datatype=7, count=1)], **good)
+    with pytest.raises(InvalidInputError, match="row_step 24 x height 2 exceeds the 24 data bytes"):
+        pointcloud2_to_xyz(xyz, **{**good, "height": 2})
+    with pytest.raises(InvalidInputError, match="row_step 20 is smaller than width 2 x point_step 12"):
+        pointcloud2_to_xyz(xyz, **{**good, "row_step": 20})
+
+
+# --- transforms -----------------------------------------------------------------------------------------
+
+
+def test_transform_tree_composes_a_chain_through_intermediate_frames():
+    base_lidar = make_transform([0.8, 0.0, 1.7], [0.0, 0.0, 0.0998, 0.995])
+    base_link = make_transform([1.5, 0.1, 1.6], [0.0, 0.05, 0.0, 0.9987])
+    link_optical = OPTICAL_IN_LINK
+    tree = TransformTree()
+    tree.add("base_link", "lidar", base_lidar)
+    tree.add("/base_link", "camera_link", base_link)
+    tree.add("camera_link", "camera_optical", link_optical)
+    expected = np.linalg.inv(base_link @ link_optical) @ base_lidar
+    np.testing.assert_allclose(tree.lookup("camera_optical", "/lidar"), expected, atol=1e-12)
+    np.testing.assert_allclose(tree.lookup("lidar", "camera_optical"), np.linalg.inv(expected), atol=1e-12)
+    np.testing.assert_array_equal(tree.lookup("lidar", "lidar"), np.eye(4))
+    with pytest.raises(ExtractionError, match=r"frame 'velodyne' not in the transform tree \(frames: base_link, "):
+        tree.lookup("camera_optical", "velodyne")
+    tree.add("map", "odom", np.eye(4))
+    with pytest.raises(ExtractionError, match="no transform path from frame 'odom' to 'lidar'"):
+        tree.lookup("lidar", "odom")
+
+
+def test_extrinsic_from_16_or_7_numbers():
+    matrix = make_transform([0.1, -0.2, 0.3], [0.5, -0.5, 0.5, -0.5])
+    np.testing.assert_allclose(parse_extrinsic(matrix.reshape(-1)), matrix)
+    np.testing.assert_allclose(parse_extrinsic([0.1, -0.2, 0.3, 0.5, -0.5, 0.5, -0.5]), matrix, atol=1e-12)
+    with pytest.raises(ExtractionError, match="extrinsic needs 16 numbers .* or 7 .*, got 6"):
+        parse_extrinsic([0.0] * 6)
+    with pytest.raises(ExtractionError, match="extrinsic last row must be 0 0 0 1"):
+        parse_extrinsic([1.0] * 16)
+    with pytest.raises(ExtractionError, match=r"invalid quaternion \(x, y, z, w\)"):
+        parse_extrinsic([0.0] * 7)
+
+
+# --- end to end -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap", "ros1"])
+@pytest.mark.parametrize("image", ["rgb8", "compressed"])
+def test_extracted_depth_matches_the_known_depth(tmp_path: Path, storage: str, image: str):
+    bag = make_bag(tmp_path, storage, image=image)
+    summary = extract_bag(bag, **TOPICS, out_dir=tmp_path / "out", progress=False)
+    assert (summary.images, summary.scans, summary.written) == (4, 3, 3)
+    assert summary.no_scan_within_tolerance == 1 and summary.skipped_existing == 0
+    check_output(tmp_path / "out")
+    dataset = ExtractedDepthDataset(tmp_path / "out")
+    assert len(dataset) == 3 and dataset[1]["fx"] == pytest.approx(180.0)
+    assert float(dataset[1]["depth"].max()) == pytest.approx(9.37, abs=0.01)
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_rerun_skips_finished_frames_and_redoes_unlisted_ones(tmp_path: Path):
+    bag = make_bag(tmp_path, "sqlite3", image="bgr8")
+    out = tmp_path / "out"
+    assert extract_bag(bag, **TOPICS, out_dir=out, progress=False).written == 3
+    again = extract_bag(bag, **TOPICS, out_dir=out, progress=False)
+    assert (again.written, again.skipped_existing, again.frames_in_manifest) == (0, 3, 3)
+    # An interrupted run: files of the last frame exist but the manifest never listed it; one depth file lost.
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    (out / "manifest.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    (out / "depth" / f"{T0}.png").unlink()
+    third = extract_bag(bag, **TOPICS, out_dir=out, progress=False)
+    assert (third.written, third.skipped_existing, third.frames_in_manifest) == (2, 1, 3)
+    check_output(out)
+
+
+def parse_cli(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    extract_command.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("form", ["matrix", "quaternion"])
+def test_extrinsic_on_the_command_line_replaces_tf_static(tmp_path: Path, form: str, capsys):
+    bag = make_bag(tmp_path, "mcap", tf=None, cloud_frame="velodyne")
+    lidar_to_camera = FRAMES[0].lidar_to_camera
+    if form == "matrix":
+        numbers = [f"{v:.17g}" for v in lidar_to_camera.reshape(-1)]
+    else:
+        from bagtools import matrix_to_quaternion
+
+        numbers = [f"{v:.17g}" for v in [*lidar_to_camera[:3, 3], *matrix_to_quaternion(lidar_to_camera[:3, :3])]]
+    args = parse_cli([str(bag), "--image-topic", "/cam/image", "--camera-info-topic", "/cam/camera_info",
+                      "--lidar-topic", "/points", "--out", str(tmp_path / "out"), "--lidar-frame", "lidar",
+                      "--extrinsic", *numbers, "--no-progress"])
+    assert extract_command.main(args) == 0
+    assert "written 3" in capsys.readouterr().out
+    check_output(tmp_path / "out")
+
+
+def test_lidar_frame_override_uses_tf_static(tmp_path: Path):
+    bag = make_bag(tmp_path, "sqlite3", cloud_frame="")
+    with pytest.raises(ExtractionError, match="empty frame_id"):
+        extract_bag(bag, **TOPICS, out_dir=tmp_path / "bad", progress=False)
+    summary = extract_bag(bag, **TOPICS, out_dir=tmp_path / "out", lidar_frame="/lidar", progress=False)
+    assert summary.written == 3
+    check_output(tmp_path / "out")
+
+
+def test_missing_topic_and_transform_errors_are_one_line(tmp_path: Path, capsys):
+    bag = make_bag(tmp_path, "sqlite3")
+    code = cli.main(["extract", str(bag), "--image-topic", "/cam/image_rect", "--camera-info-topic",
+                     "/cam/camera_info", "--lidar-topic", "/points", "--out", str(tmp_path / "out")])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: topic '/cam/image_rect' not found in bag {bag} "
+                   "(topics: /cam/camera_info, /cam/image, /points, /tf_static)")
+    with pytest.raises(ExtractionError, match="topic '/cam/camera_info' has type sensor_msgs/msg/CameraInfo, "
+                                              "expected sensor_msgs/msg/PointCloud2"):
+        extract_bag(bag, **{**TOPICS, "lidar_topic": "/cam/camera_info"}, out_dir=tmp_path / "out", progress=False)
+    no_tf = make_bag(tmp_path, "sqlite3", tf=None, name="no_tf")
+    with pytest.raises(ExtractionError, match="no transform from LiDAR frame 'lidar' to camera frame 'camera_optical': "
+                                              "the bag has no /tf_static messages; pass --extrinsic"):
+        extract_bag(no_tf, **TOPICS, out_dir=tmp_path / "out", progress=False)
+    with pytest.raises(ExtractionError, match=r"no LiDAR-to-camera transform in /tf_static: frame 'velodyne' not in "
+                                              r"the transform tree \(frames: base_link, camera_link, camera_optical, "
+                                              r"lidar\); pass --extrinsic"):
+        extract_bag(bag, **TOPICS, out_dir=tmp_path / "out", lidar_frame="velodyne", progress=False)
+    with pytest.raises(ExtractionError, match="bag not found: .*missing.bag"):
+        extract_bag(tmp_path / "missing.bag", **TOPICS, out_dir=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_scans_outside_the_tolerance_are_not_paired(tmp_path: Path):
+    bag = make_bag(tmp_path, "mcap")
+    summary = extract_bag(bag, **TOPICS, out_dir=tmp_path / "out", max_dt=0.005, progress=False)
+    assert (summary.written, summary.no_scan_within_tolerance) == (0, 4)
+    assert not (tmp_path / "out" / "intrinsics.json").exists()
+
+
+def test_distortion_on_an_unrectified_topic_warns_once(tmp_path: Path, caplog):
+    bag = make_bag(tmp_path, "sqlite3", distortion=(0.1, -0.02, 0.0, 0.0, 0.0))
+    with caplog.at_level(logging.WARNING, logger="semantic_depth_ros.data.rosbag_extract"):
+        extract_bag(bag, **TOPICS, out_dir=tmp_path / "out", progress=False)
+    warnings = [r.getMessage() for r in caplog.records if "distortion" in r.getMessage()]
+    assert warnings == ["camera_info has non-zero distortion but /cam/image does not look rectified: "
+                        "LiDAR points are projected with the pinhole K only"]
