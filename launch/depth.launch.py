@@ -1,0 +1,71 @@
+"""Start the semantic depth node (and optionally rviz2 showing the camera, depth, semantics and points).
+
+    ros2 launch semantic_depth_ros depth.launch.py model_path:=/path/model.pt image:=/camera/image_raw \
+        camera_info:=/camera/camera_info use_rviz:=true
+"""
+
+from pathlib import Path
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+# share/semantic_depth_ros/launch/ -> share/semantic_depth_ros/ (the same layout in the source tree)
+SHARE_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_PARAMS_FILE = SHARE_DIR / "config" / "depth_node.yaml"
+RVIZ_CONFIG = SHARE_DIR / "config" / "depth.rviz"
+PACKAGE = "semantic_depth_ros"
+EXECUTABLE = "depth_node"
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Arguments model_path, image, camera_info, namespace, params_file, use_rviz, rviz_fixed_frame."""
+    model_path = LaunchConfiguration("model_path")
+    image = LaunchConfiguration("image")
+    camera_info = LaunchConfiguration("camera_info")
+    namespace = LaunchConfiguration("namespace")
+    params_file = LaunchConfiguration("params_file")
+    use_rviz = LaunchConfiguration("use_rviz")
+    fixed_frame = LaunchConfiguration("rviz_fixed_frame")
+    return LaunchDescription([
+        DeclareLaunchArgument("model_path", default_value="",
+                              description="checkpoint file (.pt); overrides model_path of the params file"),
+        DeclareLaunchArgument("image", default_value="/camera/image_raw",
+                              description="camera image topic (its /compressed sub-topic with input_transport "
+                                          "compressed)"),
+        DeclareLaunchArgument("camera_info", default_value="/camera/camera_info",
+                              description="camera_info topic of the image"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
+        DeclareLaunchArgument("params_file", default_value=str(DEFAULT_PARAMS_FILE),
+                              description="node parameters YAML"),
+        DeclareLaunchArgument("use_rviz", default_value="false",
+                              description="start rviz2 showing the image, depth colour, semantic colour and points"),
+        DeclareLaunchArgument("rviz_fixed_frame", default_value="camera_optical_frame",
+                              description="rviz2 fixed frame: the camera image's frame_id"),
+        Node(
+            package=PACKAGE,
+            executable=EXECUTABLE,
+            name="depth_node",
+            namespace=namespace,
+            output="screen",
+            # ParameterValue(str): a path must stay a string even when YAML would read it as a number or null
+            parameters=[params_file, {"model_path": ParameterValue(model_path, value_type=str)}],
+            remappings=[
+                ("image", image),
+                ("image/compressed", [image, "/compressed"]),
+                ("camera_info", camera_info),
+            ],
+        ),
+        Node(
+            package="rviz2",
+            executable="rviz2",
+            name="depth_rviz",
+            namespace=namespace,
+            arguments=["-d", str(RVIZ_CONFIG), "-f", fixed_frame],
+            remappings=[("image", image)],
+            condition=IfCondition(use_rviz),
+        ),
+    ])

@@ -1,0 +1,235 @@
+"""The package as users install it: colcon and pip layouts, package.xml, launch file, parameter file."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from semantic_depth_ros.ros.params import PARAMETER_NAMES, NodeSettings, settings_from_values
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = "semantic_depth_ros"
+EXECUTABLES = ("depth_node", "train", "extract_rosbag", "semantic-depth")
+PACKAGE_FILES = ("setup.py", "setup.cfg", "package.xml", "resource", PACKAGE, "launch", "config", "models")
+SITE = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
+
+
+def console_scripts() -> dict[str, str]:
+    """``name -> module:function`` from the console_scripts list in setup.py (read with ast, not executed)."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    scripts: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value == "console_scripts":
+                    for item in ast.literal_eval(value):
+                        name, target = (part.strip() for part in item.split("="))
+                        scripts[name] = target
+    return scripts
+
+
+@pytest.fixture(scope="module")
+def source_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package's files copied out of the working tree, so builds leave no build/ folders in it."""
+    root = tmp_path_factory.mktemp("src") / PACKAGE
+    root.mkdir()
+    for name in PACKAGE_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, root / name)
+    return root
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 240) -> str:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def _installed_env(site_packages: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(site_packages)
+    env.update(extra or {})
+    return env
+
+
+def test_colcon_build_installs_executables_and_data_where_ros2_run_and_launch_look(
+        source_copy: Path, tmp_path: Path) -> None:
+    colcon = Path(sys.executable).parent / "colcon"
+    if not colcon.exists():
+        pytest.skip("colcon is not installed in this environment")
+    _run([str(colcon), "--log-base", str(tmp_path / "log"), "build", "--base-paths", str(source_copy.parent),
+          "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install"),
+          "--packages-select", PACKAGE], cwd=tmp_path)
+    prefix = tmp_path / "install" / PACKAGE
+    for name in EXECUTABLES:  # `ros2 run semantic_depth_ros <name>` looks in lib/<package>/
+        executable = prefix / "lib" / PACKAGE / name
+        assert executable.is_file() and os.access(executable, os.X_OK), executable
+    share = prefix / "share" / PACKAGE
+    for relative in ("package.xml", "launch/depth.launch.py", "config/depth_node.yaml", "config/depth.rviz",
+                     "models/resnet18.yaml", "models/resnet50.yaml"):
+        assert (share / relative).is_file(), relative
+    assert (prefix / "share/ament_index/resource_index/packages" / PACKAGE).is_file()
+    # The installed command runs, and finds its data files through the ament index of this install.
+    env = _installed_env(prefix / SITE, {"AMENT_PREFIX_PATH": str(prefix)})
+    out = _run([str(prefix / "lib" / PACKAGE / "semantic-depth"), "--version"], cwd=tmp_path, env=env)
+    assert out.strip() == "semantic-depth 0.1.0"
+    code = "from semantic_depth_ros.resources import find_data_file; print(find_data_file('config', 'depth_node.yaml'))"
+    out = _run([sys.executable, "-c", code], cwd=tmp_path, env=env)
+    assert Path(out.strip()) == share / "config" / "depth_node.yaml"
+
+
+def test_pip_install_gives_the_commands_and_data_files(source_copy: Path, tmp_path: Path) -> None:
+    build_copy = tmp_path / "src"
+    shutil.copytree(source_copy, build_copy)  # pip builds in place: keep the shared copy clean for colcon
+    prefix = tmp_path / "prefix"
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+          "--disable-pip-version-check", "--prefix", str(prefix), str(build_copy)], cwd=tmp_path)
+    for name in EXECUTABLES:
+        assert (prefix / "bin" / name).is_file(), name
+    share = prefix / "share" / PACKAGE
+    assert (share / "config" / "depth_node.yaml").is_file()
+    assert (share / "launch" / "depth.launch.py").is_file()
+    assert (share / "models" / "resnet18.yaml").is_file()
+    out = _run([str(prefix / "bin" / "semantic-depth"), "--version"], cwd=tmp_path, env=_installed_env(prefix / SITE))
+    assert out.strip() == "semantic-depth 0.1.0"
+
+
+def test_console_scripts_point_at_existing_functions() -> None:
+    scripts = console_scripts()
+    assert set(scripts) == set(EXECUTABLES)
+    for name, target in scripts.items():
+        module_name, function = target.split(":")
+        assert module_name.startswith(PACKAGE + "."), name
+        spec = importlib.util.find_spec(module_name)
+        assert spec is not None, target
+        source = Path(spec.origin).read_text()
+        assert f"def {function}(" in source, target  # checked without importing rclpy/torch-heavy modules
+
+
+def test_package_xml() -> None:
+    root = ET.parse(REPO / "package.xml").getroot()
+    assert root.tag == "package" and root.get("format") == "3"
+    assert root.findtext("name") == PACKAGE
+    assert root.findtext("export/build_type") == "ament_python"
+    exec_depends = {e.text for e in root.findall("exec_depend")}
+    assert {"rclpy", "sensor_msgs", "diagnostic_msgs", "cv_bridge", "launch", "launch_ros", "python3-numpy",
+            "python3-opencv"} <= exec_depends
+    assert "python3-pytest" in {e.text for e in root.findall("test_depend")}
+    assert root.findtext("version") == "0.1.0"
+
+
+def test_setup_cfg_puts_scripts_in_lib_package() -> None:
+    text = (REPO / "setup.cfg").read_text()
+    assert f"script_dir=$base/lib/{PACKAGE}" in text
+    assert f"install_scripts=$base/lib/{PACKAGE}" in text
+
+
+# ------------------------------------------------------------------------------------------------ launch file
+class _Recorder:
+    """Stand-in for a launch/launch_ros class: remembers its constructor arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+
+def _stub_modules() -> dict[str, types.ModuleType]:
+    classes = {
+        "launch": ["LaunchDescription"],
+        "launch.actions": ["DeclareLaunchArgument"],
+        "launch.conditions": ["IfCondition", "UnlessCondition"],
+        "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution", "PythonExpression"],
+        "launch_ros.actions": ["Node"],
+        "launch_ros.parameter_descriptions": ["ParameterValue"],
+    }
+    modules: dict[str, types.ModuleType] = {"launch_ros": types.ModuleType("launch_ros")}
+    for module_name, names in classes.items():
+        module = types.ModuleType(module_name)
+        for name in names:
+            setattr(module, name, type(name, (_Recorder,), {}))
+        modules[module_name] = module
+    return modules
+
+
+def _load_launch_with_stubs(monkeypatch: pytest.MonkeyPatch) -> tuple[types.ModuleType, _Recorder]:
+    for name, module in _stub_modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("depth_launch_stubbed", REPO / "launch" / "depth.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, module.generate_launch_description()
+
+
+def test_launch_file_names_an_existing_executable_params_file_and_rviz_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    module, description = _load_launch_with_stubs(monkeypatch)
+    (entities,) = description.args
+    arguments = {e.args[0]: e.kwargs.get("default_value") for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
+    assert {"model_path", "image", "camera_info", "namespace", "params_file", "use_rviz"} <= set(arguments)
+    assert arguments["use_rviz"] == "false"
+    params_file = Path(arguments["params_file"])
+    assert params_file == REPO / "config" / "depth_node.yaml" and params_file.is_file()
+    nodes = [e for e in entities if type(e).__name__ == "Node"]
+    depth_node = next(n for n in nodes if n.kwargs["package"] == PACKAGE)
+    assert depth_node.kwargs["executable"] in console_scripts()
+    assert depth_node.kwargs["executable"] == "depth_node"
+    remapped = {source for source, _ in depth_node.kwargs["remappings"]}
+    assert remapped == {"image", "image/compressed", "camera_info"}
+    rviz = next(n for n in nodes if n.kwargs["package"] == "rviz2")
+    rviz_config = Path(rviz.kwargs["arguments"][rviz.kwargs["arguments"].index("-d") + 1])
+    assert rviz_config.is_file()
+    assert type(rviz.kwargs["condition"]).__name__ == "IfCondition"
+
+
+def test_launch_file_builds_with_real_launch_ros() -> None:
+    pytest.importorskip("launch")
+    pytest.importorskip("launch_ros", reason="launch_ros is not on PyPI; needs a ROS 2 install")
+    from launch import LaunchDescription
+    from launch_ros.actions import Node
+
+    spec = importlib.util.spec_from_file_location("depth_launch", REPO / "launch" / "depth.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert isinstance(description, LaunchDescription)
+    nodes = [e for e in description.entities if isinstance(e, Node)]
+    assert len(nodes) == 2
+    names = {a.name for a in description.get_launch_arguments()}
+    assert {"model_path", "image", "camera_info", "namespace", "params_file", "use_rviz"} <= names
+
+
+# ------------------------------------------------------------------------------------------- parameter files
+def test_params_yaml_has_exactly_the_node_parameters_with_their_types_and_defaults() -> None:
+    data = yaml.safe_load((REPO / "config" / "depth_node.yaml").read_text())
+    assert list(data) == ["/**"]
+    values = data["/**"]["ros__parameters"]
+    assert set(values) == set(PARAMETER_NAMES)
+    assert settings_from_values(values) == NodeSettings()  # types exact (500.0 not 500) and defaults as declared
+
+
+def test_rviz_config_shows_image_depth_colour_semantic_colour_and_points() -> None:
+    config = yaml.safe_load((REPO / "config" / "depth.rviz").read_text())
+    displays = config["Visualization Manager"]["Displays"]
+    topics = {d["Topic"]["Value"]: d["Class"] for d in displays}
+    assert topics == {
+        "image": "rviz_default_plugins/Image",
+        "depth/color": "rviz_default_plugins/Image",
+        "semantic/color": "rviz_default_plugins/Image",
+        "points": "rviz_default_plugins/PointCloud2",
+    }
+    points = next(d for d in displays if d["Topic"]["Value"] == "points")
+    assert points["Color Transformer"] == "RGB8"
