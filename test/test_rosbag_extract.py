@@ -9,13 +9,14 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from bagtools import MessageFactory, write_bag
+from bagtools import MessageFactory, matrix_to_quaternion, write_bag
 
 from semantic_depth_ros import cli
 from semantic_depth_ros.data import extract_command
 from semantic_depth_ros.data.extracted import ExtractedDepthDataset
 from semantic_depth_ros.data.fileio import read_depth_png
 from semantic_depth_ros.data.rosbag_extract import cloud_msg_to_xyz, extract_bag, pointcloud2_to_xyz
+from semantic_depth_ros.data.synthetic import render_frame
 from semantic_depth_ros.data.tf_chain import TransformTree, make_transform, parse_extrinsic
 from semantic_depth_ros.errors import ExtractionError, InvalidInputError
 
@@ -27,31 +28,47 @@ OPTICAL_IN_LINK = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, -
 TOPICS = {"image_topic": "/cam/image", "camera_info_topic": "/cam/camera_info", "lidar_topic": "/points"}
 
 
+def camera_view(frame, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Camera z, row and column of LiDAR points (own projection of the test: u = fx x / z + cx, rounded)."""
+    cam = points.astype(np.float64) @ frame.lidar_to_camera[:3, :3].T + frame.lidar_to_camera[:3, 3]
+    intr = frame.intrinsics
+    with np.errstate(divide="ignore", invalid="ignore"):
+        col = np.floor(intr.fx * cam[:, 0] / cam[:, 2] + intr.cx + 0.5)
+        row = np.floor(intr.fy * cam[:, 1] / cam[:, 2] + intr.cy + 0.5)
+    return cam[:, 2], row, col
+
+
 def scene_frame(index: int) -> SimpleNamespace:
-    """A wall with a nearer box, seen by a camera and a LiDAR whose returns fall on pixel centres."""
-    K = np.array([[180.0, 0.0, 159.5], [0.0, 176.0, 47.5], [0.0, 0.0, 1.0]])
-    depth = np.full((HEIGHT, WIDTH), 9.0 + 0.37 * index, dtype=np.float32)
-    depth[30:70, 100 + 10 * index : 180 + 10 * index] = 4.1
-    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
-    rgb = np.stack([(rows * 2 + index) % 256, (cols * 3) % 256, (depth * 20) % 256], axis=-1).astype(np.uint8)
-    base_from_camera = make_transform([1.5, 0.1, 1.6], [0.01, -0.02, 0.005, 1.0]) @ OPTICAL_IN_LINK
-    base_from_lidar = make_transform([0.8, 0.0, 1.75], [0.003, 0.004, -0.01, 1.0])
-    lidar_to_camera = np.linalg.inv(base_from_camera) @ base_from_lidar
-    r, c = rows[::2, ::3].reshape(-1), cols[::2, ::3].reshape(-1)
-    z = depth[r, c].astype(np.float64)
-    camera_points = (np.linalg.solve(K, np.stack([c, r, np.ones_like(c)]).astype(np.float64)) * z).T
-    camera_to_lidar = np.linalg.inv(lidar_to_camera)
-    lidar_points = camera_points @ camera_to_lidar[:3, :3].T + camera_to_lidar[:3, 3]
-    return SimpleNamespace(rgb=rgb, depth=depth, K=K, lidar_points=lidar_points.astype(np.float32),
-                           base_to_camera=np.linalg.inv(base_from_camera), base_to_lidar=np.linalg.inv(base_from_lidar),
-                           lidar_to_camera=lidar_to_camera)
+    """A generated street frame and its LiDAR scan, split into what the camera sees and what it cannot.
+
+    The generator puts every LiDAR return the camera also sees on a pixel-centre ray, so those project exactly
+    onto the rendered depth. Returns hidden from the camera (seen past an object's edge from the LiDAR's
+    position, or beyond the rendered range) are the parallax every real LiDAR-camera pair has; ``clean_points``
+    drops them (those in the image whose z differs from the rendered depth) and keeps all others.
+    """
+    frame = render_frame("kitti_like", index, height=HEIGHT, width=WIDTH, with_lidar=True)
+    z, row, col = camera_view(frame, frame.lidar_points)
+    inside = (z > 0) & (col >= 0) & (col < WIDTH) & (row >= 0) & (row < HEIGHT)
+    r, c = row[inside].astype(int), col[inside].astype(int)
+    known = frame.depth[r, c]
+    seen = np.zeros(len(z), dtype=bool)
+    seen[np.flatnonzero(inside)] = (known > 0) & (np.abs(z[inside] - known) <= 1e-5 * known)
+    hits = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    hits[row[seen].astype(int), col[seen].astype(int)] = True
+    intr = frame.intrinsics
+    K = np.array([[intr.fx, 0.0, intr.cx], [0.0, intr.fy, intr.cy], [0.0, 0.0, 1.0]])
+    return SimpleNamespace(rgb=frame.rgb, depth=frame.depth, K=K, intrinsics=intr, all_points=frame.lidar_points,
+                           lidar_points=frame.lidar_points[seen | ~inside], hits=hits,
+                           base_to_camera=frame.base_to_camera, base_to_lidar=frame.base_to_lidar,
+                           lidar_to_camera=frame.lidar_to_camera, hidden=int(np.count_nonzero(inside & ~seen)),
+                           in_image=int(np.count_nonzero(inside)))
 
 
 FRAMES = [scene_frame(i) for i in range(3)]
 
 
 def make_bag(tmp_path: Path, storage: str, *, image: str = "rgb8", tf: str | None = "chain",
-             cloud_frame: str = "lidar", distortion=(0.0,) * 5, name: str = "bag") -> Path:
+             cloud_frame: str = "lidar", distortion=(0.0,) * 5, name: str = "bag", full_scan: bool = False) -> Path:
     """A bag with three paired frames and one image with no scan within 50 ms.
 
     tf "chain": base_link -> lidar and base_link -> camera_link -> camera_optical; None: no /tf_static.
@@ -79,7 +96,8 @@ def make_bag(tmp_path: Path, storage: str, *, image: str = "rgb8", tf: str | Non
                 f.camera_info(frame.K, WIDTH, HEIGHT, stamp, "camera_optical", distortion))
         messages += [image_msg, info] if i == 0 else [info, image_msg]
         if i < len(FRAMES):
-            cloud = f.pointcloud(frame.lidar_points, stamp + SCAN_DELAY_NS, cloud_frame, float64=i == 1,
+            points = frame.all_points if full_scan else frame.lidar_points
+            cloud = f.pointcloud(points, stamp + SCAN_DELAY_NS, cloud_frame, float64=i == 1,
                                  bigendian=i == 2, field_order="zxy" if i == 2 else "xyz")
             messages.append(("/points", "sensor_msgs/msg/PointCloud2", stamp + SCAN_DELAY_NS, cloud))
     path = tmp_path / (f"{name}.bag" if storage == "ros1" else name)
@@ -104,8 +122,8 @@ def check_output(out: Path, frames=FRAMES) -> None:
         depth = read_depth_png(out / entry["depth"])
         hit = depth > 0
         assert entry["depth_pixels"] == int(hit.sum())
-        assert hit.sum() > 0.9 * len(frame.lidar_points)
-        assert np.all(frame.depth[hit] > 0)
+        np.testing.assert_array_equal(hit, frame.hits)  # exactly the pixels the test's own projection predicts
+        assert hit.sum() > 0.3 * (frame.depth > 0).sum()
         assert np.abs(depth[hit] - frame.depth[hit]).max() < 0.02
 
 
@@ -188,9 +206,23 @@ def test_extracted_depth_matches_the_known_depth(tmp_path: Path, storage: str, i
     assert summary.no_scan_within_tolerance == 1 and summary.skipped_existing == 0
     check_output(tmp_path / "out")
     dataset = ExtractedDepthDataset(tmp_path / "out")
-    assert len(dataset) == 3 and dataset[1]["fx"] == pytest.approx(180.0)
-    assert float(dataset[1]["depth"].max()) == pytest.approx(9.37, abs=0.01)
+    assert len(dataset) == 3 and dataset[1]["fx"] == pytest.approx(FRAMES[0].intrinsics.fx)
+    hit = dataset[1]["depth"][0].numpy() > 0
+    assert np.abs(dataset[1]["depth"][0].numpy()[hit] - FRAMES[1].depth[hit]).max() < 0.02
     assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_full_scan_differs_from_the_rendered_depth_only_where_the_camera_cannot_see(tmp_path: Path):
+    assert all(0 < frame.hidden < 0.05 * frame.in_image for frame in FRAMES)  # parallax is rare but present
+    bag = make_bag(tmp_path, "mcap", full_scan=True)
+    assert extract_bag(bag, **TOPICS, out_dir=tmp_path / "out", progress=False).written == 3
+    for i, frame in enumerate(FRAMES):
+        depth = read_depth_png(tmp_path / "out" / "depth" / f"{T0 + i * FRAME_NS}.png")
+        hit = depth > 0
+        close = np.abs(depth - frame.depth) < 0.02
+        assert np.all(hit[frame.hits])  # every camera-visible return still lands
+        assert np.count_nonzero(hit & ~close) <= frame.hidden  # each wrong pixel is owed to a hidden return
+        assert np.count_nonzero(hit & close) >= 0.95 * np.count_nonzero(hit)
 
 
 def test_rerun_skips_finished_frames_and_redoes_unlisted_ones(tmp_path: Path):
@@ -221,8 +253,6 @@ def test_extrinsic_on_the_command_line_replaces_tf_static(tmp_path: Path, form: 
     if form == "matrix":
         numbers = [f"{v:.17g}" for v in lidar_to_camera.reshape(-1)]
     else:
-        from bagtools import matrix_to_quaternion
-
         numbers = [f"{v:.17g}" for v in [*lidar_to_camera[:3, 3], *matrix_to_quaternion(lidar_to_camera[:3, :3])]]
     args = parse_cli([str(bag), "--image-topic", "/cam/image", "--camera-info-topic", "/cam/camera_info",
                       "--lidar-topic", "/points", "--out", str(tmp_path / "out"), "--lidar-frame", "lidar",
