@@ -634,20 +634,21 @@ def _lidar_scan(world: _World, cam_rays: PinholeRays, cam_hits: Hits) -> np.ndar
     hits = cast(world.scene, rays)
     keep = (hits.t >= LIDAR_MIN_RANGE_M) & (hits.t <= LIDAR_MAX_RANGE_M)
     points = hits.points(rays)[keep]
-    _snap_to_pixels(world, world_from_lidar, points, hits.prim[keep], hits.face[keep], cam_rays, cam_hits)
-    local = (points - world_from_lidar[:3, 3]) @ world_from_lidar[:3, :3]
+    kept = _snap_to_pixels(world, world_from_lidar, points, hits.prim[keep], hits.face[keep], cam_rays, cam_hits)
+    local = (points[kept] - world_from_lidar[:3, 3]) @ world_from_lidar[:3, :3]
     return local.astype(np.float32)
 
 
 def _snap_to_pixels(world: _World, world_from_lidar: np.ndarray, points: np.ndarray, prim: np.ndarray,
-                    face: np.ndarray, cam_rays: PinholeRays, cam_hits: Hits) -> None:
+                    face: np.ndarray, cam_rays: PinholeRays, cam_hits: Hits) -> np.ndarray:
     """Move LiDAR returns (Nx3 world, in place) that project into the image onto the pixel-centre ray they land on.
 
-    A return landing on pixel ``(floor(v + 0.5), floor(u + 0.5))`` is replaced by the point that pixel's camera ray
-    hits when that point lies on the same primitive face, the LiDAR sees it unoccluded and it is within range.
-    Projecting the scan then reproduces the rendered depth exactly, instead of up to a pixel's depth footprint
-    (metres on the road far ahead); returns the camera cannot see keep their own position (parallax, thin
-    objects between pixel centres), as a real scan does.
+    A return landing on pixel ``(floor(v + 0.5), floor(u + 0.5))`` whose camera ray sees the same primitive face
+    is replaced by the point that ray hits, if the LiDAR sees that point unoccluded and within range, and dropped
+    otherwise (about 0.3% of the image's returns). Projecting the scan then reproduces the rendered depth exactly
+    wherever the pixel sees the return's surface, instead of up to a pixel's depth footprint (metres on the road
+    far ahead). Returns landing on pixels that see another surface keep their position (parallax behind cars,
+    thin objects between pixel centres), as a real scan does. Returns the (N,) mask of returns kept.
     """
     cam = (points - cam_rays.origin) @ cam_rays.world_from_camera[:3, :3]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -658,8 +659,9 @@ def _snap_to_pixels(world: _World, world_from_lidar: np.ndarray, points: np.ndar
     r, c = row[idx].astype(np.int64), col[idx].astype(np.int64)
     same = (cam_hits.prim[r, c] == prim[idx]) & (cam_hits.face[r, c] == face[idx])
     idx, r, c = idx[same], r[same], c[same]
+    kept = np.ones(points.shape[0], dtype=bool)
     if idx.size == 0:
-        return
+        return kept
     moved = cam_rays.origin + cam_hits.t[r, c, None] * cam_rays.dirs[r, c]
     fan, order = ray_fan(world_from_lidar, moved)
     seen = np.empty(order.shape[0])
@@ -668,6 +670,8 @@ def _snap_to_pixels(world: _World, world_from_lidar: np.ndarray, points: np.ndar
     ok = np.abs(seen - expected) <= 1e-6 * expected + 1e-6
     ok &= (expected >= LIDAR_MIN_RANGE_M) & (expected <= LIDAR_MAX_RANGE_M)
     points[idx[ok]] = moved[ok]
+    kept[idx[~ok]] = False
+    return kept
 
 
 def _render_world(world: _World, intr: Intrinsics, noise_seed: tuple[int, ...], with_lidar: bool) -> SyntheticFrame:

@@ -241,14 +241,14 @@ class SphericalRays:
         local = (box_corners(lo, hi) - self.origin) @ self.world_from_sensor[:3, :3]
         az_min, az_max, el_min, el_max = _angular_bounds(local.min(axis=1), local.max(axis=1))
         cols = self.azimuths.shape[0]
-        c0 = np.clip(np.searchsorted(self.azimuths, az_min) - 1, 0, cols)
-        c1 = np.clip(np.searchsorted(self.azimuths, az_max) + 1, 0, cols)
+        c0 = np.clip(np.searchsorted(self.azimuths, az_min, side="left") - 1, 0, cols)
+        c1 = np.clip(np.searchsorted(self.azimuths, az_max, side="right") + 1, 0, cols)
         if self.elevations is None:
             r0, r1 = np.zeros_like(c0), np.full_like(c0, self.dirs.shape[0])
         else:
             rows = self.elevations.shape[0]
-            r0 = np.clip(np.searchsorted(self.elevations, el_min) - 1, 0, rows)
-            r1 = np.clip(np.searchsorted(self.elevations, el_max) + 1, 0, rows)
+            r0 = np.clip(np.searchsorted(self.elevations, el_min, side="left") - 1, 0, rows)
+            r1 = np.clip(np.searchsorted(self.elevations, el_max, side="right") + 1, 0, rows)
         return np.stack([r0, r1, c0, c1], axis=1).astype(np.int64)
 
 
