@@ -1,6 +1,7 @@
 """Rosbag extraction: PointCloud2 layouts, tf chains, and end to end through real ROS 1 / ROS 2 bags."""
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -68,7 +69,8 @@ FRAMES = [scene_frame(i) for i in range(3)]
 
 
 def make_bag(tmp_path: Path, storage: str, *, image: str = "rgb8", tf: str | None = "chain",
-             cloud_frame: str = "lidar", distortion=(0.0,) * 5, name: str = "bag", full_scan: bool = False) -> Path:
+             cloud_frame: str = "lidar", distortion=(0.0,) * 5, name: str = "bag", full_scan: bool = False,
+             bad_encoding_frame: int | None = None) -> Path:
     """A bag with three paired frames and one image with no scan within 50 ms.
 
     tf "chain": base_link -> lidar and base_link -> camera_link -> camera_optical; None: no /tf_static.
@@ -90,8 +92,10 @@ def make_bag(tmp_path: Path, storage: str, *, image: str = "rgb8", tf: str | Non
             image_msg = ("/cam/image", "sensor_msgs/msg/CompressedImage", stamp,
                          f.compressed_image(frame.rgb, stamp, "camera_optical"))
         else:
-            image_msg = ("/cam/image", "sensor_msgs/msg/Image", stamp,
-                         f.image(frame.rgb, stamp, "camera_optical", image))
+            msg = f.image(frame.rgb, stamp, "camera_optical", image)
+            if i == bad_encoding_frame:
+                msg = dataclasses.replace(msg, encoding="yuv422")
+            image_msg = ("/cam/image", "sensor_msgs/msg/Image", stamp, msg)
         info = ("/cam/camera_info", "sensor_msgs/msg/CameraInfo", stamp,
                 f.camera_info(frame.K, WIDTH, HEIGHT, stamp, "camera_optical", distortion))
         messages += [image_msg, info] if i == 0 else [info, image_msg]
@@ -238,6 +242,22 @@ def test_rerun_skips_finished_frames_and_redoes_unlisted_ones(tmp_path: Path):
     third = extract_bag(bag, **TOPICS, out_dir=out, progress=False)
     assert (third.written, third.skipped_existing, third.frames_in_manifest) == (2, 1, 3)
     check_output(out)
+
+
+def test_unusable_frames_are_counted_and_skipped(tmp_path: Path):
+    bag = make_bag(tmp_path, "ros1", image="mono8", bad_encoding_frame=2)
+    out = tmp_path / "out"
+    summary = extract_bag(bag, **TOPICS, out_dir=out, progress=True)
+    assert (summary.written, summary.invalid_image, summary.no_scan_within_tolerance) == (2, 1, 1)
+    assert "written 2, no scan within tolerance 1, invalid image 1" in summary.line()
+    grey = cv2.imread(str(out / "rgb" / f"{T0}.png"))
+    np.testing.assert_array_equal(grey, np.repeat(FRAMES[0].rgb[..., :1], 3, axis=2))
+    # One camera per folder: frames whose CameraInfo differs from intrinsics.json are not mixed in.
+    intrinsics = json.loads((out / "intrinsics.json").read_text())
+    (out / "intrinsics.json").write_text(json.dumps({**intrinsics, "fx": intrinsics["fx"] * 2}))
+    (out / "manifest.jsonl").unlink()
+    again = extract_bag(bag, **TOPICS, out_dir=out, progress=False)
+    assert (again.written, again.intrinsics_mismatch, again.invalid_image) == (0, 2, 1)
 
 
 def parse_cli(argv: list[str]) -> argparse.Namespace:

@@ -84,6 +84,7 @@ def depth_to_uint16(depth: np.ndarray) -> np.ndarray:
 
 def encode_png(image: np.ndarray) -> bytes:
     """Encode a uint8/uint16 image as PNG bytes (3-channel input is taken as RGB)."""
+    image = np.ascontiguousarray(image)  # views (reversed channels, broadcast grey) become plain arrays
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, buffer = cv2.imencode(".png", image)
