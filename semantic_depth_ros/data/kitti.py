@@ -218,7 +218,9 @@ class KittiDepthDataset(Dataset):
             path = self.annotated_path(index)
             depth = read_depth_png(path)
             if depth.shape != (height, width):
-                raise DatasetError(f"annotated depth is {depth.shape[1]}x{depth.shape[0]}, image {width}x{height}: {path}")
+                raise DatasetError(
+                    f"annotated depth is {depth.shape[1]}x{depth.shape[0]}, image {width}x{height}: {path}"
+                )
         else:
             scan = read_velodyne_bin(self.root / item.drive / "velodyne_points" / "data" / f"{item.frame:010d}.bin")
             calibration = self.calibrations[(Path(item.drive).parts[0], item.camera)]
