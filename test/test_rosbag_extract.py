@@ -217,7 +217,7 @@ def test_extracted_depth_matches_the_known_depth(tmp_path: Path, storage: str, i
 
 
 def test_full_scan_differs_from_the_rendered_depth_only_where_the_camera_cannot_see(tmp_path: Path):
-    assert all(0 < frame.hidden < 0.05 * frame.in_image for frame in FRAMES)  # parallax is rare but present
+    assert all(frame.hidden < 0.05 * frame.in_image for frame in FRAMES)  # parallax is rare
     bag = make_bag(tmp_path, "mcap", full_scan=True)
     assert extract_bag(bag, **TOPICS, out_dir=tmp_path / "out", progress=False).written == 3
     for i, frame in enumerate(FRAMES):
