@@ -17,6 +17,8 @@ from ..errors import ConfigError
 from ..evaluation.evaluate import (
     DEFAULT_CAPS,
     DEFAULT_SYNTHETIC_COUNT,
+    DEPTH_DATASET_KINDS,
+    SEMANTIC_DATASET_KINDS,
     SYNTHETIC_DOMAINS,
     build_eval_dataset,
     check_caps,
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint file (.pt) to evaluate")
     parser.add_argument("--label", default=None, help="method name in the tables (default: checkpoint file name)")
     depth = parser.add_argument_group("depth dataset")
-    depth.add_argument("--dataset", choices=("kitti", "extracted", "synthetic", "none"), default="synthetic",
+    depth.add_argument("--dataset", choices=(*DEPTH_DATASET_KINDS, "none"), default="synthetic",
                        help="depth dataset (default: synthetic)")
     depth.add_argument("--root", default=None, help="KITTI raw root, or the folder written by `semantic-depth extract`")
     depth.add_argument("--split-file", default=None, help="KITTI split file, e.g. Eigen's test_files.txt")
@@ -61,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     generated.add_argument("--height", type=int, default=None, help="generated image height, px (default: native)")
     generated.add_argument("--width", type=int, default=None, help="generated image width, px (default: native)")
     semantic = parser.add_argument_group("semantic dataset")
-    semantic.add_argument("--semantic", choices=("cityscapes", "synthetic", "none"), default="none",
+    semantic.add_argument("--semantic", choices=(*SEMANTIC_DATASET_KINDS, "none"), default="none",
                           help="semantic dataset for mIoU (default: none)")
     semantic.add_argument("--semantic-root", default=None, help="Cityscapes root (leftImg8bit/, gtFine/)")
     semantic.add_argument("--semantic-split", default="val", help="Cityscapes split (default: val)")
