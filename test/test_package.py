@@ -97,8 +97,9 @@ def test_pip_install_gives_the_commands_and_data_files(source_copy: Path, tmp_pa
     build_copy = tmp_path / "src"
     shutil.copytree(source_copy, build_copy)  # pip builds in place: keep the shared copy clean for colcon
     prefix = tmp_path / "prefix"
+    # --ignore-installed: install beside, never uninstall, the package already in this environment
     _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-          "--disable-pip-version-check", "--prefix", str(prefix), str(build_copy)], cwd=tmp_path)
+          "--ignore-installed", "--disable-pip-version-check", "--prefix", str(prefix), str(build_copy)], cwd=tmp_path)
     for name in EXECUTABLES:
         assert (prefix / "bin" / name).is_file(), name
     share = prefix / "share" / PACKAGE

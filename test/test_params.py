@@ -24,11 +24,12 @@ from semantic_depth_ros.ros.params import (
 
 ISSUE_PARAMETERS = {"model_path", "device", "precision", "output_resolution", "min_depth", "max_depth", "mask_sky",
                     "point_stride", "fx", "fy", "cx", "cy", "input_transport"}
+EXTRA_PARAMETERS = {"backend"}
 QOS_PARAMETERS = {"input_qos_reliability", "input_qos_depth", "output_qos_reliability", "output_qos_depth"}
 
 
 def test_the_table_has_the_issue_parameters_plus_qos_and_matches_node_settings() -> None:
-    assert set(PARAMETER_NAMES) == ISSUE_PARAMETERS | QOS_PARAMETERS
+    assert set(PARAMETER_NAMES) == ISSUE_PARAMETERS | EXTRA_PARAMETERS | QOS_PARAMETERS
     assert [f.name for f in dataclasses.fields(NodeSettings)] == list(PARAMETER_NAMES)
     defaults = NodeSettings()
     for spec in PARAMETERS:
@@ -39,7 +40,7 @@ def test_the_table_has_the_issue_parameters_plus_qos_and_matches_node_settings()
 def test_dynamic_and_static_split() -> None:
     assert DYNAMIC_PARAMETERS == {"output_resolution", "min_depth", "max_depth", "mask_sky", "point_stride",
                                   "fx", "fy", "cx", "cy"}
-    assert STATIC_PARAMETERS == {"model_path", "device", "precision", "input_transport"} | QOS_PARAMETERS
+    assert STATIC_PARAMETERS == {"model_path", "device", "precision", "backend", "input_transport"} | QOS_PARAMETERS
 
 
 def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> None:
@@ -49,7 +50,8 @@ def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> Non
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
-    ("precision", "fp64", "parameter precision = 'fp64' must be one of fp32, fp16"),
+    ("precision", "fp64", "parameter precision = 'fp64' must be one of fp32, fp16, bf16"),
+    ("backend", "tensorrt", "parameter backend = 'tensorrt' must be one of eager, compile, cudagraphs"),
     ("input_transport", "theora", "parameter input_transport = 'theora' must be one of raw, compressed"),
     ("output_resolution", "half", "parameter output_resolution = 'half' must be one of input, network"),
     ("point_stride", 0, "parameter point_stride = 0 is outside [1, 64]"),
@@ -91,8 +93,7 @@ def test_settings_cross_checks() -> None:
     assert not NodeSettings().has_fallback_intrinsics
     with pytest.raises(ConfigError, match=r"min_depth = 50.0 must be smaller than max_depth = 50.0"):
         settings_from_values({"min_depth": 50.0, "max_depth": 50.0})
-    with pytest.raises(ConfigError, match=r"fx = 700.0 and fy = 0.0 must both be set"):
-        settings_from_values({"fx": 700.0})
+    assert not settings_from_values({"fx": 700.0}).has_fallback_intrinsics  # fy still unset: no fallback yet
 
 
 def test_dynamic_changes_apply_and_static_changes_are_rejected_with_a_reason() -> None:
@@ -121,7 +122,7 @@ def test_descriptors_carry_type_range_choices_and_dynamic_flag() -> None:
     assert (depth.floating_point_range[0].from_value, depth.floating_point_range[0].to_value) == (0.0, 1000.0)
     precision = make_descriptor(SPECS["precision"])
     assert precision.type == ParameterType.PARAMETER_STRING
-    assert precision.additional_constraints == "one of: fp32, fp16"
+    assert precision.additional_constraints == "one of: fp32, fp16, bf16"
     assert "static" in precision.description
     assert make_descriptor(SPECS["mask_sky"]).type == ParameterType.PARAMETER_BOOL
     declared = declaration_list()

@@ -46,8 +46,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "", "checkpoint file (.pt) written by `semantic-depth train` or `init-checkpoint`",
               dynamic=False),
     ParamSpec("device", "auto", "torch device: auto (CUDA when available), cpu, cuda or cuda:N", dynamic=False),
-    ParamSpec("precision", "fp32", "network precision; fp16 needs a CUDA device", dynamic=False,
-              choices=("fp32", "fp16")),
+    ParamSpec("precision", "fp32", "network precision; fp16 needs a CUDA device, bf16 CUDA or a CPU with native "
+              "bf16", dynamic=False, choices=("fp32", "fp16", "bf16")),
+    ParamSpec("backend", "eager", "network execution: eager, compile (torch.compile; slow first frames) or "
+              "cudagraphs (CUDA only)", dynamic=False, choices=("eager", "compile", "cudagraphs")),
     ParamSpec("input_transport", "raw", "raw: subscribe sensor_msgs/Image on `image`; compressed: "
               "sensor_msgs/CompressedImage (jpeg/png) on `image/compressed`", dynamic=False,
               choices=("raw", "compressed")),
@@ -91,6 +93,7 @@ class NodeSettings:
     model_path: str = ""
     device: str = "auto"
     precision: str = "fp32"
+    backend: str = "eager"
     input_transport: str = "raw"
     output_resolution: str = "input"
     min_depth: float = 0.0
@@ -108,7 +111,10 @@ class NodeSettings:
 
     @property
     def has_fallback_intrinsics(self) -> bool:
-        """True when ``fx`` and ``fy`` are set (> 0), so points can be published without camera_info."""
+        """True when ``fx`` and ``fy`` are both set (> 0), so points can be published without camera_info.
+
+        One of them alone is not an error (``ros2 param set`` changes one parameter at a time); it is just unused.
+        """
         return self.fx > 0.0 and self.fy > 0.0
 
     @property
@@ -147,9 +153,6 @@ def validate_settings(settings: NodeSettings) -> NodeSettings:
     if low is not None and high is not None and not low < high:
         raise ConfigError(f"parameter min_depth = {settings.min_depth!r} must be smaller than "
                           f"max_depth = {settings.max_depth!r}")
-    if (settings.fx > 0.0) != (settings.fy > 0.0):
-        raise ConfigError(f"parameters fx = {settings.fx!r} and fy = {settings.fy!r} must both be set (> 0) "
-                          "for fallback intrinsics, or both be 0.0")
     return settings
 
 

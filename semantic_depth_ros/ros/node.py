@@ -1,0 +1,348 @@
+"""The depth node: camera images in; metric depth, semantics, confidence and point clouds out.
+
+An adapter only: it converts messages (``ros.messages``), calls the estimator, the geometry and the colouring
+functions, and publishes. The subscription callback never runs the network: it hands the newest frame to one
+worker thread (``ros.worker``), so frames that arrive while the network runs replace each other and are counted
+as dropped. Each output is computed and published only while it has subscribers.
+
+Run it with ``ros2 run semantic_depth_ros depth_node --ros-args -p model_path:=model.pt`` or
+``semantic-depth node --model-path model.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from ..errors import ConfigError, InvalidInputError, SemanticDepthError
+from ..geometry.intrinsics import Intrinsics
+from ..geometry.pointcloud import RayGridCache, backproject_organised
+from ..inference.colorize import colorize_depth, colorize_semantic
+from ..inference.estimator import DepthEstimator, EstimatorOutputs
+from .diagnostics import LogThrottle, NodeStats, diagnostic_array
+from .messages import (
+    camera_info_msg,
+    camera_info_to_intrinsics,
+    compressed_msg_to_rgb,
+    image_msg_to_rgb,
+    points_to_cloud_msg,
+    rgb_to_tensor,
+    tensor_to_image_msg,
+)
+from .params import PARAMETER_NAMES, NodeSettings, apply_changes, declaration_list, settings_from_values
+from .worker import LatestFrameWorker
+
+NODE_NAME = "depth_node"
+DIAGNOSTICS_PERIOD_S = 1.0
+LOG_THROTTLE_S = 5.0
+
+# output key -> (topic, message type)
+OUTPUTS: dict[str, tuple[str, type]] = {
+    "depth": ("depth", Image),
+    "depth_info": ("depth/camera_info", CameraInfo),
+    "points": ("points", PointCloud2),
+    "semantic": ("semantic", Image),
+    "semantic_color": ("semantic/color", Image),
+    "confidence": ("depth/confidence", Image),
+    "depth_color": ("depth/color", Image),
+}
+# estimator output each published output needs
+NEEDS: dict[str, str] = {
+    "depth": "depth", "depth_info": "depth", "points": "depth", "depth_color": "depth",
+    "semantic": "semantic", "semantic_color": "semantic", "confidence": "confidence",
+}
+InputMsg = Union[Image, CompressedImage]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An image message and when it arrived (``time.monotonic()`` seconds)."""
+
+    msg: InputMsg
+    received: float
+
+
+def estimator_outputs_for(wanted: Sequence[str]) -> tuple[str, ...]:
+    """The estimator outputs (depth, semantic, confidence) that the subscribed outputs ``wanted`` need."""
+    needed = {NEEDS[key] for key in wanted}
+    return tuple(name for name in ("depth", "semantic", "confidence") if name in needed)
+
+
+def _qos(reliability: str, depth: int) -> QoSProfile:
+    policy = ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy)
+
+
+class DepthNode(Node):
+    """ROS 2 node around ``DepthEstimator``; see the module docstring and README for topics and parameters.
+
+    Construction declares and validates the parameters, loads the checkpoint and runs one warm-up frame; it
+    raises a ``SemanticDepthError`` (one line naming the file or parameter) when any of that fails.
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, **node_kwargs: object) -> None:
+        super().__init__(node_name, **node_kwargs)
+        try:
+            self._settings = self._declare_parameters()
+            warmup_ms = self._load_model()
+        except BaseException:
+            self.destroy_node()  # leave no half-built node in the graph
+            raise
+
+        self.stats = NodeStats()
+        self._throttle = LogThrottle(LOG_THROTTLE_S)
+        self._rays = RayGridCache()
+        self._camera_info: CameraInfo | None = None
+        output_qos = _qos(self._settings.output_qos_reliability, self._settings.output_qos_depth)
+        self._publishers_by_key = {key: self.create_publisher(msg_type, topic, output_qos)
+                                   for key, (topic, msg_type) in OUTPUTS.items()}
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.worker: LatestFrameWorker[Frame] = LatestFrameWorker(self._process, name="depth_worker",
+                                                                  on_error=self._on_worker_error)
+        self.worker.start()
+        input_qos = _qos(self._settings.input_qos_reliability, self._settings.input_qos_depth)
+        if self._settings.input_transport == "compressed":
+            self.image_topic = "image/compressed"
+            self.create_subscription(CompressedImage, self.image_topic, self._on_image, input_qos)
+        else:
+            self.image_topic = "image"
+            self.create_subscription(Image, self.image_topic, self._on_image, input_qos)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+        self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        if not self.estimator.trained:
+            self.get_logger().warning(f"{self._settings.model_path} is an UNTRAINED checkpoint: its depth and "
+                                      "labels are meaningless")
+        self.get_logger().info(
+            f"ready: model {self.estimator.model_name} on {self.estimator.device} ({self._settings.precision}), "
+            f"input {self.resolve_topic_name(self.image_topic)}, warm-up {warmup_ms:.0f} ms")
+
+    def _load_model(self) -> float:
+        """Load the checkpoint and run the warm-up frame; return the warm-up time in milliseconds."""
+        if not self._settings.model_path:
+            raise ConfigError("parameter model_path is empty: set it to a checkpoint file (.pt)")
+        low, high = self._settings.depth_range
+        self.estimator = DepthEstimator(self._settings.model_path, device=self._settings.device,
+                                        precision=self._settings.precision, mask_sky=self._settings.mask_sky,
+                                        min_depth=low, max_depth=high, backend=self._settings.backend)
+        config = self.estimator.config
+        start = time.monotonic()
+        self.estimator.warmup(config.input_height, config.input_width)
+        return (time.monotonic() - start) * 1e3
+
+    # ----------------------------------------------------------------------------------------------- parameters
+    def _declare_parameters(self) -> NodeSettings:
+        """Declare every parameter with its descriptor; return the validated values (ConfigError otherwise)."""
+        try:
+            self.declare_parameters("", declaration_list())
+        except ParameterException as exc:  # rclpy formats these as "<message>: <parameter name>"
+            message, _, name = str(exc).splitlines()[0].rpartition(": ")
+            raise ConfigError(f"invalid parameter {name}: {message}") from None
+        return settings_from_values({name: self.get_parameter(name).value for name in PARAMETER_NAMES})
+
+    @property
+    def settings(self) -> NodeSettings:
+        """The current validated parameter values."""
+        return self._settings
+
+    @property
+    def latest_camera_info(self) -> CameraInfo | None:
+        """The newest camera_info received (validated against each image when it is used), or None."""
+        return self._camera_info
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        try:
+            apply_changes(self._settings, {p.name: p.value for p in params})
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, params: list[Parameter]) -> None:
+        self._settings = apply_changes(self._settings, {p.name: p.value for p in params})
+        self.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params))
+
+    # -------------------------------------------------------------------------------------------------- input
+    def _on_image(self, msg: InputMsg) -> None:
+        now = time.monotonic()
+        self.stats.record_input(now)
+        self.worker.submit(Frame(msg, now))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _reject(self, topic: str, exc: InvalidInputError) -> None:
+        """Count a bad message and log it, throttled per offending field."""
+        self.stats.record_rejected()
+        text = str(exc)
+        if self._throttle.allow(f"reject:{text.split(' ', 1)[0]}", time.monotonic()):
+            self.get_logger().error(f"rejected {self.resolve_topic_name(topic)} message: {text}")
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        if self._throttle.allow(f"worker:{type(exc).__name__}", time.monotonic()):
+            self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}")
+
+    def _intrinsics(self, settings: NodeSettings, width: int, height: int) -> Intrinsics | None:
+        """Intrinsics of the input image: latest camera_info, else the fallback parameters, else None."""
+        info = self._camera_info
+        if info is not None:
+            return camera_info_to_intrinsics(info, width, height)
+        if settings.has_fallback_intrinsics:
+            return Intrinsics(settings.fx, settings.fy, settings.cx, settings.cy, width, height)
+        return None
+
+    # -------------------------------------------------------------------------------------------- hot path
+    def subscribed_outputs(self) -> list[str]:
+        """Keys of ``OUTPUTS`` whose topics have subscribers now (checked for every frame)."""
+        return [key for key, pub in self._publishers_by_key.items() if pub.get_subscription_count() > 0]
+
+    def _process(self, frame: Frame) -> None:
+        """Worker thread: decode, validate, estimate what subscribers need, publish."""
+        settings = self._settings
+        wanted = self.subscribed_outputs()
+        if not wanted:
+            return
+        try:
+            if isinstance(frame.msg, CompressedImage):
+                rgb = compressed_msg_to_rgb(frame.msg)
+            else:
+                rgb = image_msg_to_rgb(frame.msg)
+        except InvalidInputError as exc:
+            self._reject(self.image_topic, exc)
+            return
+        height, width = rgb.shape[:2]
+        try:
+            intrinsics = self._intrinsics(settings, width, height)
+        except InvalidInputError as exc:
+            self._reject("camera_info", exc)
+            return
+        if intrinsics is None and ("points" in wanted or "depth_info" in wanted):
+            if self._throttle.allow("no_intrinsics", time.monotonic()):
+                self.get_logger().warning(
+                    f"no camera_info on {self.resolve_topic_name('camera_info')} and no fallback fx/fy parameters: "
+                    "publishing images but not points or depth/camera_info")
+            wanted = [key for key in wanted if key not in ("points", "depth_info")]
+        self._configure_estimator(settings)
+        outputs = self.estimator.estimate(rgb, intrinsics=intrinsics, output_resolution=settings.output_resolution,
+                                          outputs=estimator_outputs_for(wanted))
+        self._publish(frame, wanted, rgb, outputs, settings)
+        self.stats.record_output(frame.received, time.monotonic())
+
+    def _configure_estimator(self, settings: NodeSettings) -> None:
+        """Hand the dynamic parameters to the estimator (on the worker thread, between frames)."""
+        self.estimator.mask_sky = settings.mask_sky
+        self.estimator.min_depth, self.estimator.max_depth = settings.depth_range
+
+    def _publish(self, frame: Frame, wanted: list[str], rgb: np.ndarray, outputs: EstimatorOutputs,
+                 settings: NodeSettings) -> None:
+        header = frame.msg.header
+        pubs = self._publishers_by_key
+        depth = outputs.depth
+        if "depth" in wanted:
+            pubs["depth"].publish(tensor_to_image_msg(header, depth, "32FC1"))
+        if "depth_info" in wanted and outputs.intrinsics is not None:
+            pubs["depth_info"].publish(camera_info_msg(header, outputs.intrinsics))
+        if "points" in wanted and outputs.intrinsics is not None:
+            colours = rgb_to_tensor(rgb, int(depth.shape[0]), int(depth.shape[1]), depth.device)
+            rays = self._rays.get(outputs.intrinsics, settings.point_stride, depth.device)
+            points = backproject_organised(depth, rays, colours, stride=settings.point_stride)
+            pubs["points"].publish(points_to_cloud_msg(header, points))
+        if "depth_color" in wanted:
+            config = self.estimator.config
+            low = settings.min_depth or config.min_depth
+            high = settings.max_depth or config.max_depth
+            pubs["depth_color"].publish(tensor_to_image_msg(header, colorize_depth(depth, low, high), "rgb8"))
+        if "semantic" in wanted:
+            pubs["semantic"].publish(tensor_to_image_msg(header, outputs.semantic, "mono8"))
+        if "semantic_color" in wanted:
+            pubs["semantic_color"].publish(tensor_to_image_msg(header, colorize_semantic(outputs.semantic), "rgb8"))
+        if "confidence" in wanted:
+            pubs["confidence"].publish(tensor_to_image_msg(header, outputs.confidence, "32FC1"))
+
+    # -------------------------------------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        self.stats.set_dropped(self.worker.dropped)
+        snapshot = self.stats.snapshot(time.monotonic())
+        self._diagnostics_pub.publish(diagnostic_array(
+            snapshot, stamp=self.get_clock().now().to_msg(), name=f"{self.get_name()}: semantic depth",
+            hardware_id=str(self.estimator.device), device=str(self.estimator.device),
+            model_name=self.estimator.model_name, precision=self._settings.precision,
+            trained=self.estimator.trained))
+
+    def close(self) -> None:
+        """Stop the worker (finishing its current frame) and destroy the node."""
+        self.worker.stop()
+        self.destroy_node()
+
+
+# ------------------------------------------------------------------------------------------------ entry points
+def run(argv: Sequence[str]) -> int:
+    """Initialise rclpy with ``argv`` (ROS arguments included), spin a ``DepthNode`` until shutdown.
+
+    Returns 0 after SIGINT or an external shutdown, 1 after printing ``error: <message>`` when the node cannot
+    start (missing/corrupt/incompatible checkpoint, invalid parameter).
+    """
+    rclpy.init(args=list(argv))
+    node: DepthNode | None = None
+    try:
+        executor = SingleThreadedExecutor()
+        node = DepthNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SemanticDepthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            node.close()
+        rclpy.try_shutdown()
+    return 0
+
+
+def main_ros() -> int:
+    """Entry point of ``ros2 run semantic_depth_ros depth_node`` (ROS arguments in ``sys.argv``)."""
+    return run(sys.argv)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``semantic-depth node``; everything after ``--ros-args`` goes to ROS unchanged."""
+    parser.add_argument("--model-path", help="checkpoint file (sets the model_path parameter)")
+    parser.add_argument("--params-file", help="parameters YAML (e.g. the installed config/depth_node.yaml)")
+    parser.add_argument("--device", help="torch device: auto, cpu, cuda or cuda:N (sets the device parameter)")
+    parser.add_argument("--precision", choices=("fp32", "fp16"), help="sets the precision parameter")
+    parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
+                        help="ROS arguments, e.g. --ros-args -r image:=/camera/image_raw -p point_stride:=2")
+
+
+def ros_argv(args: argparse.Namespace) -> list[str]:
+    """The rclpy argument vector for ``semantic-depth node`` options (options come before user --ros-args)."""
+    ros: list[str] = []
+    if args.params_file:
+        ros += ["--params-file", args.params_file]
+    for name, value in (("model_path", args.model_path), ("device", args.device), ("precision", args.precision)):
+        if value:
+            ros += ["-p", f"{name}:={value}"]
+    ros += list(args.ros_args)
+    return ["semantic-depth-node", "--ros-args", *ros] if ros else ["semantic-depth-node"]
+
+
+def main(args: argparse.Namespace) -> int:
+    """``semantic-depth node``."""
+    return run(ros_argv(args))

@@ -1,0 +1,628 @@
+"""The depth node over a real DDS graph (rclpy wheels): outputs, headers, points, parameters, bad input, exits.
+
+One in-process node per input transport (module-scoped) spins with a test client node on an executor in a
+background thread (paused while the test creates or destroys subscriptions); start-up failures and SIGINT run the node as a subprocess. Tests that need the node to
+have never received a camera_info come first in this file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import Log
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
+
+from semantic_depth_ros.errors import CheckpointError, ConfigError
+from semantic_depth_ros.geometry.pointcloud import unpack_rgb
+from semantic_depth_ros.inference.colorize import CITYSCAPES_PALETTE
+from semantic_depth_ros.inference.estimator import DepthEstimator
+from semantic_depth_ros.geometry.intrinsics import Intrinsics
+from semantic_depth_ros.ros.node import OUTPUTS, DepthNode
+from semantic_depth_ros.ros.params import PARAMETER_NAMES
+
+HEIGHT, WIDTH = 48, 160
+FRAME_ID = "test_camera_optical"
+K = (150.0, 0.0, 79.5, 0.0, 140.0, 23.5, 0.0, 0.0, 1.0)
+TIMEOUT = 20.0
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+ALL_OUTPUTS = tuple(OUTPUTS)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def make_image(seed: int) -> np.ndarray:
+    """A smooth HEIGHTxWIDTHx3 RGB test picture (differs per seed)."""
+    v, u = np.mgrid[0:HEIGHT, 0:WIDTH]
+    rgb = np.stack((u * 255 // (WIDTH - 1), v * 255 // (HEIGHT - 1), np.full_like(u, (seed * 37) % 256)), axis=-1)
+    return rgb.astype(np.uint8)
+
+
+def image_msg(rgb: np.ndarray, stamp: int, encoding: str = "rgb8") -> Image:
+    msg = Image()
+    msg.header = Header(frame_id=FRAME_ID)
+    msg.header.stamp.sec = stamp
+    msg.header.stamp.nanosec = 1000 + stamp
+    msg.height, msg.width = rgb.shape[:2]
+    msg.encoding = encoding
+    msg.step = rgb.shape[1] * 3
+    msg.data = rgb.tobytes()
+    return msg
+
+
+def info_msg(k: tuple[float, ...] = K, width: int = WIDTH, height: int = HEIGHT) -> CameraInfo:
+    msg = CameraInfo(width=width, height=height, k=list(k), distortion_model="plumb_bob", d=[0.0] * 5)
+    msg.header.frame_id = FRAME_ID
+    return msg
+
+
+def image_array(msg: Image) -> np.ndarray:
+    dtype, channels = {"32FC1": (np.float32, 1), "mono8": (np.uint8, 1), "rgb8": (np.uint8, 3)}[msg.encoding]
+    itemsize = np.dtype(dtype).itemsize
+    assert msg.step == msg.width * channels * itemsize
+    assert len(msg.data) == msg.height * msg.step
+    data = np.frombuffer(bytes(msg.data), dtype=dtype)
+    return data.reshape(msg.height, msg.width, channels) if channels > 1 else data.reshape(msg.height, msg.width)
+
+
+def cloud_array(msg: PointCloud2) -> np.ndarray:
+    assert len(msg.data) == msg.height * msg.row_step == msg.height * msg.width * 16
+    return np.frombuffer(bytes(msg.data), dtype="<f4").reshape(msg.height, msg.width, 4)
+
+
+class Spinner:
+    """Spins an executor in a background thread; ``paused()`` stops it between iterations so that the test can
+    create and destroy subscriptions without racing the executor's wait set."""
+
+    def __init__(self, executor: SingleThreadedExecutor) -> None:
+        self.executor = executor
+        self._running = True
+        self._pause = threading.Event()
+        self._idle = threading.Event()
+        self._resume = threading.Event()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        while self._running:
+            if self._pause.is_set():
+                self._idle.set()
+                self._resume.wait()
+                continue
+            self.executor.spin_once(timeout_sec=0.01)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self._resume.clear()
+        self._idle.clear()
+        self._pause.set()
+        assert self._idle.wait(timeout=TIMEOUT), "executor did not pause"
+        try:
+            yield
+        finally:
+            self._pause.clear()
+            self._resume.set()
+
+    def stop(self) -> None:
+        self._running = False
+        self._pause.clear()
+        self._resume.set()
+        self.thread.join(timeout=5.0)
+
+
+class Client:
+    """The test's side of the graph: publishes camera messages, collects outputs by stamp, reads /rosout."""
+
+    def __init__(self, node: Node, spinner: Spinner, namespace: str = "") -> None:
+        self.node = node
+        self.spinner = spinner
+        self.ns = namespace
+        self.lock = threading.Lock()
+        self.received: dict[str, dict[int, Any]] = {}
+        self.subscriptions: dict[str, Any] = {}
+        self.logs: list[str] = []
+        node.create_subscription(Log, "/rosout", self._on_log, QoSProfile(depth=100))
+        self.image_pub = node.create_publisher(Image, f"{namespace}/image", RELIABLE)
+        self.compressed_pub = node.create_publisher(CompressedImage, f"{namespace}/image/compressed", RELIABLE)
+        self.info_pub = node.create_publisher(CameraInfo, f"{namespace}/camera_info", RELIABLE)
+
+    def _on_log(self, msg: Log) -> None:
+        with self.lock:
+            self.logs.append(msg.msg)
+
+    def subscribe(self, *keys: str) -> None:
+        with self.spinner.paused():
+            for key in keys:
+                topic, msg_type = OUTPUTS[key]
+
+                def store(msg: Any, key: str = key) -> None:
+                    with self.lock:
+                        self.received.setdefault(key, {})[msg.header.stamp.sec] = msg
+
+                self.subscriptions[key] = self.node.create_subscription(msg_type, f"{self.ns}/{topic}", store,
+                                                                        RELIABLE)
+
+    def unsubscribe_all(self, depth_node: DepthNode) -> None:
+        with self.spinner.paused():
+            for subscription in self.subscriptions.values():
+                self.node.destroy_subscription(subscription)
+        self.subscriptions.clear()
+        wait_until(lambda: not depth_node.subscribed_outputs(), what="the node to see no subscribers")
+
+    def get(self, key: str, stamp: int) -> Any:
+        with self.lock:
+            return self.received.get(key, {}).get(stamp)
+
+    def send(self, msg: Image | CompressedImage, keys: tuple[str, ...], depth_node: DepthNode,
+             timeout: float = TIMEOUT) -> dict[str, Any]:
+        """Publish ``msg`` (again every 2 s: the input is best effort) until every output in ``keys`` arrived."""
+        publisher = self.compressed_pub if isinstance(msg, CompressedImage) else self.image_pub
+        wait_until(lambda: publisher.get_subscription_count() > 0, what="the node's image subscription")
+        wait_until(lambda: set(keys) <= set(depth_node.subscribed_outputs()), what=f"node to see subscribers {keys}")
+        stamp = msg.header.stamp.sec
+        deadline = time.monotonic() + timeout
+        while True:
+            publisher.publish(msg)
+            resend = time.monotonic() + 2.0
+            while time.monotonic() < min(resend, deadline):
+                if all(self.get(key, stamp) is not None for key in keys):
+                    return {key: self.get(key, stamp) for key in keys}
+                time.sleep(0.01)
+            if time.monotonic() >= deadline:
+                missing = [key for key in keys if self.get(key, stamp) is None]
+                raise AssertionError(f"outputs {missing} of frame {stamp} never arrived")
+
+    def send_info(self, info: CameraInfo, depth_node: DepthNode) -> None:
+        """Publish ``info`` until the node holds it as its latest camera_info."""
+        wait_until(lambda: self.info_pub.get_subscription_count() > 0, what="the node's camera_info subscription")
+
+        def arrived() -> bool:
+            current = depth_node.latest_camera_info
+            return current is not None and list(current.k) == list(info.k) and current.width == info.width
+
+        deadline = time.monotonic() + TIMEOUT
+        while not arrived():
+            assert time.monotonic() < deadline, "camera_info never reached the node"
+            self.info_pub.publish(info)
+            time.sleep(0.05)
+
+    def log_containing(self, text: str) -> list[str]:
+        with self.lock:
+            return [line for line in self.logs if text in line]
+
+
+@pytest.fixture(scope="module")
+def ros(tiny_checkpoint: Path) -> Iterator[dict[str, Any]]:
+    torch.set_num_threads(1)
+    context = Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    common = [Parameter("model_path", value=str(tiny_checkpoint)), Parameter("device", value="cpu")]
+    depth_node = DepthNode(context=context, parameter_overrides=common)
+    client_node = Node("depth_node_test_client", context=context)
+    executor.add_node(depth_node)
+    executor.add_node(client_node)
+    spinner = Spinner(executor)
+    env = {"context": context, "executor": executor, "spinner": spinner, "node": depth_node,
+           "client": Client(client_node, spinner), "checkpoint": tiny_checkpoint, "stamp": iter(range(1, 10**6))}
+    yield env
+    spinner.stop()
+    executor.shutdown(timeout_sec=5.0)
+    for node in env.get("extra_nodes", []):
+        node.close()
+    depth_node.close()
+    client_node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+@pytest.fixture()
+def graph(ros: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The module's graph; subscriptions made by a test are removed after it."""
+    yield ros
+    ros["client"].unsubscribe_all(ros["node"])
+
+
+def stamp(env: dict[str, Any]) -> int:
+    return next(env["stamp"])
+
+
+def expected_points(depth: np.ndarray, k: np.ndarray, stride: int) -> np.ndarray:
+    """Pinhole back-projection of every ``stride``-th depth pixel with the published K, float64."""
+    v, u = np.mgrid[0:depth.shape[0]:stride, 0:depth.shape[1]:stride].astype(np.float64)
+    z = depth[::stride, ::stride].astype(np.float64)
+    fx, cx, fy, cy = k[0], k[2], k[4], k[5]
+    return np.stack(((u - cx) / fx * z, (v - cy) / fy * z, z), axis=-1)
+
+
+def assert_points_match_depth(cloud: PointCloud2, depth_msg: Image, info: CameraInfo, stride: int = 1) -> None:
+    depth = image_array(depth_msg)
+    points = cloud_array(cloud)
+    expected = expected_points(depth, np.asarray(info.k), stride)
+    assert points.shape[:2] == expected.shape[:2]
+    xyz = points[..., :3].astype(np.float64)
+    assert np.array_equal(np.isnan(xyz), np.isnan(expected))
+    valid = ~np.isnan(expected[..., 2])
+    assert valid.any()
+    assert np.abs(xyz[valid] - expected[valid]).max() <= 1e-4
+
+
+# ---------------------------------------------------------------------------------- before any camera_info
+def test_declared_parameters_are_exactly_the_table(ros: dict[str, Any]) -> None:
+    bare = Node("bare_node_for_parameter_names", context=ros["context"])
+    ros_own = set(bare._parameters)
+    bare.destroy_node()
+    assert set(ros["node"]._parameters) - ros_own == set(PARAMETER_NAMES)
+
+
+def test_without_intrinsics_images_are_published_but_not_points(graph: dict[str, Any]) -> None:
+    client, node = graph["client"], graph["node"]
+    client.subscribe("depth", "points", "depth_info")
+    s = stamp(graph)
+    out = client.send(image_msg(make_image(s), s), ("depth",), node)
+    time.sleep(0.5)  # points and depth/camera_info would be published right after depth
+    assert client.get("points", s) is None and client.get("depth_info", s) is None
+    assert image_array(out["depth"]).shape == (HEIGHT, WIDTH)
+    wait_until(lambda: client.log_containing("no camera_info"), what="the missing-intrinsics warning")
+
+
+def test_fallback_intrinsics_give_points_and_depth_camera_info(graph: dict[str, Any]) -> None:
+    client, node = graph["client"], graph["node"]
+    client.subscribe("depth", "points", "depth_info")
+    fallback = [Parameter("fx", value=120.0), Parameter("fy", value=125.0), Parameter("cx", value=80.0),
+                Parameter("cy", value=20.0)]
+    assert all(r.successful for r in node.set_parameters(fallback))
+    s = stamp(graph)
+    out = client.send(image_msg(make_image(s), s), ("depth", "points", "depth_info"), node)
+    info = out["depth_info"]
+    assert list(info.k) == [120.0, 0.0, 80.0, 0.0, 125.0, 20.0, 0.0, 0.0, 1.0]
+    assert_points_match_depth(out["points"], out["depth"], info)
+    assert all(r.successful for r in node.set_parameters([Parameter("fx", value=0.0), Parameter("fy", value=0.0)]))
+
+
+# ------------------------------------------------------------------------------------------ with camera_info
+def test_every_output_encodings_sizes_headers_and_values(graph: dict[str, Any]) -> None:
+    client, node = graph["client"], graph["node"]
+    client.send_info(info_msg(), node)
+    client.subscribe(*ALL_OUTPUTS)
+    s = stamp(graph)
+    rgb = make_image(s)
+    out = client.send(image_msg(rgb, s), ALL_OUTPUTS, node)
+    for key, msg in out.items():
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (s, 1000 + s, FRAME_ID), key
+    encodings = {k: out[k].encoding for k in ("depth", "semantic", "semantic_color", "confidence", "depth_color")}
+    assert encodings == {"depth": "32FC1", "semantic": "mono8", "semantic_color": "rgb8", "confidence": "32FC1",
+                         "depth_color": "rgb8"}
+    for key in encodings:
+        assert (out[key].height, out[key].width, out[key].is_bigendian) == (HEIGHT, WIDTH, 0), key
+
+    depth = image_array(out["depth"])
+    finite = depth[np.isfinite(depth)]
+    assert finite.size > 0 and np.all(finite >= 1.0) and np.all(finite <= 80.0)  # the checkpoint's range
+    assert not np.any(depth == 0.0)  # invalid is NaN, never 0
+    reference = DepthEstimator(graph["checkpoint"], device="cpu").estimate(
+        rgb, intrinsics=Intrinsics.from_k(K, WIDTH, HEIGHT))
+    np.testing.assert_allclose(depth, reference.depth.numpy(), rtol=1e-5, equal_nan=True)
+
+    info = out["depth_info"]
+    assert (info.width, info.height, info.distortion_model) == (WIDTH, HEIGHT, "plumb_bob")
+    assert list(info.k) == list(K)
+    assert list(info.p) == [150.0, 0.0, 79.5, 0.0, 0.0, 140.0, 23.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert list(info.d) == [0.0] * 5 and list(info.r) == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+
+    cloud = out["points"]
+    assert (cloud.height, cloud.width, cloud.point_step, cloud.row_step) == (HEIGHT, WIDTH, 16, WIDTH * 16)
+    assert (cloud.is_dense, cloud.is_bigendian) == (False, False)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
+        ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("rgb", 12, 7, 1)]
+    assert_points_match_depth(cloud, out["depth"], info)
+    assert np.array_equal(unpack_rgb(cloud_array(cloud)[..., 3]), rgb.reshape(-1, 3))
+
+    semantic = image_array(out["semantic"])
+    assert semantic.max() <= 18
+    assert np.array_equal(image_array(out["semantic_color"]), CITYSCAPES_PALETTE[semantic])
+    confidence = image_array(out["confidence"])
+    assert np.all((confidence >= 0.0) & (confidence <= 1.0))
+    assert image_array(out["depth_color"]).shape == (HEIGHT, WIDTH, 3)
+
+
+def test_bgr_and_mono_inputs_are_converted_to_rgb(graph: dict[str, Any]) -> None:
+    client, node = graph["client"], graph["node"]
+    client.subscribe("points")
+    s = stamp(graph)
+    rgb = make_image(s)
+    cloud = client.send(image_msg(np.ascontiguousarray(rgb[..., ::-1]), s, "bgr8"), ("points",), node)["points"]
+    assert np.array_equal(unpack_rgb(cloud_array(cloud)[..., 3]), rgb.reshape(-1, 3))
+
+
+def test_only_subscribed_outputs_are_computed_and_published(graph: dict[str, Any],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    client, node = graph["client"], graph["node"]
+    published: list[str] = []
+    requested: list[tuple[str, ...]] = []
+    for key, publisher in node._publishers_by_key.items():
+        monkeypatch.setattr(publisher, "publish", lambda msg, key=key, real=publisher.publish: (
+            published.append(key), real(msg))[-1])
+    real_estimate = node.estimator.estimate
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        requested.append(tuple(kwargs["outputs"]))
+        return real_estimate(*args, **kwargs)
+
+    monkeypatch.setattr(node.estimator, "estimate", spy)
+    client.subscribe("depth")
+    s = stamp(graph)
+    client.send(image_msg(make_image(s), s), ("depth",), node)
+    node.worker.wait_idle(5.0)
+    assert set(published) == {"depth"} and set(requested) == {("depth",)}
+    client.unsubscribe_all(node)
+    published.clear()
+    requested.clear()
+    client.subscribe("semantic_color")
+    s = stamp(graph)
+    client.send(image_msg(make_image(s), s), ("semantic_color",), node)
+    node.worker.wait_idle(5.0)
+    assert set(published) == {"semantic_color"} and set(requested) == {("semantic",)}
+    client.unsubscribe_all(node)
+    published.clear()
+    requested.clear()
+    received = node.stats.frames_received
+    s = stamp(graph)
+    client.image_pub.publish(image_msg(make_image(s), s))  # nobody listens: nothing is computed or published
+    wait_until(lambda: node.stats.frames_received > received, what="the node to receive the frame")
+    node.worker.wait_idle(5.0)
+    assert published == [] and requested == []
+
+
+def test_dynamic_parameters_take_effect_and_static_ones_are_rejected(graph: dict[str, Any]) -> None:
+    client, node = graph["client"], graph["node"]
+    client.subscribe("depth", "points", "depth_info")
+    s = stamp(graph)
+    first = client.send(image_msg(make_image(s), s), ("depth",), node)
+    depth = image_array(first["depth"])
+    cut = float(np.nanmedian(depth))
+    results = node.set_parameters([Parameter("max_depth", value=cut), Parameter("point_stride", value=3)])
+    assert all(r.successful for r in results)
+    s = stamp(graph)
+    out = client.send(image_msg(make_image(s - 1), s), ("depth", "points", "depth_info"), node)
+    capped = image_array(out["depth"])
+    assert np.array_equal(np.isnan(capped), np.isnan(depth) | (depth > cut))  # same image: NaN beyond max_depth
+    assert np.isnan(capped).any() and np.nanmax(capped) <= cut
+    assert (out["points"].height, out["points"].width) == (math.ceil(HEIGHT / 3), math.ceil(WIDTH / 3))
+    assert_points_match_depth(out["points"], out["depth"], out["depth_info"], stride=3)
+
+    for name, value in (("model_path", "/other.pt"), ("device", "cuda"), ("input_transport", "compressed"),
+                        ("output_qos_reliability", "best_effort")):
+        (result,) = node.set_parameters([Parameter(name, value=value)])
+        assert not result.successful
+        assert result.reason == f"parameter {name} is static (read at start-up): restart the node to change it"
+    (result,) = node.set_parameters([Parameter("point_stride", value=0)])
+    assert not result.successful and "point_stride" in result.reason
+    (result,) = node.set_parameters([Parameter("min_depth", value=cut + 1.0)])
+    assert not result.successful and "must be smaller than max_depth" in result.reason
+    assert node.get_parameter("model_path").value == str(graph["checkpoint"])
+    assert all(r.successful for r in node.set_parameters([Parameter("max_depth", value=0.0),
+                                                          Parameter("point_stride", value=1)]))
+
+
+def test_network_output_resolution_scales_depth_and_camera_info(graph: dict[str, Any]) -> None:
+    client, node = graph["client"], graph["node"]
+    client.subscribe("depth", "points", "depth_info")
+    assert node.set_parameters([Parameter("output_resolution", value="network")])[0].successful
+    s = stamp(graph)
+    out = client.send(image_msg(make_image(s), s), ("depth", "points", "depth_info"), node)
+    info = out["depth_info"]
+    box_w, box_h = 192, round(HEIGHT * 192 / WIDTH)  # fits 64x192 keeping the aspect ratio
+    assert (out["depth"].width, out["depth"].height, info.width, info.height) == (box_w, box_h, box_w, box_h)
+    assert math.isclose(info.k[0], K[0] * box_w / WIDTH) and math.isclose(info.k[4], K[4] * box_h / HEIGHT)
+    assert_points_match_depth(out["points"], out["depth"], info)
+    assert node.set_parameters([Parameter("output_resolution", value="input")])[0].successful
+
+
+BAD_IMAGES: list[tuple[str, Callable[[Image], None], str]] = [
+    ("encoding", lambda m: setattr(m, "encoding", "yuv422"), "image.encoding = 'yuv422' is not supported"),
+    ("short data", lambda m: setattr(m, "data", bytes(m.height * m.step - 1)), "len(image.data) ="),
+    ("step", lambda m: setattr(m, "step", m.width * 3 - 1), "image.step = 479 is smaller than width*channels"),
+    ("zero height", lambda m: setattr(m, "height", 0), "image.height = 0 is outside"),
+    ("absurd width", lambda m: setattr(m, "width", 100000), "image.width = 100000 is outside"),
+]
+
+
+@pytest.mark.parametrize(("case", "corrupt", "error"), BAD_IMAGES, ids=[c[0] for c in BAD_IMAGES])
+def test_bad_image_is_rejected_and_the_next_good_frame_is_served(graph: dict[str, Any], case: str,
+                                                                 corrupt: Callable[[Image], None], error: str) -> None:
+    client, node = graph["client"], graph["node"]
+    client.subscribe("depth")
+    rejected = node.stats.messages_rejected
+    bad_stamp = stamp(graph)
+    bad = image_msg(make_image(bad_stamp), bad_stamp)
+    corrupt(bad)
+    wait_until(lambda: set(node.subscribed_outputs()) == {"depth"}, what="the depth subscription")
+    client.image_pub.publish(bad)
+    wait_until(lambda: client.log_containing(error), what=f"an error naming the field ({error})")
+    assert node.stats.messages_rejected == rejected + 1
+    s = stamp(graph)
+    client.send(image_msg(make_image(s), s), ("depth",), node)
+    assert client.get("depth", bad_stamp) is None
+
+
+BAD_INFOS: list[tuple[str, CameraInfo, str]] = [
+    ("zero fx", info_msg(k=(0.0, 0.0, 79.5, 0.0, 140.0, 23.5, 0.0, 0.0, 1.0)), "camera_info.k[0] (fx) = 0.0"),
+    ("infinite fy", info_msg(k=(150.0, 0.0, 79.5, 0.0, math.inf, 23.5, 0.0, 0.0, 1.0)), "camera_info.k[4] (fy) = inf"),
+    ("size mismatch", info_msg(width=WIDTH * 2, height=HEIGHT * 2), "camera_info size 320x96 does not match image"),
+]
+
+
+@pytest.mark.parametrize(("case", "info", "error"), BAD_INFOS, ids=[c[0] for c in BAD_INFOS])
+def test_bad_camera_info_is_rejected_and_the_next_good_frame_is_served(graph: dict[str, Any], case: str,
+                                                                       info: CameraInfo, error: str) -> None:
+    client, node = graph["client"], graph["node"]
+    client.subscribe("depth")
+    client.send_info(info, node)
+    bad_stamp = stamp(graph)
+    wait_until(lambda: set(node.subscribed_outputs()) == {"depth"}, what="the depth subscription")
+    client.image_pub.publish(image_msg(make_image(bad_stamp), bad_stamp))
+    wait_until(lambda: client.log_containing(error), what=f"an error naming the field ({error})")
+    client.send_info(info_msg(), node)
+    s = stamp(graph)
+    client.send(image_msg(make_image(s), s), ("depth",), node)
+    assert client.get("depth", bad_stamp) is None
+
+
+def test_diagnostics_report_rates_latency_drops_device_and_model(graph: dict[str, Any]) -> None:
+    client, node = graph["client"], graph["node"]
+    arrays: list[DiagnosticArray] = []
+    client.subscribe("depth")
+    s = stamp(graph)
+    client.send(image_msg(make_image(s), s), ("depth",), node)
+    with graph["spinner"].paused():
+        subscription = client.node.create_subscription(DiagnosticArray, "/diagnostics", arrays.append, RELIABLE)
+    wait_until(lambda: len(arrays) >= 1, timeout=5.0, what="a /diagnostics message")
+    with graph["spinner"].paused():
+        client.node.destroy_subscription(subscription)
+    status = arrays[-1].status[0]
+    assert status.name == "depth_node: semantic depth"
+    values = {kv.key: kv.value for kv in status.values}
+    assert {"input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "frames_dropped"} <= set(values)
+    assert (values["device"], values["model"], values["precision"], values["trained"]) == ("cpu", "tiny_test", "fp32",
+                                                                                          "false")
+    assert int(values["frames_published"]) >= 1 and float(values["latency_p50_ms"]) > 0.0
+    assert float(values["input_rate_hz"]) > 0.0
+
+
+# --------------------------------------------------------------------------------------- compressed input
+@pytest.fixture(scope="module")
+def compressed_node(ros: dict[str, Any]) -> tuple[DepthNode, Client]:
+    params = [Parameter("model_path", value=str(ros["checkpoint"])), Parameter("device", value="cpu"),
+              Parameter("input_transport", value="compressed")]
+    node = DepthNode(context=ros["context"], namespace="compressed", parameter_overrides=params)
+    ros.setdefault("extra_nodes", []).append(node)
+    with ros["spinner"].paused():
+        client = Client(Node("compressed_test_client", context=ros["context"]), ros["spinner"],
+                        namespace="/compressed")
+        ros["executor"].add_node(node)
+        ros["executor"].add_node(client.node)
+    return node, client
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_compressed_input(ros: dict[str, Any], compressed_node: tuple[DepthNode, Client], kind: str) -> None:
+    node, client = compressed_node
+    client.subscribe("depth", "points")
+    s = stamp(ros)
+    rgb = make_image(s)
+    ok, encoded = cv2.imencode(f".{'jpg' if kind == 'jpeg' else 'png'}", np.ascontiguousarray(rgb[..., ::-1]))
+    assert ok
+    msg = CompressedImage(format=f"rgb8; {kind} compressed bgr8", data=encoded.tobytes())
+    msg.header.stamp.sec = s
+    msg.header.frame_id = FRAME_ID
+    client.send_info(info_msg(), node)
+    out = client.send(msg, ("depth", "points"), node)
+    assert (out["depth"].height, out["depth"].width, out["depth"].header.frame_id) == (HEIGHT, WIDTH, FRAME_ID)
+    colours = unpack_rgb(cloud_array(out["points"])[..., 3]).astype(int)
+    if kind == "png":  # lossless: the cloud's colours are the picture's, in RGB order
+        assert np.array_equal(colours, rgb.reshape(-1, 3))
+    else:
+        assert np.abs(colours - rgb.reshape(-1, 3)).mean() < 4.0
+    client.unsubscribe_all(node)
+
+
+# ------------------------------------------------------------------------------------ process exit codes
+def _node_command(*ros_args: str) -> list[str]:
+    return [sys.executable, "-c", "import sys; from semantic_depth_ros.ros.node import main_ros; sys.exit(main_ros())",
+            "--ros-args", *ros_args]
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad_checkpoints")
+    corrupt = folder / "corrupt.pt"
+    corrupt.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    payload["config"]["decoder_channels"] = [64, 16]
+    incompatible = folder / "incompatible.pt"
+    torch.save(payload, incompatible)
+    return {"missing": folder / "missing.pt", "corrupt": corrupt, "incompatible": incompatible}
+
+
+@pytest.mark.parametrize(("case", "problem"), [("missing", "file not found"), ("corrupt", "cannot be read"),
+                                               ("incompatible", "incompatible weights")])
+def test_bad_checkpoint_fails_start_up_with_one_line_naming_file_and_problem(
+        ros: dict[str, Any], bad_checkpoints: dict[str, Path], case: str, problem: str) -> None:
+    params = [Parameter("model_path", value=str(bad_checkpoints[case])), Parameter("device", value="cpu")]
+    with pytest.raises(CheckpointError) as info:
+        DepthNode(context=ros["context"], node_name="bad_checkpoint_node", parameter_overrides=params)
+    message = str(info.value)
+    assert message.startswith(f"checkpoint {bad_checkpoints[case]}: ") and problem in message
+    assert "\n" not in message
+    assert "bad_checkpoint_node" not in ros["client"].node.get_node_names()  # the half-built node was destroyed
+
+
+def test_invalid_parameter_fails_start_up(ros: dict[str, Any]) -> None:
+    params = [Parameter("model_path", value=str(ros["checkpoint"])), Parameter("point_stride", value=0)]
+    with pytest.raises(ConfigError, match="invalid parameter point_stride: .*out of range"):
+        DepthNode(context=ros["context"], node_name="bad_parameter_node", parameter_overrides=params)
+    with pytest.raises(ConfigError, match="parameter model_path is empty"):
+        DepthNode(context=ros["context"], node_name="no_model_node")
+
+
+def test_process_exits_1_with_one_line_for_a_bad_checkpoint_and_0_on_sigint(bad_checkpoints: dict[str, Path],
+                                                                            tiny_checkpoint: Path) -> None:
+    missing = subprocess.Popen(_node_command("-p", f"model_path:={bad_checkpoints['missing']}", "-p", "device:=cpu"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the `semantic-depth node` command path, with options turned into ROS arguments
+    good = subprocess.Popen([sys.executable, "-m", "semantic_depth_ros.cli", "node", "--model-path",
+                             str(tiny_checkpoint), "--device", "cpu", "--ros-args", "-r", "__node:=sigint_test_node"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = missing.communicate(timeout=60)
+        assert missing.returncode == 1, stderr
+        lines = [line for line in (stdout + stderr).splitlines() if line.strip()]
+        assert lines == [f"error: checkpoint {bad_checkpoints['missing']}: file not found"]
+        ready = threading.Event()
+        captured: list[str] = []
+
+        def read_stderr() -> None:
+            for line in good.stderr:
+                captured.append(line)
+                if "ready: model tiny_test" in line:
+                    ready.set()
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
+        assert ready.wait(timeout=60), "".join(captured)
+        assert any("[sigint_test_node]" in line for line in captured)  # ROS arguments were forwarded
+        time.sleep(0.3)
+        good.send_signal(signal.SIGINT)
+        assert good.wait(timeout=20) == 0, "".join(captured)
+        reader.join(timeout=5)
+        assert not any("Traceback" in line or "Exception" in line for line in captured), "".join(captured)
+    finally:
+        for process in (missing, good):
+            if process.poll() is None:
+                process.kill()
