@@ -13,6 +13,7 @@ import torch
 
 from semantic_depth_ros.errors import ConfigError, InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
+from semantic_depth_ros.inference.benchmark import benchmark_model, latency_stats
 from semantic_depth_ros.inference.estimator import DepthEstimator, resolve_device
 from semantic_depth_ros.inference.preprocess import letterbox
 from semantic_depth_ros.model.bins import DepthBins
@@ -444,3 +445,24 @@ def test_warmup_runs_every_output(estimator: DepthEstimator) -> None:
     finally:
         remove()
     assert calls == [("dc", "sc", "drn")] * 2
+
+
+# ---------------------------------------------------------------- benchmark
+
+def test_latency_stats() -> None:
+    stats = latency_stats([10.0, 20.0, 30.0, 40.0, 50.0], total_s=0.25)
+    assert stats == {"p50_ms": 30.0, "p95_ms": pytest.approx(48.0), "fps": 20.0}
+    with pytest.raises(ConfigError, match="need samples"):
+        latency_stats([], total_s=1.0)
+
+
+def test_benchmark_model_times_the_estimator() -> None:
+    stats = benchmark_model(CONFIG, device="cpu", height=30, width=70, warmup=1, iters=3, num_threads=1)
+    assert set(stats) == {"p50_ms", "p95_ms", "fps", "peak_mem_mb"}
+    assert 0 < stats["p50_ms"] <= stats["p95_ms"]
+    assert stats["fps"] == pytest.approx(1000.0 / stats["p50_ms"], rel=0.9)
+    assert stats["peak_mem_mb"] > 50  # the process holds torch
+    with pytest.raises(ConfigError, match="warmup >= 0 and iters >= 1, got warmup=0, iters=0"):
+        benchmark_model(CONFIG, device="cpu", height=30, width=70, warmup=0, iters=0)
+    with pytest.raises(ConfigError, match="precision fp16 needs a CUDA device"):
+        benchmark_model(CONFIG, device="cpu", precision="fp16", height=30, width=70)

@@ -1,0 +1,131 @@
+"""Model latency on this machine: ``DepthEstimator.estimate`` end to end, numpy image in, outputs on the host.
+
+Used by ``semantic-depth bench``. Random weights are fine for timing (the work does not depend on the values),
+so a ``ModelConfig`` (a preset) can be timed without a checkpoint file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import resource
+import sys
+import time
+from collections.abc import Collection, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..geometry.intrinsics import Intrinsics
+from ..model.checkpoint import Checkpoint
+from ..model.config import ModelConfig
+from ..model.network import SemanticDepthNet
+from .estimator import OUTPUTS, DepthEstimator, EstimatorOutputs
+
+
+def random_checkpoint(config: ModelConfig, seed: int = 0) -> Checkpoint:
+    """An in-memory, UNTRAINED checkpoint of ``config`` with seeded random weights."""
+    torch.manual_seed(seed)
+    model = SemanticDepthNet(config)
+    return Checkpoint(path=Path(f"<random {config.name}>"), config=config, state_dict=model.state_dict(),
+                      trained=False)
+
+
+def latency_stats(samples_ms: Collection[float], total_s: float) -> dict[str, float]:
+    """p50 / p95 latency (ms) of ``samples_ms`` and the throughput ``len(samples) / total_s`` (frames per second)."""
+    if not samples_ms or total_s <= 0:
+        raise ConfigError(f"latency statistics need samples and a positive duration, got {len(samples_ms)} "
+                          f"samples over {total_s} s")
+    values = np.asarray(list(samples_ms), dtype=np.float64)
+    return {"p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95)),
+            "fps": len(values) / total_s}
+
+
+def process_peak_rss_mb() -> float:
+    """Peak resident memory of this process since it started (MiB; ``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def benchmark_model(checkpoint_or_config: str | Path | Checkpoint | ModelConfig, *, device: str = "auto",
+                    precision: str = "fp32", height: int, width: int, warmup: int = 5, iters: int = 30,
+                    outputs: Collection[str] = OUTPUTS, output_resolution: str = "input", backend: str = "eager",
+                    num_threads: int | None = None) -> dict[str, float]:
+    """Time ``estimate`` on a random ``height`` x ``width`` image with intrinsics, outputs copied to the host.
+
+    Returns ``p50_ms``, ``p95_ms`` (per frame, milliseconds), ``fps`` (frames per second over the timed loop) and
+    ``peak_mem_mb``: on CUDA the peak memory allocated by torch on the device since the model loaded; on the CPU
+    the process's peak resident memory (it includes whatever the process did before). ``num_threads`` sets
+    torch's CPU thread count for the run (restored afterwards).
+    """
+    if warmup < 0 or iters < 1:
+        raise ConfigError(f"benchmark needs warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
+    if height < 1 or width < 1:
+        raise ConfigError(f"benchmark image size {width}x{height} must be at least 1x1")
+    if num_threads is not None and num_threads < 1:
+        raise ConfigError(f"benchmark num_threads = {num_threads} must be at least 1")
+    with _threads(num_threads):
+        estimator = _load(checkpoint_or_config, device=device, precision=precision, backend=backend)
+        cuda = estimator.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(estimator.device)
+            torch.cuda.reset_peak_memory_stats(estimator.device)
+        image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        fx = estimator.config.focal_px * width / estimator.config.input_width
+        intrinsics = Intrinsics(fx=fx, fy=fx, cx=(width - 1) / 2, cy=(height - 1) / 2, width=width, height=height)
+
+        def frame() -> None:
+            result = estimator.estimate(image, intrinsics=intrinsics, output_resolution=output_resolution,
+                                        outputs=outputs)
+            _to_host(result)
+
+        for _ in range(warmup):
+            frame()
+        samples = []
+        start = time.perf_counter()
+        for _ in range(iters):
+            begin = time.perf_counter()
+            frame()
+            samples.append((time.perf_counter() - begin) * 1000.0)
+        total = time.perf_counter() - start
+        stats = latency_stats(samples, total)
+        stats["peak_mem_mb"] = (torch.cuda.max_memory_allocated(estimator.device) / 2**20 if cuda
+                                else process_peak_rss_mb())
+    return stats
+
+
+def _load(source: str | Path | Checkpoint | ModelConfig, *, device: str, precision: str,
+          backend: str) -> DepthEstimator:
+    """The estimator; random weights for a config, with the untrained warning silenced (timing only)."""
+    if not isinstance(source, ModelConfig):
+        return DepthEstimator(source, device=device, precision=precision, backend=backend)
+    estimator_logger = logging.getLogger("semantic_depth_ros.inference.estimator")
+    previous = estimator_logger.disabled
+    estimator_logger.disabled = True
+    try:
+        return DepthEstimator(random_checkpoint(source), device=device, precision=precision, backend=backend)
+    finally:
+        estimator_logger.disabled = previous
+
+
+def _to_host(result: EstimatorOutputs) -> None:
+    """Copy every output to the host (synchronises CUDA: the copy waits for the kernels that produce it)."""
+    for tensor in (result.depth, result.semantic, result.confidence):
+        if tensor is not None:
+            tensor.cpu()
+
+
+@contextlib.contextmanager
+def _threads(num_threads: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op CPU thread count."""
+    if num_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
