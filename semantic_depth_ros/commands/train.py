@@ -1,0 +1,56 @@
+"""`semantic-depth train --config FILE`: one training phase from a YAML config (also `ros2 run ... train`).
+
+Several GPUs: ``torchrun --nproc_per_node N -m semantic_depth_ros.cli train --config FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..training.config import PRECISIONS, load_config
+from ..training.distributed import detect_context
+from ..training.trainer import run_training
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="training config YAML (see config/train_*.yaml)")
+    parser.add_argument("--out", default=None, help="run folder (default: the config's out_dir, else runs/<name>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in the run folder from its last run-state checkpoint, exactly")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="total optimiser steps (overrides the config's steps; the LR schedule spans them)")
+    parser.add_argument("--init-from", default=None, help="model checkpoint or run folder to start from")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (overrides the config)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="overrides the config's precision")
+    parser.add_argument("--batch-size", type=int, default=None, help="per-process batch size (overrides config)")
+    parser.add_argument("--num-workers", type=int, default=None, help="data-loader workers (overrides config)")
+    parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+
+
+def main(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    overrides = {
+        "steps": args.max_steps, "init_from": args.init_from, "device": args.device, "precision": args.precision,
+        "batch_size": args.batch_size, "num_workers": args.num_workers, "seed": args.seed,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.init_from:  # the checkpoint's model config replaces the config's preset
+        overrides["model"] = {"preset": None, "overrides": dict(config.model.overrides)}
+    if overrides:
+        config = config.replace(**overrides)
+    result = run_training(config, out_dir=args.out, resume=args.resume, progress=not args.no_progress)
+    if detect_context().is_main:
+        summary = {
+            "model_checkpoint": str(result.checkpoint_path),
+            "best_checkpoint": str(result.best_checkpoint_path) if result.best_checkpoint_path else None,
+            "steps": result.steps,
+            "seconds": round(result.seconds, 1),
+            "final_metrics": {k: v for k, v in result.final_metrics.items() if "/" not in k},
+            "best_metrics": {k: v for k, v in result.best_metrics.items() if "/" not in k},
+        }
+        if result.metrics_before:
+            summary["metrics_before"] = {k: v for k, v in result.metrics_before.items() if "/" not in k}
+        print(json.dumps(summary, indent=1))
+    return 0

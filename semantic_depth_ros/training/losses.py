@@ -1,0 +1,64 @@
+"""Training losses: pure functions of network outputs and targets that return dicts of scalar tensors.
+
+Every dict has ``loss`` (the weighted total to back-propagate) and one entry per term. Losses are computed in
+float32 whatever the autocast precision. A batch without a single labelled pixel gives a zero loss that is still
+connected to the graph (so the step is a no-op instead of NaN); no host synchronisation is needed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..model.bins import IGNORE_INDEX, DepthBins
+from .config import LossConfig
+
+SEMANTIC_IGNORE = 255
+
+
+def depth_classification_loss(logits: torch.Tensor, depth: torch.Tensor, bins: DepthBins) -> torch.Tensor:
+    """Cross-entropy over depth bins on valid pixels: logits BxKxHxW, depth Bx1xHxW metres (0 = invalid)."""
+    target = bins.depth_to_index(depth[:, 0])
+    total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (target != IGNORE_INDEX).sum().clamp_min(1)
+
+
+def semantic_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over classes, ignoring label 255: logits BxCxHxW, labels BxHxW int64."""
+    labels = labels.long()
+    total = F.cross_entropy(logits.float(), labels, ignore_index=SEMANTIC_IGNORE, reduction="sum")
+    return total / (labels != SEMANTIC_IGNORE).sum().clamp_min(1)
+
+
+def depth_l1_loss(pred: torch.Tensor, depth: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
+    """Mean absolute error (metres) on valid pixels: pred, depth Bx1xHxW; targets clamped to the model's range."""
+    valid = torch.isfinite(depth) & (depth > 0)
+    target = torch.where(valid, depth, torch.ones_like(depth)).clamp(min_depth, max_depth)
+    error = torch.where(valid, (pred.float() - target).abs(), torch.zeros_like(target))
+    return error.sum() / valid.sum().clamp_min(1)
+
+
+def depth_losses(outputs: dict[str, torch.Tensor], depth: torch.Tensor, bins: DepthBins, phase: int,
+                 weights: LossConfig) -> dict[str, torch.Tensor]:
+    """Loss of a depth batch. Phase 1: DC cross-entropy. Phase 2: DRN L1 (+ optional DC cross-entropy)."""
+    if phase == 1:
+        ce = depth_classification_loss(outputs["depth_logits"], depth, bins)
+        return {"loss": weights.depth_ce * ce, "depth_ce": ce.detach()}
+    terms: dict[str, torch.Tensor] = {}
+    total = torch.zeros((), device=depth.device)
+    if weights.depth_l1 > 0:
+        l1 = depth_l1_loss(outputs["depth"], depth, bins.min_depth, bins.max_depth)
+        total = total + weights.depth_l1 * l1
+        terms["depth_l1"] = l1.detach()
+    if weights.phase2_depth_ce > 0:
+        ce = depth_classification_loss(outputs["depth_logits"], depth, bins)
+        total = total + weights.phase2_depth_ce * ce
+        terms["depth_ce"] = ce.detach()
+    return {"loss": total, **terms}
+
+
+def semantic_losses(outputs: dict[str, torch.Tensor], labels: torch.Tensor, weights: LossConfig
+                    ) -> dict[str, torch.Tensor]:
+    """Loss of a semantic batch (either phase): SC cross-entropy."""
+    ce = semantic_loss(outputs["semantic_logits"], labels)
+    return {"loss": weights.semantic_ce * ce, "semantic_ce": ce.detach()}

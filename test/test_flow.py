@@ -1,0 +1,196 @@
+"""Conditional-flow schedule, stream batch sampler, LR schedule, losses and seeded training samples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from semantic_depth_ros.errors import ConfigError, DatasetError
+from semantic_depth_ros.model.bins import DepthBins
+from semantic_depth_ros.training.config import AugmentationConfig, LossConfig, ScheduleConfig
+from semantic_depth_ros.training.datasets import CenterScaleCrop, TaskSamples, train_transform
+from semantic_depth_ros.training.flow import FlowSchedule, StreamBatchSampler
+from semantic_depth_ros.training.losses import (depth_classification_loss, depth_l1_loss, depth_losses,
+                                                semantic_loss)
+from semantic_depth_ros.training.schedule import build_scheduler, lr_factor
+from semantic_depth_ros.model.config import ModelConfig
+
+
+# ------------------------------------------------------------------------------------------ FlowSchedule
+
+@pytest.mark.parametrize(("depth", "semantic", "expected"), [
+    (1, 1, ["depth", "semantic"] * 3),
+    (2, 1, ["depth", "semantic", "depth"] * 2),
+    (1, 0, ["depth"] * 6),
+    (0, 1, ["semantic"] * 6),
+    (3, 2, ["depth", "semantic", "depth", "semantic", "depth", "depth"]),
+])
+def test_flow_interleaves_tasks_at_the_ratio(depth: int, semantic: int, expected: list[str]) -> None:
+    schedule = FlowSchedule({"depth": depth, "semantic": semantic})
+    assert [schedule.task_at(step) for step in range(6)] == expected
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_count_before_matches_the_tasks_drawn(shuffle: bool) -> None:
+    schedule = FlowSchedule({"depth": 3, "semantic": 2}, seed=7, shuffle=shuffle)
+    tasks = [schedule.task_at(step) for step in range(40)]
+    assert tasks.count("depth") == 24 and tasks.count("semantic") == 16  # exact ratio over whole cycles
+    for step in range(41):
+        for task in ("depth", "semantic"):
+            assert schedule.count_before(task, step) == tasks[:step].count(task)
+
+
+def test_shuffled_flow_is_a_function_of_seed_and_step() -> None:
+    a = FlowSchedule({"depth": 2, "semantic": 2}, seed=3, shuffle=True)
+    b = FlowSchedule({"depth": 2, "semantic": 2}, seed=3, shuffle=True)
+    other = FlowSchedule({"depth": 2, "semantic": 2}, seed=4, shuffle=True)
+    order = [a.task_at(s) for s in range(64)]
+    assert [b.task_at(s) for s in reversed(range(64))] == order[::-1]  # random access, any order
+    assert [other.task_at(s) for s in range(64)] != order
+    for cycle in range(16):  # every cycle keeps the ratio
+        assert order[cycle * 4:(cycle + 1) * 4].count("depth") == 2
+
+
+def test_flow_rejects_bad_ratios() -> None:
+    with pytest.raises(ConfigError, match="not all 0"):
+        FlowSchedule({"depth": 0, "semantic": 0})
+
+
+# ------------------------------------------------------------------------------------ StreamBatchSampler
+
+def test_stream_sampler_epochs_cover_the_dataset_and_resume_anywhere() -> None:
+    sampler = StreamBatchSampler(10, 3, seed=5, stream=0)
+    assert sampler.batches_per_epoch == 3
+    batches = [sampler.batch(n) for n in range(6)]
+    first_epoch = [index for batch in batches[:3] for index, _ in batch]
+    assert len(set(first_epoch)) == 9 and set(first_epoch) <= set(range(10))
+    assert [i for b in batches[:3] for i, _ in b] != [i for b in batches[3:] for i, _ in b]  # reshuffled
+    keys = [key for batch in batches for _, key in batch]
+    assert keys == list(range(18))  # unique augmentation keys
+    resumed = StreamBatchSampler(10, 3, seed=5, stream=0, start_batch=4)
+    iterator = iter(resumed)
+    assert [next(iterator) for _ in range(2)] == batches[4:6]
+
+
+def test_stream_sampler_ranks_get_disjoint_shares() -> None:
+    ranks = [StreamBatchSampler(12, 2, seed=1, stream=1, rank=r, world_size=2) for r in range(2)]
+    seen = [[i for n in range(3) for i, _ in sampler.batch(n)] for sampler in ranks]
+    assert set(seen[0]).isdisjoint(seen[1]) and set(seen[0]) | set(seen[1]) == set(range(12))
+    keys = [k for sampler in ranks for n in range(3) for _, k in sampler.batch(n)]
+    assert len(set(keys)) == len(keys)
+    other_stream = StreamBatchSampler(12, 2, seed=1, stream=0, rank=0, world_size=2)
+    assert [i for n in range(3) for i, _ in other_stream.batch(n)] != seen[0]
+
+
+def test_stream_sampler_needs_a_full_batch() -> None:
+    with pytest.raises(DatasetError, match="3 samples, fewer than batch_size 2 x 2"):
+        StreamBatchSampler(3, 2, seed=0, stream=0, rank=0, world_size=2)
+
+
+# --------------------------------------------------------------------------------------------- schedule
+
+def test_lr_factor_warms_up_then_decays_to_the_floor() -> None:
+    cosine = ScheduleConfig(warmup_steps=4, decay="cosine", min_lr_ratio=0.1)
+    assert [lr_factor(s, 14, cosine) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, 14, cosine) == pytest.approx(1.0)
+    assert lr_factor(13, 14, cosine) == pytest.approx(0.1)
+    assert lr_factor(8, 14, cosine) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 4 / 9)))
+    poly = ScheduleConfig(warmup_steps=0, decay="poly", min_lr_ratio=0.0, power=2.0)
+    assert lr_factor(5, 11, poly) == pytest.approx(0.25)
+    assert lr_factor(7, 11, ScheduleConfig(warmup_steps=0, decay="constant")) == 1.0
+
+
+def test_scheduler_sets_the_lr_of_each_update() -> None:
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([parameter], lr=0.1)
+    scheduler = build_scheduler(optimizer, 10, ScheduleConfig(warmup_steps=2, decay="poly", power=1.0,
+                                                             min_lr_ratio=0.0))
+    seen = []
+    for _ in range(4):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([0.05, 0.1, 0.1, 0.1 * (1 - 1 / 7)])  # decay over updates 2..9
+
+
+# ------------------------------------------------------------------------------------------------ losses
+
+def test_depth_ce_uses_only_valid_pixels() -> None:
+    bins = DepthBins(1.0, 80.0, 4)
+    logits = torch.randn(1, 4, 1, 3, requires_grad=True)
+    depth = torch.tensor([[[[2.0, 0.0, 50.0]]]])
+    target = bins.depth_to_index(depth[:, 0])
+    expected = F.cross_entropy(logits[..., [0, 2]], target[..., [0, 2]])
+    assert depth_classification_loss(logits, depth, bins).item() == pytest.approx(expected.item(), rel=1e-6)
+    depth_classification_loss(logits, depth, bins).backward()
+    assert torch.all(logits.grad[..., 1] == 0) and torch.all(logits.grad[..., 0] != 0)
+
+
+def test_semantic_ce_ignores_255_and_empty_batches_give_zero() -> None:
+    logits = torch.randn(1, 3, 1, 2, requires_grad=True)
+    labels = torch.tensor([[[2, 255]]])
+    expected = F.cross_entropy(logits[..., :1], labels[..., :1])
+    assert semantic_loss(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
+    empty = semantic_loss(logits, torch.full((1, 1, 2), 255))
+    empty.backward()
+    assert empty.item() == 0.0 and torch.all(logits.grad == 0)
+
+
+def test_depth_l1_masks_invalid_and_clamps_targets() -> None:
+    pred = torch.tensor([[[[3.0, 7.0, 90.0, 1.0]]]])
+    depth = torch.tensor([[[[2.0, 0.0, 120.0, float("nan")]]]])
+    # valid: |3-2| = 1 and |90-80| = 10 (target clamped to max 80 m)
+    assert depth_l1_loss(pred, depth, 1.0, 80.0).item() == pytest.approx(5.5)
+    assert depth_l1_loss(pred, torch.zeros_like(depth), 1.0, 80.0).item() == 0.0
+
+
+def test_phase_two_depth_loss_combines_l1_and_ce() -> None:
+    bins = DepthBins(1.0, 80.0, 8)
+    depth = torch.full((1, 1, 2, 2), 10.0)
+    outputs = {"depth": torch.full((1, 1, 2, 2), 12.0), "depth_logits": torch.zeros(1, 8, 2, 2)}
+    losses = depth_losses(outputs, depth, bins, 2, LossConfig(depth_l1=1.0, phase2_depth_ce=0.5))
+    assert losses["depth_l1"].item() == pytest.approx(2.0)
+    assert losses["depth_ce"].item() == pytest.approx(math.log(8))
+    assert losses["loss"].item() == pytest.approx(2.0 + 0.5 * math.log(8))
+    phase_one = depth_losses(outputs, depth, bins, 1, LossConfig(depth_ce=2.0))
+    assert set(phase_one) == {"loss", "depth_ce"} and phase_one["loss"].item() == pytest.approx(2 * math.log(8))
+
+
+# ------------------------------------------------------------------------------------------- samples
+
+class _Frames(torch.utils.data.Dataset):
+    """Two 20x40 depth frames with a ramp image, fx 50 px."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> dict:
+        image = torch.linspace(0, 1, 20 * 40).reshape(1, 20, 40).repeat(3, 1, 1)
+        depth = torch.full((1, 20, 40), 10.0 + index)
+        depth[:, :5] = 0.0
+        return {"image": image, "depth": depth, "fx": 50.0, "semantic": torch.zeros(20, 40, dtype=torch.long)}
+
+
+def test_training_samples_are_seeded_and_canonical() -> None:
+    model_config = ModelConfig(input_height=32, input_width=48, focal_px=30.0, decoder_channels=(32, 16))
+    transform = train_transform(AugmentationConfig(scale_min=1.0, scale_max=1.0, hflip=0.0), model_config)
+    samples = TaskSamples(_Frames(), "depth", transform, name="frames", seed=3, stream=0)
+    sample = samples[(1, 17)]
+    assert set(sample) == {"image", "depth", "fx"}  # other labels dropped
+    assert sample["image"].shape == (3, 32, 48) and sample["depth"].shape == (1, 32, 48)
+    # covering scale = max(32/20, 48/40) = 1.6 -> fx 80 px; canonical depth = 11 m * 30 / 80
+    assert sample["fx"] == pytest.approx(80.0)
+    valid = sample["depth"][sample["depth"] > 0]
+    assert torch.allclose(valid, torch.full_like(valid, 11.0 * 30.0 / 80.0))
+    assert torch.equal(samples[(1, 17)]["image"], sample["image"])  # same key, same augmentation
+    assert not torch.equal(samples[(1, 18)]["image"], sample["image"])  # another key, another jitter
+
+
+def test_validation_crop_keeps_metric_depth_and_centre() -> None:
+    sample = _Frames()[0]
+    out = CenterScaleCrop(32, 48)(sample)
+    assert out["image"].shape == (3, 32, 48) and out["fx"] == pytest.approx(80.0)
+    assert set(out["depth"].unique().tolist()) == {0.0, 10.0}

@@ -1,0 +1,127 @@
+"""Training config: YAML files in config/, strict keys and types, cross-field rules, dataset options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from semantic_depth_ros.errors import ConfigError
+from semantic_depth_ros.training.config import (TrainConfig, config_from_dict, config_to_yaml, first_difference,
+                                                load_config)
+from semantic_depth_ros.training.datasets import build_reader
+from semantic_depth_ros.training.trainer import resolve_model_config
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+SYNTHETIC = {"type": "synthetic", "task": "depth",
+             "options": {"domain": "kitti_like", "length": 2, "seed": 0, "height": 20, "width": 60}}
+
+
+def minimal(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"datasets": [dict(SYNTHETIC)], "flow": {"depth": 1, "semantic": 0}}
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize("name", ["train_phase1_kitti_cityscapes", "train_phase2_kitti", "train_demo_phase1",
+                                  "train_demo_phase2"])
+def test_shipped_configs_load(name: str) -> None:
+    config = load_config(CONFIG_DIR / f"{name}.yaml")
+    assert config.tasks() == ("depth", "semantic")
+    assert config.phase == (2 if "phase2" in name else 1)
+    assert (config.init_from is not None) == (config.phase == 2)
+    assert config_from_dict(yaml.safe_load(config_to_yaml(config))) == config  # round trip
+
+
+def test_demo_phase1_config_resolves_its_model() -> None:
+    config = load_config(CONFIG_DIR / "train_demo_phase1.yaml")
+    model_config, init = resolve_model_config(config)
+    assert init is None and (model_config.input_height, model_config.input_width) == (96, 320)
+    assert model_config.use_drn is False
+    assert model_config.focal_px == pytest.approx(721.5 * 320 / 1242, abs=0.01)  # kitti_like camera at 320 px
+
+
+def test_defaults() -> None:
+    config = config_from_dict(minimal())
+    assert isinstance(config, TrainConfig)
+    assert (config.phase, config.precision, config.flow.depth, config.checkpoint.keep_last) == (1, "fp32", 1, 3)
+    assert config.run_dir() == Path("runs/train")
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (minimal(stepz=3), "unknown key 'stepz'"),
+    (minimal(optimizer={"lrr": 1.0}), "unknown key 'optimizer.lrr'"),
+    (minimal(datasets=[{**SYNTHETIC, "root": "x"}]), "unknown key 'datasets[0].root'"),
+    (minimal(validation={"datasets": [{"typo": 1}]}), "unknown key 'validation.datasets[0].typo'"),
+    (minimal(model={"overrides": {"input_hieght": 96}}), "unknown key 'model.overrides.input_hieght'"),
+    (minimal(steps="ten"), "steps = 'ten' is not a valid int"),
+    (minimal(resume="yes"), "resume = 'yes' is not a valid bool"),
+    (minimal(optimizer={"betas": [0.9]}), "optimizer.betas must be a list of 2 values"),
+    (minimal(optimizer={"lr": True}), "optimizer.lr = True is not a valid float"),
+    (minimal(datasets="kitti"), "datasets must be a list"),
+    (minimal(phase=3), "phase = 3 must be 1 or 2"),
+    (minimal(precision="fp8"), "precision = 'fp8' must be one of fp32, bf16, fp16"),
+    (minimal(freeze=["head"]), "freeze lists unknown group 'head'"),
+    (minimal(datasets=[]), "datasets is empty"),
+    (minimal(flow={"depth": 1, "semantic": 1}), "flow.semantic = 1 but no training dataset has task semantic"),
+    (minimal(flow={"depth": 0, "semantic": 0}), "flow.depth is 0 but datasets has a depth dataset"),
+    (minimal(datasets=[{**SYNTHETIC, "type": "nyu"}]), "datasets[0].type = 'nyu' must be one of"),
+    (minimal(datasets=[{**SYNTHETIC, "type": "cityscapes", "path": "c", "split": "train"}]),
+     "datasets[0].task = 'depth': a cityscapes dataset provides semantic"),
+    (minimal(datasets=[{"type": "kitti", "task": "depth", "path": "k"}]), "datasets[0].split is required"),
+    (minimal(datasets=[{**SYNTHETIC, "path": "here"}]), "a synthetic dataset takes no path/split"),
+    (minimal(init_from="p1.pt", model={"preset": "resnet18"}), "set either model.preset or init_from"),
+    (minimal(model={"overrides": {"use_drn": True}}), "use_drn = True contradicts phase 1"),
+    (minimal(augmentation={"scale_min": 0.5}), "augmentation.scale_min/scale_max = 0.5/1.5"),
+    (minimal(schedule={"decay": "step"}), "schedule.decay = 'step' must be one of cosine, poly, constant"),
+    (minimal(validation={"crop": "kitti"}), "validation.crop = 'kitti' must be one of garg, eigen, none"),
+    (minimal(checkpoint={"best_metric": "psnr"}), "checkpoint.best_metric = 'psnr' must be one of"),
+    (minimal(phase=2, loss={"depth_l1": 0.0}), "phase 2 needs loss.depth_l1 or loss.phase2_depth_ce above 0"),
+    ([1, 2], "top level must be a mapping"),
+])
+def test_invalid_configs_name_the_offending_key(data: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(data)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"train config {tmp_path / 'none.yaml'}: file not found"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1,\n")
+    with pytest.raises(ConfigError, match=f"train config {bad}: invalid YAML"):
+        load_config(bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump(minimal(loss={"depth_cee": 1.0})))
+    with pytest.raises(ConfigError, match=f"train config {typo}: unknown key 'loss.depth_cee'"):
+        load_config(typo)
+
+
+def test_dataset_options_are_checked_against_the_reader() -> None:
+    config = config_from_dict(minimal(datasets=[{**SYNTHETIC, "options": {**SYNTHETIC["options"], "fov": 90}}]))
+    with pytest.raises(ConfigError, match="datasets\\[0\\].options: unknown key 'fov' for a synthetic dataset "
+                                          "\\(accepted: domain, length, seed, height, width, cache\\)"):
+        build_reader(config.datasets[0], "datasets[0]")
+    reader = build_reader(config_from_dict(minimal()).datasets[0], "datasets[0]")
+    assert len(reader) == 2 and reader[0]["depth"].shape == (1, 20, 60)
+
+
+def test_model_overrides_are_validated_by_the_model_config() -> None:
+    config = config_from_dict(minimal(model={"preset": "resnet18_fast", "overrides": {"input_height": 8}}))
+    with pytest.raises(ConfigError, match="model.overrides: .*input_height = 8 must be an integer between 32"):
+        resolve_model_config(config)
+
+
+def test_replace_validates_and_first_difference_names_keys() -> None:
+    config = config_from_dict(minimal())
+    assert config.replace(steps=7).steps == 7
+    with pytest.raises(ConfigError, match="steps = 0 must be at least 1"):
+        config.replace(steps=0)
+    a = config.to_dict()
+    b = config.replace(optimizer={"lr": 0.1}).to_dict()
+    assert first_difference(a, b) == "optimizer.lr"
+    assert first_difference(a, a) is None
