@@ -368,10 +368,11 @@ def test_fp16_on_cpu_is_refused() -> None:
 def test_unknown_precision_and_backend_are_refused() -> None:
     with pytest.raises(ConfigError, match="precision 'int8' is not one of fp32, fp16, bf16"):
         DepthEstimator(make_checkpoint(), device="cpu", precision="int8")
-    with pytest.raises(ConfigError, match="backend 'tensorrt' is not one of eager, compile, cudagraphs"):
+    with pytest.raises(ConfigError, match="backend 'tensorrt' is not one of auto, eager, compile, cudagraphs"):
         DepthEstimator(make_checkpoint(), device="cpu", backend="tensorrt")
     with pytest.raises(ConfigError, match="^backend cudagraphs needs a CUDA device, got cpu$"):
         DepthEstimator(make_checkpoint(), device="cpu", backend="cudagraphs")
+    assert DepthEstimator(make_checkpoint(), device="cpu").backend == "eager"  # auto: CUDA graphs on CUDA only
 
 
 def test_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:

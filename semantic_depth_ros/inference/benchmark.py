@@ -51,7 +51,7 @@ def process_peak_rss_mb() -> float:
 
 def benchmark_model(checkpoint_or_config: str | Path | Checkpoint | ModelConfig, *, device: str = "auto",
                     precision: str = "fp32", height: int, width: int, warmup: int = 5, iters: int = 30,
-                    outputs: Collection[str] = OUTPUTS, output_resolution: str = "input", backend: str = "eager",
+                    outputs: Collection[str] = OUTPUTS, output_resolution: str = "input", backend: str = "auto",
                     num_threads: int | None = None) -> dict[str, float]:
     """Time ``estimate`` on a random ``height`` x ``width`` image with intrinsics, outputs copied to the host.
 
