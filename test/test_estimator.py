@@ -14,7 +14,8 @@ import torch
 from semantic_depth_ros.errors import ConfigError, InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.inference.benchmark import benchmark_model, latency_stats
-from semantic_depth_ros.inference.estimator import DepthEstimator, resolve_device
+from semantic_depth_ros.inference import estimator as estimator_module
+from semantic_depth_ros.inference.estimator import DepthEstimator, resolve_device, resolve_precision
 from semantic_depth_ros.inference.preprocess import letterbox
 from semantic_depth_ros.model.bins import DepthBins
 from semantic_depth_ros.model.checkpoint import Checkpoint, save_checkpoint
@@ -360,13 +361,23 @@ def test_bf16_on_cpu_is_close_to_fp32() -> None:
     assert float(relative) < 0.01
 
 
+def test_auto_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "fp16"
+    monkeypatch.setattr(estimator_module, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert DepthEstimator(make_checkpoint(), device="cpu", precision="auto").precision == "bf16"
+    monkeypatch.setattr(estimator_module, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
 def test_fp16_on_cpu_is_refused() -> None:
     with pytest.raises(ConfigError, match="^precision fp16 needs a CUDA device, got cpu$"):
         DepthEstimator(make_checkpoint(), device="cpu", precision="fp16")
 
 
 def test_unknown_precision_and_backend_are_refused() -> None:
-    with pytest.raises(ConfigError, match="precision 'int8' is not one of fp32, fp16, bf16"):
+    with pytest.raises(ConfigError, match="precision 'int8' is not one of fp32, fp16, bf16, auto"):
         DepthEstimator(make_checkpoint(), device="cpu", precision="int8")
     with pytest.raises(ConfigError, match="backend 'tensorrt' is not one of auto, eager, compile, cudagraphs"):
         DepthEstimator(make_checkpoint(), device="cpu", backend="tensorrt")

@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 OUTPUTS = ("depth", "semantic", "confidence")
 OUTPUT_RESOLUTIONS = ("input", "network")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "auto")
 BACKENDS = ("auto", "eager", "compile", "cudagraphs")
 SKY_TRAIN_ID = 10
 MAX_IMAGE_SIDE = 16384
@@ -84,13 +84,29 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device("cuda", index)
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """Network dtype for ``fp32`` | ``fp16`` (CUDA only) | ``bf16``; ConfigError otherwise."""
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo; False elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", text) is not None
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` | ``fp16`` (CUDA only) | ``bf16`` | ``auto`` -> the precision used; ConfigError otherwise.
+
+    ``auto``: fp16 on CUDA; on the CPU bf16 where the CPU has native bf16 (about twice as fast as fp32), else fp32.
+    """
+    if precision == "auto":
+        if device.type == "cuda":
+            return "fp16"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
     if precision not in _DTYPES:
         raise ConfigError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"precision fp16 needs a CUDA device, got {device.type}")
-    return _DTYPES[precision]
+    return precision
 
 
 class DepthEstimator:
@@ -102,16 +118,17 @@ class DepthEstimator:
     combination, tens of seconds on a small CPU); ``cudagraphs`` (CUDA only: the network is captured once per
     head combination, at its first use, and replayed; 2.5x faster than eager on an H100, where eager is bound by
     kernel launches).
-    ``precision``: ``fp32``, ``fp16`` (CUDA only) or ``bf16`` (CUDA, or CPUs with native bf16 such as
-    AVX512-BF16/AMX, where it is about twice as fast as fp32).
+    ``precision``: ``fp32``, ``fp16`` (CUDA only), ``bf16`` (CUDA, or CPUs with native bf16 such as
+    AVX512-BF16/AMX, where it is about twice as fast as fp32) or ``auto`` (``resolve_precision``); the attribute
+    ``precision`` holds the one in use.
     """
 
     def __init__(self, checkpoint: str | Path | Checkpoint, *, device: str = "auto", precision: str = "fp32",
                  mask_sky: bool = False, min_depth: float | None = None, max_depth: float | None = None,
                  backend: str = "auto") -> None:
         self.device = resolve_device(device)
-        self.precision = precision
-        self._dtype = resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device)
+        self._dtype = _DTYPES[self.precision]
         if backend not in BACKENDS:
             raise ConfigError(f"backend '{backend}' is not one of {', '.join(BACKENDS)}")
         if backend == "cudagraphs" and self.device.type != "cuda":
