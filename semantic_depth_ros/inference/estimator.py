@@ -184,33 +184,18 @@ class DepthEstimator:
         raw = self._network(x, heads)
         any_map = next(iter(raw.values()))
         grid = self._grid(box, any_map.shape[-2], any_map.shape[-1], out_h, out_w)
-
-        smooth = []
-        if "depth" in wanted:
-            stride_depth = raw["depth"] if "drn" in heads else raw["dc_depth"]
-            smooth.append(torch.log(stride_depth.float()))
-        if "confidence" in wanted:
-            smooth.append(confidence_from_probs(raw["depth_probs"].float()))
-        maps = grid.sample(torch.cat(smooth, dim=1) if len(smooth) > 1 else smooth[0], "bilinear")[0] if smooth else None
-        labels = None
-        if "sc" in heads:
-            ids = raw["semantic_logits"].argmax(dim=1, keepdim=True).to(torch.float32)
-            labels = grid.sample(ids, "nearest")[0, 0]
-
-        depth = confidence = semantic = None
-        if "depth" in wanted:
+        log_depth, confidence, labels = _resample(raw, grid, heads, wanted)
+        depth = None
+        if log_depth is not None:
+            depth = log_depth.exp_()
             scale = self.canonical_scale(box, intrinsics)
-            depth = maps[0].exp_()
             if scale != 1.0:
                 depth.mul_(scale)
             invalid = (depth < low) | (depth > high)
             if mask_sky:
                 invalid |= labels == SKY_TRAIN_ID
             depth.masked_fill_(invalid, math.nan)
-        if "confidence" in wanted:
-            confidence = maps[-1]
-        if "semantic" in wanted:
-            semantic = labels.to(torch.uint8)
+        semantic = labels.to(torch.uint8) if "semantic" in wanted else None
         return EstimatorOutputs(depth=depth, semantic=semantic, confidence=confidence, intrinsics=out_intrinsics)
 
     def warmup(self, height: int, width: int) -> None:
@@ -335,6 +320,28 @@ class _GraphedNetwork:
         return graph, outputs
 
 
+def _resample(raw: dict[str, torch.Tensor], grid: OutputGrid, heads: tuple[str, ...],
+              wanted: frozenset[str]) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Stride-s network outputs -> (log-depth, confidence, float label ids), each HxW at the output size or None.
+
+    Log-depth and confidence are cropped and resampled bilinearly in one pass, the argmax ids by nearest neighbour.
+    """
+    smooth = []
+    if "depth" in wanted:
+        smooth.append(torch.log(raw["depth"] if "drn" in heads else raw["dc_depth"]).float())
+    if "confidence" in wanted:
+        smooth.append(confidence_from_probs(raw["depth_probs"].float()))
+    log_depth = confidence = labels = None
+    if smooth:
+        maps = grid.sample(torch.cat(smooth, dim=1) if len(smooth) > 1 else smooth[0], "bilinear")[0]
+        log_depth = maps[0] if "depth" in wanted else None
+        confidence = maps[-1] if "confidence" in wanted else None
+    if "sc" in heads:
+        ids = raw["semantic_logits"].argmax(dim=1, keepdim=True).to(torch.float32)
+        labels = grid.sample(ids, "nearest")[0, 0]
+    return log_depth, confidence, labels
+
+
 def _check_outputs(outputs: Collection[str]) -> frozenset[str]:
     """The requested outputs as a set; ConfigError naming an unknown one."""
     if isinstance(outputs, str):
@@ -356,5 +363,6 @@ def _check_image(image: np.ndarray) -> tuple[int, int]:
         raise InvalidInputError(f"image shape {tuple(image.shape)} must be HxWx3 (RGB)")
     height, width = int(image.shape[0]), int(image.shape[1])
     if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
-        raise InvalidInputError(f"image size {width}x{height} must be between 1x1 and {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}")
+        raise InvalidInputError(f"image size {width}x{height} must be between 1x1 and "
+                                f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}")
     return height, width
