@@ -1,8 +1,8 @@
 """The depth node over a real DDS graph (rclpy wheels): outputs, headers, points, parameters, bad input, exits.
 
 One in-process node per input transport (module-scoped) spins with a test client node on an executor in a
-background thread (paused while the test creates or destroys subscriptions); start-up failures and SIGINT run the node as a subprocess. Tests that need the node to
-have never received a camera_info come first in this file.
+background thread (paused while the test creates or destroys subscriptions); the exit codes are checked on the
+node run as a subprocess. Tests that need the node to have never received a camera_info come first in this file.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from semantic_depth_ros.errors import CheckpointError, ConfigError
+from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.geometry.pointcloud import unpack_rgb
 from semantic_depth_ros.inference.colorize import CITYSCAPES_PALETTE
 from semantic_depth_ros.inference.estimator import DepthEstimator
-from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.ros.node import OUTPUTS, DepthNode
 from semantic_depth_ros.ros.params import PARAMETER_NAMES
 
@@ -513,6 +513,7 @@ def test_diagnostics_report_rates_latency_drops_device_and_model(graph: dict[str
                                                                                           "false")
     assert int(values["frames_published"]) >= 1 and float(values["latency_p50_ms"]) > 0.0
     assert float(values["input_rate_hz"]) > 0.0
+    assert float(values["peak_rss_mb"]) > 100.0  # this test process holds torch and rclpy
 
 
 # --------------------------------------------------------------------------------------- compressed input

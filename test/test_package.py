@@ -179,7 +179,8 @@ def _load_launch_with_stubs(monkeypatch: pytest.MonkeyPatch) -> tuple[types.Modu
 def test_launch_file_names_an_existing_executable_params_file_and_rviz_config(monkeypatch: pytest.MonkeyPatch) -> None:
     module, description = _load_launch_with_stubs(monkeypatch)
     (entities,) = description.args
-    arguments = {e.args[0]: e.kwargs.get("default_value") for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
+    arguments = {e.args[0]: e.kwargs.get("default_value") for e in entities
+                 if type(e).__name__ == "DeclareLaunchArgument"}
     assert {"model_path", "image", "camera_info", "namespace", "params_file", "use_rviz"} <= set(arguments)
     assert arguments["use_rviz"] == "false"
     params_file = Path(arguments["params_file"])

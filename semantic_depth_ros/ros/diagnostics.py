@@ -138,8 +138,10 @@ def status_level(snapshot: StatsSnapshot) -> tuple[bytes, str]:
 
 
 def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardware_id: str, device: str,
-                     model_name: str, precision: str, trained: bool) -> DiagnosticArray:
-    """One ``DiagnosticStatus`` named ``name`` with rates (Hz), latency percentiles (ms), counters and the model."""
+                     model_name: str, precision: str, trained: bool,
+                     memory_mb: dict[str, float] | None = None) -> DiagnosticArray:
+    """One ``DiagnosticStatus`` named ``name`` with rates (Hz), latency percentiles (ms), counters, the model and
+    ``memory_mb`` figures (e.g. ``{"peak_rss_mb": ..., "peak_gpu_mb": ...}``, MiB)."""
     level, message = status_level(snapshot)
     values = {
         "input_rate_hz": _format(snapshot.input_rate_hz),
@@ -156,6 +158,7 @@ def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardwar
         "precision": precision,
         "trained": str(bool(trained)).lower(),
     }
+    values.update({key: _format(value) for key, value in (memory_mb or {}).items()})
     status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
                               values=[KeyValue(key=k, value=v) for k, v in values.items()])
     array = DiagnosticArray(status=[status])

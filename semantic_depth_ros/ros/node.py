@@ -20,6 +20,7 @@ from typing import Union
 
 import numpy as np
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
@@ -32,17 +33,19 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from ..errors import ConfigError, InvalidInputError, SemanticDepthError
 from ..geometry.intrinsics import Intrinsics
 from ..geometry.pointcloud import RayGridCache, backproject_organised
+from ..inference.benchmark import process_peak_rss_mb
 from ..inference.colorize import colorize_depth, colorize_semantic
 from ..inference.estimator import DepthEstimator, EstimatorOutputs
 from .diagnostics import LogThrottle, NodeStats, diagnostic_array
 from .messages import (
+    HostStaging,
     camera_info_msg,
     camera_info_to_intrinsics,
+    cloud_msg,
     compressed_msg_to_rgb,
+    image_msg,
     image_msg_to_rgb,
-    points_to_cloud_msg,
     rgb_to_tensor,
-    tensor_to_image_msg,
 )
 from .params import PARAMETER_NAMES, NodeSettings, apply_changes, declaration_list, settings_from_values
 from .worker import LatestFrameWorker
@@ -65,6 +68,10 @@ OUTPUTS: dict[str, tuple[str, type]] = {
 NEEDS: dict[str, str] = {
     "depth": "depth", "depth_info": "depth", "points": "depth", "depth_color": "depth",
     "semantic": "semantic", "semantic_color": "semantic", "confidence": "confidence",
+}
+# encodings of the Image outputs
+IMAGE_ENCODINGS: dict[str, str] = {
+    "depth": "32FC1", "depth_color": "rgb8", "semantic": "mono8", "semantic_color": "rgb8", "confidence": "32FC1",
 }
 InputMsg = Union[Image, CompressedImage]
 
@@ -107,6 +114,7 @@ class DepthNode(Node):
         self.stats = NodeStats()
         self._throttle = LogThrottle(LOG_THROTTLE_S)
         self._rays = RayGridCache()
+        self._staging = HostStaging()
         self._camera_info: CameraInfo | None = None
         output_qos = _qos(self._settings.output_qos_reliability, self._settings.output_qos_depth)
         self._publishers_by_key = {key: self.create_publisher(msg_type, topic, output_qos)
@@ -237,6 +245,8 @@ class DepthNode(Node):
                     f"no camera_info on {self.resolve_topic_name('camera_info')} and no fallback fx/fy parameters: "
                     "publishing images but not points or depth/camera_info")
             wanted = [key for key in wanted if key not in ("points", "depth_info")]
+            if not wanted:
+                return
         self._configure_estimator(settings)
         outputs = self.estimator.estimate(rgb, intrinsics=intrinsics, output_resolution=settings.output_resolution,
                                           outputs=estimator_outputs_for(wanted))
@@ -250,39 +260,58 @@ class DepthNode(Node):
 
     def _publish(self, frame: Frame, wanted: list[str], rgb: np.ndarray, outputs: EstimatorOutputs,
                  settings: NodeSettings) -> None:
+        """Build every wanted output on the device, bring them to the host together, publish depth first."""
+        with torch.inference_mode():
+            tensors = self._output_tensors(wanted, rgb, outputs, settings)
+        host = self._staging.fetch(tensors)
         header = frame.msg.header
         pubs = self._publishers_by_key
-        depth = outputs.depth
-        if "depth" in wanted:
-            pubs["depth"].publish(tensor_to_image_msg(header, depth, "32FC1"))
+        if "depth" in host:
+            pubs["depth"].publish(image_msg(header, host["depth"], "32FC1"))
         if "depth_info" in wanted and outputs.intrinsics is not None:
             pubs["depth_info"].publish(camera_info_msg(header, outputs.intrinsics))
+        if "points" in host:
+            pubs["points"].publish(cloud_msg(header, host["points"]))
+        for key, encoding in IMAGE_ENCODINGS.items():
+            if key != "depth" and key in host:
+                pubs[key].publish(image_msg(header, host[key], encoding))
+
+    def _output_tensors(self, wanted: list[str], rgb: np.ndarray, outputs: EstimatorOutputs,
+                        settings: NodeSettings) -> dict[str, torch.Tensor]:
+        """The wanted outputs as tensors on the estimator's device, each one packed buffer (no host copies)."""
+        depth = outputs.depth
+        tensors = {}
+        if "depth" in wanted:
+            tensors["depth"] = depth
         if "points" in wanted and outputs.intrinsics is not None:
             colours = rgb_to_tensor(rgb, int(depth.shape[0]), int(depth.shape[1]), depth.device)
             rays = self._rays.get(outputs.intrinsics, settings.point_stride, depth.device)
-            points = backproject_organised(depth, rays, colours, stride=settings.point_stride)
-            pubs["points"].publish(points_to_cloud_msg(header, points))
+            tensors["points"] = backproject_organised(depth, rays, colours, stride=settings.point_stride)
         if "depth_color" in wanted:
             config = self.estimator.config
             low = settings.min_depth or config.min_depth
             high = settings.max_depth or config.max_depth
-            pubs["depth_color"].publish(tensor_to_image_msg(header, colorize_depth(depth, low, high), "rgb8"))
+            tensors["depth_color"] = colorize_depth(depth, low, high)
         if "semantic" in wanted:
-            pubs["semantic"].publish(tensor_to_image_msg(header, outputs.semantic, "mono8"))
+            tensors["semantic"] = outputs.semantic
         if "semantic_color" in wanted:
-            pubs["semantic_color"].publish(tensor_to_image_msg(header, colorize_semantic(outputs.semantic), "rgb8"))
+            tensors["semantic_color"] = colorize_semantic(outputs.semantic)
         if "confidence" in wanted:
-            pubs["confidence"].publish(tensor_to_image_msg(header, outputs.confidence, "32FC1"))
+            tensors["confidence"] = outputs.confidence
+        return tensors
 
     # -------------------------------------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
         self.stats.set_dropped(self.worker.dropped)
         snapshot = self.stats.snapshot(time.monotonic())
+        device = self.estimator.device
+        memory = {"peak_rss_mb": process_peak_rss_mb()}
+        if device.type == "cuda":
+            memory["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         self._diagnostics_pub.publish(diagnostic_array(
             snapshot, stamp=self.get_clock().now().to_msg(), name=f"{self.get_name()}: semantic depth",
-            hardware_id=str(self.estimator.device), device=str(self.estimator.device),
-            model_name=self.estimator.model_name, precision=self._settings.precision,
-            trained=self.estimator.trained))
+            hardware_id=str(device), device=str(device), model_name=self.estimator.model_name,
+            precision=self._settings.precision, trained=self.estimator.trained, memory_mb=memory))
 
     def close(self) -> None:
         """Stop the worker (finishing its current frame) and destroy the node."""

@@ -67,8 +67,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "arrived (0.0: no fallback)", dynamic=True, value_range=(0.0, MAX_FOCAL_PX)),
     ParamSpec("fy", 0.0, "fallback focal length y in pixels (0.0: no fallback)", dynamic=True,
               value_range=(0.0, MAX_FOCAL_PX)),
-    ParamSpec("cx", 0.0, "fallback principal point x in pixels", dynamic=True, value_range=(-MAX_FOCAL_PX, MAX_FOCAL_PX)),
-    ParamSpec("cy", 0.0, "fallback principal point y in pixels", dynamic=True, value_range=(-MAX_FOCAL_PX, MAX_FOCAL_PX)),
+    ParamSpec("cx", 0.0, "fallback principal point x in pixels", dynamic=True,
+              value_range=(-MAX_FOCAL_PX, MAX_FOCAL_PX)),
+    ParamSpec("cy", 0.0, "fallback principal point y in pixels", dynamic=True,
+              value_range=(-MAX_FOCAL_PX, MAX_FOCAL_PX)),
     ParamSpec("input_qos_reliability", "best_effort", "QoS reliability of the image and camera_info subscriptions "
               "(best_effort also receives from reliable publishers)", dynamic=False,
               choices=("best_effort", "reliable")),
@@ -135,7 +137,8 @@ def validate_value(name: str, value: Any) -> ParamValue:
     """
     spec = SPECS.get(name)
     if spec is None:
-        raise ConfigError(f"parameter {name} is not a parameter of the depth node (known: {', '.join(PARAMETER_NAMES)})")
+        raise ConfigError(f"parameter {name} is not a parameter of the depth node "
+                          f"(known: {', '.join(PARAMETER_NAMES)})")
     if type(value) is not type(spec.default):
         raise _type_error(spec, value)
     if spec.choices and value not in spec.choices:

@@ -1,0 +1,202 @@
+"""`semantic-depth bench`: model latency per preset/precision/size and end-to-end node latency over DDS.
+
+Prints two tables for this machine: (1) ``DepthEstimator.estimate`` latency p50/p95, throughput and peak memory
+for each preset, precision and input size; (2) the node in its own process: image published -> outputs received
+latency (one frame in flight), and the sustained output rate at fixed input rates (30 Hz) and at a saturating
+rate, with the node's overhead over the bare model and its peak memory. Random weights: timing only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..inference.benchmark import benchmark_model, random_checkpoint
+from ..inference.estimator import resolve_device
+from ..model.checkpoint import save_checkpoint
+from ..model.config import available_presets, load_preset
+
+ALL_NODE_OUTPUTS = ("depth", "depth_info", "points", "semantic", "semantic_color", "confidence", "depth_color")
+# estimator outputs the node needs for a set of published outputs (for the bare-model baseline)
+_ESTIMATOR_NEEDS = {"depth": "depth", "depth_info": "depth", "points": "depth", "depth_color": "depth",
+                    "semantic": "semantic", "semantic_color": "semantic", "confidence": "confidence"}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"375x1242"`` -> ``(375, 1242)`` (height x width, pixels)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"size '{text}' must be HEIGHTxWIDTH in pixels, e.g. 375x1242")
+    return int(parts[0]), int(parts[1])
+
+
+def parse_rate(text: str) -> float:
+    """``"30"`` -> 30.0 Hz; ``"max"`` -> inf (saturating input)."""
+    if text.strip().lower() in ("max", "inf", "saturating"):
+        return math.inf
+    try:
+        rate = float(text)
+    except ValueError:
+        raise ConfigError(f"rate '{text}' must be a number of Hz or 'max'") from None
+    if not (math.isfinite(rate) and rate > 0):
+        raise ConfigError(f"rate '{text}' must be a positive number of Hz or 'max'")
+    return rate
+
+
+def parse_outputs(text: str) -> tuple[str, ...]:
+    """``"depth,points"`` or ``"all"`` -> node output keys."""
+    if text.strip() == "all":
+        return ALL_NODE_OUTPUTS
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in keys if k not in ALL_NODE_OUTPUTS]
+    if not keys or unknown:
+        raise ConfigError(f"node outputs '{text}' must be 'all' or a comma list of {', '.join(ALL_NODE_OUTPUTS)}")
+    return keys
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--presets", default="resnet18,resnet18_fast,resnet50",
+                        help=f"comma list of presets for the model table (installed: {', '.join(available_presets())})")
+    parser.add_argument("--precisions", default=None,
+                        help="comma list of fp32, fp16, bf16 (default: fp32 on the CPU, fp32,fp16 on CUDA)")
+    parser.add_argument("--sizes", default="188x620,375x1242", help="comma list of camera image sizes HxW")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--backend", default="eager", choices=("eager", "compile", "cudagraphs"),
+                        help="network execution for the model table and the node")
+    parser.add_argument("--iters", type=int, default=30, help="timed frames per model configuration")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed frames before them")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads, model table and node process (1 is fastest on a busy small CPU)")
+    parser.add_argument("--no-model", action="store_true", help="skip the model table")
+    parser.add_argument("--no-node", action="store_true", help="skip the end-to-end node measurements")
+    parser.add_argument("--node-preset", default="resnet18", help="preset the node runs (random weights)")
+    parser.add_argument("--checkpoint", default=None, help="run the node on this checkpoint instead")
+    parser.add_argument("--node-precision", default=None, help="node precision (default: the fastest listed)")
+    parser.add_argument("--node-size", default="375x1242", help="camera image size HxW published to the node")
+    parser.add_argument("--node-outputs", action="append", default=None,
+                        help="output set to subscribe, e.g. depth,points or all (repeatable; default both)")
+    parser.add_argument("--rates", default="30,max", help="comma list of open-loop input rates in Hz; 'max' = "
+                                                          "saturating (3x the closed-loop rate, at least 60 Hz)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per node measurement")
+    parser.add_argument("--input-qos", default="reliable", choices=("reliable", "best_effort"),
+                        help="the node's input QoS reliability in the benchmark (the node's default: best_effort)")
+    parser.add_argument("--domain-id", type=int, default=None, help="ROS domain of the benchmark (default random)")
+    parser.add_argument("--json", default=None, help="also write all figures to this JSON file")
+
+
+def _precisions(args: argparse.Namespace) -> list[str]:
+    if args.precisions:
+        return _csv(args.precisions)
+    return ["fp32", "fp16"] if resolve_device(args.device).type == "cuda" else ["fp32"]
+
+
+def model_table(args: argparse.Namespace, precisions: list[str]) -> list[dict[str, Any]]:
+    """One row per preset x precision x size: p50/p95 ms, fps and peak memory of ``estimate`` (all outputs)."""
+    rows = []
+    sizes = [parse_size(s) for s in _csv(args.sizes)]
+    for preset in _csv(args.presets):
+        config = load_preset(preset)
+        for precision in precisions:
+            for height, width in sizes:
+                stats = benchmark_model(config, device=args.device, precision=precision, height=height, width=width,
+                                        warmup=args.warmup, iters=args.iters, backend=args.backend,
+                                        num_threads=args.threads, input_reliability=args.input_qos)
+                rows.append({"preset": preset, "precision": precision, "size": f"{height}x{width}", **stats})
+                print(f"  {preset:<14} {precision:<6} {height}x{width:<6} p50 {stats['p50_ms']:8.2f} ms  "
+                      f"p95 {stats['p95_ms']:8.2f} ms  {stats['fps']:7.1f} fps  peak {stats['peak_mem_mb']:8.0f} MiB",
+                      flush=True)
+    return rows
+
+
+def node_section(args: argparse.Namespace, precision: str) -> dict[str, Any]:
+    """End-to-end runs through the node, plus the bare-model baseline for the same configuration."""
+    from ..ros.bench_node import run_node_benchmark  # rclpy only when the node part runs
+
+    height, width = parse_size(args.node_size)
+    output_sets = [parse_outputs(text) for text in (args.node_outputs or ["depth,points", "all"])]
+    rates = [parse_rate(text) for text in _csv(args.rates)]
+    with tempfile.TemporaryDirectory(prefix="semantic_depth_bench_") as folder:
+        if args.checkpoint:
+            checkpoint = Path(args.checkpoint)
+            source: Any = checkpoint
+        else:
+            config = load_preset(args.node_preset)
+            checkpoint = Path(folder) / f"{config.name}_random.pt"
+            model = random_checkpoint(config).build_model()
+            save_checkpoint(checkpoint, model, config, trained=False, extra={"purpose": "benchmark"})
+            source = config
+        baselines = {}
+        for outputs in output_sets:
+            needed = tuple(sorted({_ESTIMATOR_NEEDS[key] for key in outputs}))
+            if needed not in baselines:
+                baselines[needed] = benchmark_model(source, device=args.device, precision=precision, height=height,
+                                                    width=width, warmup=args.warmup, iters=args.iters,
+                                                    outputs=needed, backend=args.backend, num_threads=args.threads)
+        result = run_node_benchmark(checkpoint, height=height, width=width, device=args.device, precision=precision,
+                                    backend=args.backend, output_sets=output_sets, rates_hz=rates,
+                                    duration_s=args.duration, domain_id=args.domain_id,
+                                    num_threads=args.threads, input_reliability=args.input_qos)
+    rows = []
+    for run in result.runs:
+        needed = tuple(sorted({_ESTIMATOR_NEEDS[key] for key in run.outputs}))
+        base = baselines[needed]["p50_ms"]
+        rows.append({**asdict(run), "model_p50_ms": base,
+                     "overhead_pct": (run.p50_ms / base - 1.0) * 100.0 if run.mode.startswith("latency") else None})
+    return {"preset": args.node_preset if not args.checkpoint else str(args.checkpoint), "precision": precision,
+            "size": f"{height}x{width}", "device": str(resolve_device(args.device)), "backend": args.backend,
+            "input_qos": args.input_qos,
+            "runs": rows, "node_peak_rss_mb": result.node_peak_rss_mb, "node_peak_gpu_mb": result.node_peak_gpu_mb,
+            "node_reported_latency_p50_ms": result.node_latency_p50_ms}
+
+
+def print_node_section(section: dict[str, Any]) -> None:
+    print(f"\nEnd to end through the node over DDS ({section['preset']}, {section['precision']}, "
+          f"{section['size']} camera, node process on {section['device']}, backend {section['backend']}, "
+          f"input QoS {section['input_qos']}):")
+    print(f"  {'outputs':<22} {'mode':<30} {'sent':>6} {'served':>6} {'in Hz':>7} {'out Hz':>7} "
+          f"{'p50 ms':>8} {'p95 ms':>8} {'model p50':>9} {'node adds':>9}")
+    for run in section["runs"]:
+        outputs = "all" if tuple(run["outputs"]) == ALL_NODE_OUTPUTS else ",".join(run["outputs"])
+        overhead = "" if run["overhead_pct"] is None else f"{run['overhead_pct']:+8.1f}%"
+        print(f"  {outputs:<22} {run['mode']:<30} {run['sent']:>6} {run['completed']:>6} {run['input_rate_hz']:>7.1f} "
+              f"{run['output_rate_hz']:>7.1f} {run['p50_ms']:>8.2f} {run['p95_ms']:>8.2f} {run['model_p50_ms']:>9.2f} "
+              f"{overhead:>9}")
+    gpu = section["node_peak_gpu_mb"]
+    print(f"  node process peak RSS {section['node_peak_rss_mb']:.0f} MiB"
+          + (f", peak GPU memory {gpu:.0f} MiB" if gpu is not None else ""))
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.iters < 1 or args.warmup < 0 or args.duration <= 0:
+        raise ConfigError(f"--iters {args.iters}, --warmup {args.warmup}, --duration {args.duration}: need iters >= 1, "
+                          "warmup >= 0, duration > 0")
+    precisions = _precisions(args)
+    device = resolve_device(args.device)
+    report: dict[str, Any] = {"device": str(device), "backend": args.backend}
+    print(f"semantic-depth bench on {device} (random weights; timing only)")
+    if not args.no_model:
+        print("\nModel latency: DepthEstimator.estimate, numpy image in -> depth, semantic, confidence on the host")
+        report["model"] = model_table(args, precisions)
+    if not args.no_node:
+        precision = args.node_precision or ("fp16" if "fp16" in precisions else precisions[0])
+        try:
+            section = node_section(args, precision)
+        except ImportError as exc:
+            print(f"\nskipping the node measurements: {exc} (install ROS 2 or the rclpy wheels)")
+        else:
+            print_node_section(section)
+            report["node"] = section
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        print(f"\nwrote {args.json}")
+    return 0
