@@ -50,8 +50,8 @@ def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> Non
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
-    ("precision", "fp64", "parameter precision = 'fp64' must be one of fp32, fp16, bf16"),
-    ("backend", "tensorrt", "parameter backend = 'tensorrt' must be one of eager, compile, cudagraphs"),
+    ("precision", "fp64", "parameter precision = 'fp64' must be one of auto, fp32, fp16, bf16"),
+    ("backend", "tensorrt", "parameter backend = 'tensorrt' must be one of auto, eager, compile, cudagraphs"),
     ("input_transport", "theora", "parameter input_transport = 'theora' must be one of raw, compressed"),
     ("output_resolution", "half", "parameter output_resolution = 'half' must be one of input, network"),
     ("point_stride", 0, "parameter point_stride = 0 is outside [1, 64]"),
@@ -122,7 +122,7 @@ def test_descriptors_carry_type_range_choices_and_dynamic_flag() -> None:
     assert (depth.floating_point_range[0].from_value, depth.floating_point_range[0].to_value) == (0.0, 1000.0)
     precision = make_descriptor(SPECS["precision"])
     assert precision.type == ParameterType.PARAMETER_STRING
-    assert precision.additional_constraints == "one of: fp32, fp16, bf16"
+    assert precision.additional_constraints == "one of: auto, fp32, fp16, bf16"
     assert "static" in precision.description
     assert make_descriptor(SPECS["mask_sky"]).type == ParameterType.PARAMETER_BOOL
     declared = declaration_list()

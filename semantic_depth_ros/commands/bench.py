@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..inference.benchmark import benchmark_model, random_checkpoint
-from ..inference.estimator import resolve_device
+from ..inference.estimator import resolve_device, resolve_precision
 from ..model.checkpoint import save_checkpoint
 from ..model.config import available_presets, load_preset
 
@@ -68,11 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--presets", default="resnet18,resnet18_fast,resnet50",
                         help=f"comma list of presets for the model table (installed: {', '.join(available_presets())})")
     parser.add_argument("--precisions", default=None,
-                        help="comma list of fp32, fp16, bf16 (default: fp32 on the CPU, fp32,fp16 on CUDA)")
+                        help="comma list of fp32, fp16, bf16 (default: fp32 and what precision auto picks here: "
+                             "fp16 on CUDA, bf16 on CPUs with native bf16)")
     parser.add_argument("--sizes", default="188x620,375x1242", help="comma list of camera image sizes HxW")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--backend", default="eager", choices=("eager", "compile", "cudagraphs"),
-                        help="network execution for the model table and the node")
+    parser.add_argument("--backend", default="auto", choices=("auto", "eager", "compile", "cudagraphs"),
+                        help="network execution for the model table and the node (auto: cudagraphs on CUDA, "
+                             "eager on the CPU)")
     parser.add_argument("--iters", type=int, default=30, help="timed frames per model configuration")
     parser.add_argument("--warmup", type=int, default=5, help="untimed frames before them")
     parser.add_argument("--threads", type=int, default=None,
@@ -81,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-node", action="store_true", help="skip the end-to-end node measurements")
     parser.add_argument("--node-preset", default="resnet18", help="preset the node runs (random weights)")
     parser.add_argument("--checkpoint", default=None, help="run the node on this checkpoint instead")
-    parser.add_argument("--node-precision", default=None, help="node precision (default: the fastest listed)")
+    parser.add_argument("--node-precision", default=None, help="node precision (default: what auto picks here)")
     parser.add_argument("--node-size", default="375x1242", help="camera image size HxW published to the node")
     parser.add_argument("--node-outputs", action="append", default=None,
                         help="output set to subscribe, e.g. depth,points or all (repeatable; default both)")
@@ -97,7 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _precisions(args: argparse.Namespace) -> list[str]:
     if args.precisions:
         return _csv(args.precisions)
-    return ["fp32", "fp16"] if resolve_device(args.device).type == "cuda" else ["fp32"]
+    automatic = resolve_precision("auto", resolve_device(args.device))
+    return ["fp32"] if automatic == "fp32" else ["fp32", automatic]
 
 
 def model_table(args: argparse.Namespace, precisions: list[str]) -> list[dict[str, Any]]:
@@ -188,7 +191,7 @@ def main(args: argparse.Namespace) -> int:
         print("\nModel latency: DepthEstimator.estimate, numpy image in -> depth, semantic, confidence on the host")
         report["model"] = model_table(args, precisions)
     if not args.no_node:
-        precision = args.node_precision or ("fp16" if "fp16" in precisions else precisions[0])
+        precision = args.node_precision or resolve_precision("auto", device)
         try:
             section = node_section(args, precision)
         except ImportError as exc:

@@ -138,7 +138,8 @@ class DepthNode(Node):
             self.get_logger().warning(f"{self._settings.model_path} is an UNTRAINED checkpoint: its depth and "
                                       "labels are meaningless")
         self.get_logger().info(
-            f"ready: model {self.estimator.model_name} on {self.estimator.device} ({self._settings.precision}), "
+            f"ready: model {self.estimator.model_name} on {self.estimator.device} ({self.estimator.precision}, "
+            f"{self.estimator.backend}), "
             f"input {self.resolve_topic_name(self.image_topic)}, warm-up {warmup_ms:.0f} ms")
 
     def _load_model(self) -> float:
@@ -311,7 +312,7 @@ class DepthNode(Node):
         self._diagnostics_pub.publish(diagnostic_array(
             snapshot, stamp=self.get_clock().now().to_msg(), name=f"{self.get_name()}: semantic depth",
             hardware_id=str(device), device=str(device), model_name=self.estimator.model_name,
-            precision=self._settings.precision, trained=self.estimator.trained, memory_mb=memory))
+            precision=self.estimator.precision, trained=self.estimator.trained, memory_mb=memory))
 
     def close(self) -> None:
         """Stop the worker (finishing its current frame) and destroy the node."""

@@ -46,10 +46,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "", "checkpoint file (.pt) written by `semantic-depth train` or `init-checkpoint`",
               dynamic=False),
     ParamSpec("device", "auto", "torch device: auto (CUDA when available), cpu, cuda or cuda:N", dynamic=False),
-    ParamSpec("precision", "fp32", "network precision; fp16 needs a CUDA device, bf16 CUDA or a CPU with native "
-              "bf16", dynamic=False, choices=("fp32", "fp16", "bf16")),
-    ParamSpec("backend", "eager", "network execution: eager, compile (torch.compile; slow first frames) or "
-              "cudagraphs (CUDA only)", dynamic=False, choices=("eager", "compile", "cudagraphs")),
+    ParamSpec("precision", "auto", "network precision: auto (fp16 on CUDA, bf16 on CPUs with native bf16, else "
+              "fp32), fp32, fp16 (CUDA only) or bf16", dynamic=False, choices=("auto", "fp32", "fp16", "bf16")),
+    ParamSpec("backend", "auto", "network execution: auto (cudagraphs on CUDA, eager on the CPU), eager, compile "
+              "(torch.compile; slow first frames) or cudagraphs (CUDA only)", dynamic=False,
+              choices=("auto", "eager", "compile", "cudagraphs")),
     ParamSpec("input_transport", "raw", "raw: subscribe sensor_msgs/Image on `image`; compressed: "
               "sensor_msgs/CompressedImage (jpeg/png) on `image/compressed`", dynamic=False,
               choices=("raw", "compressed")),
@@ -94,8 +95,8 @@ class NodeSettings:
 
     model_path: str = ""
     device: str = "auto"
-    precision: str = "fp32"
-    backend: str = "eager"
+    precision: str = "auto"
+    backend: str = "auto"
     input_transport: str = "raw"
     output_resolution: str = "input"
     min_depth: float = 0.0
