@@ -22,10 +22,8 @@ from ..inference.estimator import resolve_device, resolve_precision
 from ..model.checkpoint import save_checkpoint
 from ..model.config import available_presets, load_preset
 
+# the node's output keys (ros.node.OUTPUTS; named here so that the model table never imports rclpy)
 ALL_NODE_OUTPUTS = ("depth", "depth_info", "points", "semantic", "semantic_color", "confidence", "depth_color")
-# estimator outputs the node needs for a set of published outputs (for the bare-model baseline)
-_ESTIMATOR_NEEDS = {"depth": "depth", "depth_info": "depth", "points": "depth", "depth_color": "depth",
-                    "semantic": "semantic", "semantic_color": "semantic", "confidence": "confidence"}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -113,7 +111,7 @@ def model_table(args: argparse.Namespace, precisions: list[str]) -> list[dict[st
             for height, width in sizes:
                 stats = benchmark_model(config, device=args.device, precision=precision, height=height, width=width,
                                         warmup=args.warmup, iters=args.iters, backend=args.backend,
-                                        num_threads=args.threads, input_reliability=args.input_qos)
+                                        num_threads=args.threads)
                 rows.append({"preset": preset, "precision": precision, "size": f"{height}x{width}", **stats})
                 print(f"  {preset:<14} {precision:<6} {height}x{width:<6} p50 {stats['p50_ms']:8.2f} ms  "
                       f"p95 {stats['p95_ms']:8.2f} ms  {stats['fps']:7.1f} fps  peak {stats['peak_mem_mb']:8.0f} MiB",
@@ -124,6 +122,7 @@ def model_table(args: argparse.Namespace, precisions: list[str]) -> list[dict[st
 def node_section(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     """End-to-end runs through the node, plus the bare-model baseline for the same configuration."""
     from ..ros.bench_node import run_node_benchmark  # rclpy only when the node part runs
+    from ..ros.node import estimator_outputs_for
 
     height, width = parse_size(args.node_size)
     output_sets = [parse_outputs(text) for text in (args.node_outputs or ["depth,points", "all"])]
@@ -140,7 +139,7 @@ def node_section(args: argparse.Namespace, precision: str) -> dict[str, Any]:
             source = config
         baselines = {}
         for outputs in output_sets:
-            needed = tuple(sorted({_ESTIMATOR_NEEDS[key] for key in outputs}))
+            needed = estimator_outputs_for(outputs)
             if needed not in baselines:
                 baselines[needed] = benchmark_model(source, device=args.device, precision=precision, height=height,
                                                     width=width, warmup=args.warmup, iters=args.iters,
@@ -151,8 +150,7 @@ def node_section(args: argparse.Namespace, precision: str) -> dict[str, Any]:
                                     num_threads=args.threads, input_reliability=args.input_qos)
     rows = []
     for run in result.runs:
-        needed = tuple(sorted({_ESTIMATOR_NEEDS[key] for key in run.outputs}))
-        base = baselines[needed]["p50_ms"]
+        base = baselines[estimator_outputs_for(run.outputs)]["p50_ms"]
         rows.append({**asdict(run), "model_p50_ms": base,
                      "overhead_pct": (run.p50_ms / base - 1.0) * 100.0 if run.mode.startswith("latency") else None})
     return {"preset": args.node_preset if not args.checkpoint else str(args.checkpoint), "precision": precision,

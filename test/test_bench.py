@@ -1,0 +1,67 @@
+"""`semantic-depth bench`: argument parsing, the model table and a short end-to-end node run (tiny model)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TINY_MODEL
+
+from semantic_depth_ros.cli import main as cli_main
+from semantic_depth_ros.commands.bench import ALL_NODE_OUTPUTS, parse_outputs, parse_rate, parse_size
+from semantic_depth_ros.errors import ConfigError
+from semantic_depth_ros.model.config import ModelConfig
+from semantic_depth_ros.ros.bench_node import stamp_of
+from semantic_depth_ros.ros.node import OUTPUTS
+
+
+def test_parsers() -> None:
+    assert parse_size("375x1242") == (375, 1242)
+    assert parse_rate("30") == 30.0 and math.isinf(parse_rate("max"))
+    assert parse_outputs("depth,points") == ("depth", "points")
+    assert parse_outputs("all") == ALL_NODE_OUTPUTS == tuple(OUTPUTS)
+    for bad, parser in (("375", parse_size), ("0x10", parse_size), ("-3", parse_rate), ("fast", parse_rate),
+                        ("depth,mesh", parse_outputs)):
+        with pytest.raises(ConfigError):
+            parser(bad)
+
+
+def test_stamp_is_read_from_serialized_header() -> None:
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+
+    msg = Image()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 3, 1234
+    assert stamp_of(serialize_message(msg)) == 3_000_001_234
+
+
+def test_bench_model_table_and_node_run(tmp_path: Path, tiny_checkpoint: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump(ModelConfig(**TINY_MODEL).to_dict()))
+    report = tmp_path / "model.json"
+    assert cli_main(["bench", "--presets", str(preset), "--sizes", "48x160,20x30", "--precisions", "fp32",
+                     "--iters", "2", "--warmup", "0", "--threads", "1", "--no-node", "--json", str(report)]) == 0
+    rows = json.loads(report.read_text())["model"]
+    assert [(r["preset"], r["precision"], r["size"]) for r in rows] == [
+        (str(preset), "fp32", "48x160"), (str(preset), "fp32", "20x30")]
+    assert all(r["p95_ms"] >= r["p50_ms"] > 0 and r["peak_mem_mb"] > 0 for r in rows)
+    assert "p50" in capsys.readouterr().out
+
+    report = tmp_path / "node.json"
+    assert cli_main(["bench", "--no-model", "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+                     "--node-precision", "fp32", "--node-size", "48x160", "--node-outputs", "depth,points",
+                     "--rates", "30", "--duration", "0.5", "--iters", "2", "--warmup", "0", "--threads", "1",
+                     "--json", str(report)]) == 0
+    node = json.loads(report.read_text())["node"]
+    latency, rate = node["runs"]
+    assert latency["mode"].startswith("latency") and rate["mode"] == "30 Hz input"
+    assert latency["outputs"] == ["depth", "points"]
+    assert 1 <= latency["completed"] <= latency["sent"] and latency["p95_ms"] >= latency["p50_ms"] > 0
+    assert rate["sent"] >= 10 and 0 <= rate["completed"] <= rate["sent"]
+    assert latency["model_p50_ms"] > 0 and latency["overhead_pct"] is not None
+    assert node["node_peak_rss_mb"] > 100
+    assert "End to end through the node over DDS" in capsys.readouterr().out
