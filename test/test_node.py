@@ -627,3 +627,17 @@ def test_process_exits_1_with_one_line_for_a_bad_checkpoint_and_0_on_sigint(bad_
         for process in (missing, good):
             if process.poll() is None:
                 process.kill()
+
+
+def test_node_command_options_become_ros_arguments() -> None:
+    from semantic_depth_ros.cli import build_parser
+    from semantic_depth_ros.ros.node import ros_argv
+
+    parser = build_parser("node")
+    args = parser.parse_args(["node", "--model-path", "m.pt", "--precision", "bf16", "--backend", "eager",
+                              "--params-file", "p.yaml", "--ros-args", "-r", "image:=/cam/image_raw"])
+    assert ros_argv(args) == ["semantic-depth-node", "--ros-args", "--params-file", "p.yaml", "-p", "model_path:=m.pt",
+                              "-p", "precision:=bf16", "-p", "backend:=eager", "-r", "image:=/cam/image_raw"]
+    assert ros_argv(parser.parse_args(["node"])) == ["semantic-depth-node"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["node", "--precision", "fp64"])

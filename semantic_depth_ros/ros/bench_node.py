@@ -232,8 +232,8 @@ def _start_node(checkpoint: Path, *, device: str, precision: str, backend: str, 
         env["OMP_NUM_THREADS"] = str(num_threads)  # torch's CPU thread count in the node process
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     command = [sys.executable, "-m", "semantic_depth_ros.cli", "node", "--model-path", str(checkpoint),
-               "--device", device, "--precision", precision, "--ros-args", "-r", f"__ns:={NAMESPACE}",
-               "-p", f"backend:={backend}", "-p", f"input_qos_reliability:={input_reliability}"]
+               "--device", device, "--precision", precision, "--backend", backend,
+               "--ros-args", "-r", f"__ns:={NAMESPACE}", "-p", f"input_qos_reliability:={input_reliability}"]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

@@ -47,7 +47,7 @@ from .messages import (
     image_msg_to_rgb,
     rgb_to_tensor,
 )
-from .params import PARAMETER_NAMES, NodeSettings, apply_changes, declaration_list, settings_from_values
+from .params import PARAMETER_NAMES, SPECS, NodeSettings, apply_changes, declaration_list, settings_from_values
 from .worker import LatestFrameWorker
 
 NODE_NAME = "depth_node"
@@ -356,7 +356,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-path", help="checkpoint file (sets the model_path parameter)")
     parser.add_argument("--params-file", help="parameters YAML (e.g. the installed config/depth_node.yaml)")
     parser.add_argument("--device", help="torch device: auto, cpu, cuda or cuda:N (sets the device parameter)")
-    parser.add_argument("--precision", choices=("fp32", "fp16"), help="sets the precision parameter")
+    parser.add_argument("--precision", choices=SPECS["precision"].choices, help="sets the precision parameter")
+    parser.add_argument("--backend", choices=SPECS["backend"].choices, help="sets the backend parameter")
     parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
                         help="ROS arguments, e.g. --ros-args -r image:=/camera/image_raw -p point_stride:=2")
 
@@ -366,7 +367,8 @@ def ros_argv(args: argparse.Namespace) -> list[str]:
     ros: list[str] = []
     if args.params_file:
         ros += ["--params-file", args.params_file]
-    for name, value in (("model_path", args.model_path), ("device", args.device), ("precision", args.precision)):
+    for name, value in (("model_path", args.model_path), ("device", args.device), ("precision", args.precision),
+                        ("backend", args.backend)):
         if value:
             ros += ["-p", f"{name}:={value}"]
     ros += list(args.ros_args)
