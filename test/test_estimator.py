@@ -459,6 +459,18 @@ def test_warmup_runs_every_output(estimator: DepthEstimator) -> None:
     assert calls == [("dc", "sc", "drn")] * 2
 
 
+def test_warmup_with_cuda_graphs_visits_every_head_combination() -> None:
+    est = DepthEstimator(make_checkpoint(), device="cpu", mask_sky=True)
+    est.backend = "cudagraphs"  # the eager network stands in: only the head sets asked for are checked here
+    calls, remove = _record_heads(est)
+    try:
+        est.warmup(20, 50)
+    finally:
+        remove()
+    assert set(calls) == {("drn",), ("sc", "drn"), ("sc",), ("dc",), ("dc", "drn"), ("dc", "sc"), ("dc", "sc", "drn")}
+    assert est.mask_sky is True
+
+
 # ---------------------------------------------------------------- benchmark
 
 def test_latency_stats() -> None:

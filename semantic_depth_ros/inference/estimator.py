@@ -20,6 +20,7 @@ Not thread-safe: one estimator serves one worker thread.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -199,10 +200,24 @@ class DepthEstimator:
         return EstimatorOutputs(depth=depth, semantic=semantic, confidence=confidence, intrinsics=out_intrinsics)
 
     def warmup(self, height: int, width: int) -> None:
-        """Run two frames of ``height`` x ``width`` with every output (allocations, kernels, graphs, compilation)."""
+        """Run two frames of ``height`` x ``width`` with every output (allocations, kernels, compilation).
+
+        With CUDA graphs it also captures the graph of every head combination that some choice of outputs and
+        ``mask_sky`` can need, so that a change of subscriptions never stalls a frame on a capture.
+        """
         image = np.zeros((height, width, 3), dtype=np.uint8)
         for _ in range(2):
             self.estimate(image)
+        if self.backend == "cudagraphs":
+            mask_sky = self.mask_sky
+            try:
+                for sky in (False, True):
+                    self.mask_sky = sky
+                    for count in range(1, len(OUTPUTS) + 1):
+                        for outputs in itertools.combinations(OUTPUTS, count):
+                            self.estimate(image, outputs=outputs)
+            finally:
+                self.mask_sky = mask_sky
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
