@@ -386,6 +386,16 @@ def test_unknown_precision_and_backend_are_refused() -> None:
     assert DepthEstimator(make_checkpoint(), device="cpu").backend == "eager"  # auto: CUDA graphs on CUDA only
 
 
+def test_num_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    DepthEstimator(make_checkpoint(), device="cpu", num_threads=3)
+    DepthEstimator(make_checkpoint(), device="cpu")
+    assert seen == [3]
+    with pytest.raises(ConfigError, match="^num_threads = 0 must be a positive integer$"):
+        DepthEstimator(make_checkpoint(), device="cpu", num_threads=0)
+
+
 def test_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="^device 'tpu' is not one of auto, cpu, cuda, cuda:N$"):
         resolve_device("tpu")
