@@ -225,8 +225,9 @@ def _rate_run(harness: _Harness, outputs: tuple[str, ...], rate_hz: float, durat
                    p50, p95)
 
 
-def _start_node(checkpoint: Path, *, device: str, precision: str, backend: str, domain_id: int,
-                num_threads: int | None, input_reliability: str) -> subprocess.Popen:
+def start_node_process(checkpoint: Path, *, device: str, precision: str, backend: str, domain_id: int,
+                       num_threads: int | None, input_reliability: str) -> subprocess.Popen:
+    """``semantic-depth node`` on ``checkpoint`` in a child process on ROS domain ``domain_id``, under NAMESPACE."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
     if num_threads is not None:
         env["OMP_NUM_THREADS"] = str(num_threads)  # torch's CPU thread count in the node process
@@ -237,7 +238,7 @@ def _start_node(checkpoint: Path, *, device: str, precision: str, backend: str, 
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_ready(process: subprocess.Popen) -> list[str]:
+def wait_node_ready(process: subprocess.Popen) -> list[str]:
     """Block until the node logs ``ready``; ConfigError with its last lines if it exits or times out."""
     lines: list[str] = []
     ready = threading.Event()
@@ -255,6 +256,17 @@ def _wait_ready(process: subprocess.Popen) -> list[str]:
             detail = lines[-1] if lines else "no output"
             raise ConfigError(f"benchmark: the node process did not start ({detail})")
     return lines
+
+
+def stop_node_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGINT (the node's clean shutdown), then kill if it has not exited within ``timeout`` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -302,12 +314,12 @@ def run_node_benchmark(checkpoint: Path, *, height: int, width: int, device: str
     if unknown:
         raise ConfigError(f"unknown node output(s) {', '.join(unknown)}: choose from {', '.join(OUTPUTS)}")
     domain = random.SystemRandom().randint(1, 100) if domain_id is None else domain_id
-    process = _start_node(checkpoint, device=device, precision=precision, backend=backend, domain_id=domain,
+    process = start_node_process(checkpoint, device=device, precision=precision, backend=backend, domain_id=domain,
                           num_threads=num_threads, input_reliability=input_reliability)
     harness: _Harness | None = None
     runs: list[NodeRun] = []
     try:
-        _wait_ready(process)
+        wait_node_ready(process)
         frame = 0
         for outputs in output_sets:  # a fresh client per set: the node sees only that set's subscribers
             if harness is not None:
@@ -332,11 +344,6 @@ def run_node_benchmark(checkpoint: Path, *, height: int, width: int, device: str
     finally:
         if harness is not None:
             harness.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_node_process(process)
     return NodeBenchmark(height=height, width=width, runs=runs, node_peak_rss_mb=rss, node_peak_gpu_mb=gpu,
                          node_latency_p50_ms=node_latency)
