@@ -66,35 +66,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def phase_config(phase: int, paths: DemoPaths, args: argparse.Namespace) -> TrainConfig:
-    """The installed demo config of ``phase`` with the run folder, device and step overrides applied."""
+def load_demo_config(phase: int) -> TrainConfig:
+    """The installed demo training config of ``phase`` (1 or 2)."""
     path = find_data_file("config", PHASE_CONFIGS[phase])
     if path is None:
         raise ConfigError(f"demo training config {PHASE_CONFIGS[phase]} is not installed")
-    config = load_config(path)
-    changes: dict[str, Any] = {"out_dir": str(paths.phase(phase)), "device": args.device}
+    return load_config(path)
+
+
+def with_steps(config: TrainConfig, steps: int) -> TrainConfig:
+    """``config`` shortened or lengthened to ``steps``, validating and saving at least once."""
+    every = max(1, min(config.validation.every, steps))
+    return config.replace(steps=steps,
+                          validation={**dataclasses.asdict(config.validation), "every": every},
+                          checkpoint={**dataclasses.asdict(config.checkpoint), "every": every})
+
+
+def phase_config(phase: int, paths: DemoPaths, args: argparse.Namespace) -> TrainConfig:
+    """The demo config of ``phase`` with the run folder, device and step overrides applied."""
+    config = load_demo_config(phase)
     steps = args.phase1_steps if phase == 1 else args.phase2_steps
     if steps is not None:
-        changes["steps"] = steps
-        changes["validation"] = {**dataclasses.asdict(config.validation), "every": max(1, min(config.validation.every, steps))}
-        changes["checkpoint"] = {**dataclasses.asdict(config.checkpoint), "every": max(1, min(config.checkpoint.every, steps))}
+        config = with_steps(config, steps)
+    changes: dict[str, Any] = {"out_dir": str(paths.phase(phase)), "device": args.device}
     if phase == 2:
         changes["init_from"] = str(paths.phase(1) / MODEL_FILE)
     return config.replace(**changes)
 
 
-def train_phase(phase: int, paths: DemoPaths, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
-    """Train one phase (or reuse its finished model); returns the model checkpoint and a training summary."""
-    model_path = paths.phase(phase) / MODEL_FILE
-    if model_path.is_file() and not args.retrain:
-        print(f"phase {phase}: reusing {model_path} (pass --retrain to train again)")
+def train_or_reuse(config: TrainConfig, *, retrain: bool, progress: bool) -> tuple[Path, dict[str, Any]]:
+    """Train ``config`` into its run folder, reusing a finished model and resuming an interrupted run.
+
+    Returns the model checkpoint and a training summary.
+    """
+    run_dir = config.run_dir()
+    model_path = run_dir / MODEL_FILE
+    if model_path.is_file() and not retrain:
+        print(f"{config.name}: reusing {model_path} (pass --retrain to train again)")
         return model_path, {"reused": True}
-    config = phase_config(phase, paths, args)
-    print(f"phase {phase}: training {config.steps} steps -> {paths.phase(phase)}")
-    resume = paths.phase(phase).is_dir() and not args.retrain
-    result = run_training(config, resume=resume, progress=not args.no_progress)
+    print(f"{config.name}: training {config.steps} steps -> {run_dir}")
+    result = run_training(config, resume=run_dir.is_dir() and not retrain, progress=progress)
     if result.checkpoint_path is None:
-        raise ConfigError(f"phase {phase} stopped before its last step; re-run the demo to resume it")
+        raise ConfigError(f"{config.name} stopped before its last step; run the command again to resume it")
     return result.checkpoint_path, {"steps": result.steps, "seconds": round(result.seconds, 1),
                                     "final_validation": result.final_metrics,
                                     "validation_before": result.metrics_before}
@@ -173,8 +186,9 @@ def main(args: argparse.Namespace) -> int:
     paths = DemoPaths(Path(args.out))
     started = time.perf_counter()
     print(f"semantic-depth demo: writing to {paths.root}")
-    phase1, training1 = train_phase(1, paths, args)
-    phase2, training2 = train_phase(2, paths, args)
+    progress = not args.no_progress
+    _, training1 = train_or_reuse(phase_config(1, paths, args), retrain=args.retrain, progress=progress)
+    phase2, training2 = train_or_reuse(phase_config(2, paths, args), retrain=args.retrain, progress=progress)
     print("evaluating on held-out generated frames")
     depth, semantic = evaluate_model(phase2, args)
     print(f"streaming {args.frames} held-out frames through the ROS 2 depth node")
