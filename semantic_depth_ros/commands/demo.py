@@ -5,8 +5,8 @@
 2. evaluates the model on held-out generated frames (depth: Eigen metrics, cap 80 m; semantics: mIoU);
 3. starts the real ROS 2 depth node in its own process and streams held-out camera frames through it over DDS;
 4. writes what a person wants to look at into the run folder: per frame the input, depth colours, semantic
-   colours, confidence, an error map against the known depth and a PLY point cloud; ``metrics.json`` and
-   ``metrics.md``; and ``summary.png``, one page of all of it.
+   colours, confidence, an error map against the known depth and a PLY point cloud; ``metrics.json`` (depth metrics of the
+   frames the node published), ``report.md``/``report.json`` (the paper's table layout) and ``summary.png``, one page of all of it.
 
 Re-running with the same ``--out`` reuses finished training phases (and resumes an interrupted one).
 """
@@ -204,7 +204,7 @@ def main(args: argparse.Namespace) -> int:
               "semantic": [{"method": "DSC-DRN demo (cityscapes_like held-out)", **semantic}],
               "dataset": "generated street scenes (kitti_like depth, cityscapes_like semantics), held-out seeds",
               "checkpoint": str(phase2)}
-    _, md_path = write_report(paths.root / "metrics", report)
+    _, md_path = write_report(paths.root / "report", report)
     abs_rel = node["depth"]["abs_rel"]
     lines = [f"semantic-depth demo: DSC-DRN trained on generated scenes ({paths.root})",
              f"ROS node on {node['frames']} held-out frames {CAMERA_SIZE[1]}x{CAMERA_SIZE[0]}: abs rel {abs_rel:.3f}, "

@@ -1,0 +1,94 @@
+"""`semantic-depth demo` end to end on a tiny budget (real training, real node over DDS), and the ablation set-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from semantic_depth_ros.commands.ablate import summarise, variant_configs
+from semantic_depth_ros.commands.demo import load_demo_config
+from semantic_depth_ros.evaluation.metrics import DEPTH_METRIC_KEYS, compute_depth_metrics
+from semantic_depth_ros.evaluation.visualize import read_ply_vertices
+from semantic_depth_ros.training.trainer import MODEL_FILE
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    command = [sys.executable, "-m", "semantic_depth_ros.cli", "demo", "--out", str(out), "--phase1-steps", "2",
+               "--phase2-steps", "2", "--frames", "2", "--eval-count", "2", "--device", "cpu", "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_demo_writes_every_output_a_person_looks_at(demo_run):
+    out, result = demo_run
+    assert (out / "phase1" / MODEL_FILE).is_file() and (out / "phase2" / MODEL_FILE).is_file()
+    for index in range(2):
+        frame = out / "frames" / f"{index:03d}"
+        for name in ("input", "depth_color", "semantic_color", "confidence", "error_map"):
+            image = cv2.imread(str(frame / f"{name}.png"))
+            assert image is not None and image.shape == (188, 620, 3), name
+        depth = np.load(frame / "depth.npy")
+        assert depth.shape == (188, 620) and depth.dtype == np.float32
+        assert not (depth == 0).any()  # invalid depth is NaN, never 0
+        vertices = read_ply_vertices(frame / "points.ply")
+        assert len(vertices) == int(np.isfinite(depth).sum())  # one point per valid depth pixel (stride 1)
+    summary = cv2.imread(str(out / "summary.png"))
+    assert summary is not None and summary.shape[1] > 1000
+    assert "summary.png" in result.stdout and "latency" in result.stdout
+
+
+def test_demo_metrics_are_those_of_the_published_depth(demo_run):
+    from semantic_depth_ros.commands.demo import CAMERA_SIZE, HELDOUT_SEED
+    from semantic_depth_ros.data.synthetic import render_frame
+
+    out, _ = demo_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(DEPTH_METRIC_KEYS) <= set(metrics["depth"]) and metrics["depth"]["count"] == 2
+    assert metrics["node"]["frames"] == 2 and metrics["node"]["latency_ms"]["p50"] > 0
+    assert set(metrics["evaluation"]["depth"]) == {"50.0", "80.0"}
+    assert 0.0 <= metrics["node"]["semantic_miou"] <= 1.0
+    expected = []
+    for index in range(2):
+        truth = render_frame("kitti_like", index, seed=HELDOUT_SEED + 1, height=CAMERA_SIZE[0], width=CAMERA_SIZE[1])
+        published = np.load(out / "frames" / f"{index:03d}" / "depth.npy")
+        expected.append(compute_depth_metrics(published, truth.depth, min_depth=1.0, max_depth=80.0, crop="none"))
+    assert metrics["depth"]["abs_rel"] == pytest.approx(np.mean([m["abs_rel"] for m in expected]), rel=1e-9)
+    report = (out / "report.md").read_text()
+    assert json.loads((out / "report.json").read_text())["checkpoint"].endswith("model.pt")
+    assert "DSC-DRN demo via the ROS node" in report and "DSC-DRN (paper)" in report
+
+
+def test_ablation_variants_share_the_depth_budget(tmp_path):
+    base1 = load_demo_config(1)
+    runs = {v: variant_configs(v, 3, tmp_path / v, depth_steps=10, phase2_steps=4, device="cpu")
+            for v in ("DRN", "DC-DRN", "DSC-DRN")}
+    (drn,) = runs["DRN"]
+    assert drn.phase == 2 and drn.init_from is None and drn.steps == 14
+    assert drn.model.preset == base1.model.preset and drn.tasks() == ("depth",)
+    dc1, dc2 = runs["DC-DRN"]
+    dsc1, dsc2 = runs["DSC-DRN"]
+    assert dc1.phase == 1 and dc1.tasks() == ("depth",) and dc1.steps == 10 and dc1.flow.semantic == 0
+    assert dsc1.phase == 1 and dsc1.tasks() == ("depth", "semantic") and dsc1.steps == 20
+    assert (dsc1.flow.depth, dsc1.flow.semantic) == (1, 1)  # 10 depth batches, like DC-DRN
+    for phase1, phase2, variant in ((dc1, dc2, "DC-DRN"), (dsc1, dsc2, "DSC-DRN")):
+        assert phase2.init_from == str(tmp_path / variant / "phase1" / MODEL_FILE)
+        assert phase2.tasks() == ("depth",) and phase2.freeze == ["sc"] and phase2.steps == 4
+        assert phase1.seed == phase2.seed == drn.seed == 3
+    strip = {"init_from", "out_dir", "name"}
+    assert ({k: v for k, v in dc2.to_dict().items() if k not in strip}
+            == {k: v for k, v in dsc2.to_dict().items() if k not in strip})  # identical phase 2
+
+
+def test_ablation_summary_is_mean_and_sample_std():
+    per_seed = [{cap: {key: value for key in DEPTH_METRIC_KEYS} for cap in (50.0, 80.0)} for value in (1.0, 3.0)]
+    summary = summarise(per_seed)
+    assert summary[80.0]["abs_rel"] == 2.0 and summary[80.0]["seeds"] == 2
+    assert summary[80.0]["std"]["rmse"] == pytest.approx(np.sqrt(2.0))
