@@ -5,8 +5,9 @@
 2. evaluates the model on held-out generated frames (depth: Eigen metrics, cap 80 m; semantics: mIoU);
 3. starts the real ROS 2 depth node in its own process and streams held-out camera frames through it over DDS;
 4. writes what a person wants to look at into the run folder: per frame the input, depth colours, semantic
-   colours, confidence, an error map against the known depth and a PLY point cloud; ``metrics.json`` (depth metrics of the
-   frames the node published), ``report.md``/``report.json`` (the paper's table layout) and ``summary.png``, one page of all of it.
+   colours, confidence, an error map against the known depth and a PLY point cloud; ``metrics.json`` (depth
+   metrics of the frames the node published), ``report.md``/``report.json`` (the paper's table layout) and
+   ``summary.png``, one page of all of it.
 
 Re-running with the same ``--out`` reuses finished training phases (and resumes an interrupted one).
 """
