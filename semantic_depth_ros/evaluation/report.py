@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from semantic_depth_ros.data.fileio import write_atomic
 from semantic_depth_ros.errors import ConfigError, InvalidInputError
 
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -183,18 +183,8 @@ def format_report(results: Mapping[str, Any]) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """Write ``text`` (UTF-8) to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
+    write_atomic(path, text.encode("utf-8"))
 
 
 def write_report(path_stem: str | os.PathLike[str], results: Mapping[str, Any]) -> tuple[Path, Path]:
