@@ -16,12 +16,15 @@ from .errors import SemanticDepthError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("semantic_depth_ros.commands.demo", "train on generated scenes, evaluate, run the ROS 2 node, write a report"),
+    "demo": ("semantic_depth_ros.commands.demo",
+             "train on generated scenes, evaluate, run the ROS 2 node, write a report"),
     "node": ("semantic_depth_ros.ros.node", "run the depth node (same as `ros2 run semantic_depth_ros depth_node`)"),
     "init-checkpoint": ("semantic_depth_ros.commands.init_checkpoint", "write an UNTRAINED checkpoint from a preset"),
     "bench": ("semantic_depth_ros.commands.bench", "measure model and end-to-end node latency on this machine"),
-    "train": ("semantic_depth_ros.commands.train", "train (phase 1 conditional flow / phase 2 regression) from a YAML config"),
-    "evaluate": ("semantic_depth_ros.commands.evaluate", "KITTI Eigen / extracted / generated evaluation of a checkpoint"),
+    "train": ("semantic_depth_ros.commands.train",
+              "train (phase 1 conditional flow / phase 2 regression) from a YAML config"),
+    "evaluate": ("semantic_depth_ros.commands.evaluate",
+                 "KITTI Eigen / extracted / generated evaluation of a checkpoint"),
     "extract": ("semantic_depth_ros.data.extract_command", "extract images + LiDAR depth from a rosbag into a dataset"),
     "ablate": ("semantic_depth_ros.commands.ablate", "train DRN, DC-DRN and DSC-DRN on generated scenes and compare"),
 }

@@ -125,6 +125,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from None
     extra = payload.get("extra") if isinstance(payload.get("extra"), dict) else {}
-    checkpoint = Checkpoint(path=path, config=config, state_dict=state, trained=bool(payload.get("trained")), extra=extra)
+    checkpoint = Checkpoint(path=path, config=config, state_dict=state, trained=bool(payload.get("trained")),
+                            extra=extra)
     load_weights(SemanticDepthNet(config), state, source=f"checkpoint {path}")
     return checkpoint

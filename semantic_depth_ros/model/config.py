@@ -65,11 +65,13 @@ class ModelConfig:
         if not (math.isfinite(self.min_depth) and self.min_depth > 0):
             raise ConfigError(f"model min_depth = {self.min_depth!r} must be positive")
         if not (math.isfinite(self.max_depth) and self.max_depth > self.min_depth):
-            raise ConfigError(f"model max_depth = {self.max_depth!r} must be larger than min_depth = {self.min_depth!r}")
+            raise ConfigError(f"model max_depth = {self.max_depth!r} must be larger than "
+                              f"min_depth = {self.min_depth!r}")
         if not 1 <= int(self.num_classes) <= 255:
             raise ConfigError(f"model num_classes = {self.num_classes!r} must be between 1 and 255")
         if not 1 <= len(self.decoder_channels) <= 4 or any(c < 1 for c in self.decoder_channels):
-            raise ConfigError(f"model decoder_channels = {list(self.decoder_channels)} must list 1 to 4 positive widths")
+            raise ConfigError(f"model decoder_channels = {list(self.decoder_channels)} must list 1 to 4 "
+                              "positive widths")
         if not (math.isfinite(self.focal_px) and self.focal_px > 0):
             raise ConfigError(f"model focal_px = {self.focal_px!r} must be positive")
 

@@ -60,7 +60,8 @@ class SemanticDepthNet(nn.Module):
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         return self.decoder(self.encoder(x))
 
-    def forward(self, images: torch.Tensor, heads: Iterable[str] = HEADS, upsample: bool = True) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, heads: Iterable[str] = HEADS,
+                upsample: bool = True) -> dict[str, torch.Tensor]:
         wanted = self._check_heads(heads)
         features = self.trunk(images)
         out: dict[str, torch.Tensor] = {}
