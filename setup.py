@@ -18,7 +18,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (SHARE, ["package.xml"]),
         (f"{SHARE}/launch", sorted(glob("launch/*.launch.py"))),
-        (f"{SHARE}/config", sorted(glob("config/*.yaml") + glob("config/*.rviz"))),
+        (f"{SHARE}/config", sorted(glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml"))),
         (f"{SHARE}/models", sorted(glob("models/*.yaml"))),
     ],
     install_requires=[
