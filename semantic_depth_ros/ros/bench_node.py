@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..errors import ConfigError
+from ..resources import find_data_file
 from .node import OUTPUTS
 
 NAMESPACE = "/semantic_depth_bench"
@@ -225,10 +226,31 @@ def _rate_run(harness: _Harness, outputs: tuple[str, ...], rate_hz: float, durat
                    p50, p95)
 
 
+# Fast DDS 2.x (ROS 2 Jazzy's rmw_fastrtps) loads the XML profile named by the first; a user who set either keeps theirs
+DDS_PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"
+USER_DDS_PROFILE_ENVS = (DDS_PROFILE_ENV, "FASTDDS_DEFAULT_PROFILES_FILE")
+
+
+def dds_profile_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``{DDS_PROFILE_ENV: installed config/fastdds.xml}``, or {} when ``environ`` already names a profile.
+
+    The package's profile (a shared-memory segment that holds a whole frame of outputs, a 100 ms heartbeat) avoids
+    the ~3 s per-frame stalls Fast DDS defaults give a subscriber to every multi-megabyte output.
+    """
+    if any(name in environ for name in USER_DDS_PROFILE_ENVS):
+        return {}
+    profile = find_data_file("config", "fastdds.xml")
+    return {} if profile is None else {DDS_PROFILE_ENV: str(profile)}
+
+
 def start_node_process(checkpoint: Path, *, device: str, precision: str, backend: str, domain_id: int,
                        num_threads: int | None, input_reliability: str) -> subprocess.Popen:
-    """``semantic-depth node`` on ``checkpoint`` in a child process on ROS domain ``domain_id``, under NAMESPACE."""
+    """``semantic-depth node`` on ``checkpoint`` in a child process on ROS domain ``domain_id``, under NAMESPACE.
+
+    The child gets the package's Fast DDS profile unless the environment already names one.
+    """
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
+    env.update(dds_profile_environment(os.environ))
     if num_threads is not None:
         env["OMP_NUM_THREADS"] = str(num_threads)  # torch's CPU thread count in the node process
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -7,6 +7,7 @@ frame's complete set before sending the next (closed loop, no frame is dropped).
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -25,7 +26,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from ..errors import SemanticDepthError
 from ..geometry.intrinsics import Intrinsics
-from .bench_node import NAMESPACE, start_node_process, stop_node_process, wait_node_ready
+from .bench_node import NAMESPACE, dds_profile_environment, start_node_process, stop_node_process, wait_node_ready
 from .messages import image_msg
 from .node import OUTPUTS
 
@@ -68,8 +69,17 @@ class NodeClient:
 
     def __init__(self, domain_id: int) -> None:
         self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node("semantic_depth_demo_client", namespace=NAMESPACE, context=self.context)
+        # The package's Fast DDS profile (unless the user names one) for this process's participant, which
+        # rmw_fastrtps creates with the first node; Fast DDS reads the file once per process, so the variable is
+        # removed again afterwards and does not leak into processes the caller starts later.
+        profile_env = dds_profile_environment(os.environ)
+        os.environ.update(profile_env)
+        try:
+            rclpy.init(context=self.context, domain_id=domain_id)
+            self.node = Node("semantic_depth_demo_client", namespace=NAMESPACE, context=self.context)
+        finally:
+            for name in profile_env:
+                os.environ.pop(name, None)
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.image_pub = self.node.create_publisher(Image, "image", qos)
         self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos)

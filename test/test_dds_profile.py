@@ -1,0 +1,239 @@
+"""The Fast DDS profile (config/fastdds.xml): its settings, that Fast DDS accepts it, and that launch, bench and demo
+hand it to the node (and the demo client) unless the user names a profile of their own."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import runpy
+import subprocess
+import sys
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from semantic_depth_ros.resources import find_data_file
+from semantic_depth_ros.ros import bench_node, demo_client
+from semantic_depth_ros.ros.node import OUTPUTS
+
+REPO = Path(__file__).resolve().parent.parent
+PROFILE = REPO / "config" / "fastdds.xml"
+NS = {"dds": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
+ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"
+USER_ENVS = (ENV, "FASTDDS_DEFAULT_PROFILES_FILE")
+# bytes per pixel of every per-pixel output (depth_info is a CameraInfo of a few hundred bytes)
+OUTPUT_BYTES_PER_PIXEL = {"depth": 4, "points": 16, "semantic": 1, "semantic_color": 3, "confidence": 4,
+                          "depth_color": 3}
+KITTI_FULL = (375, 1242)  # height, width of the largest camera the profile is sized for
+
+
+@pytest.fixture(autouse=True)
+def _no_user_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start from an environment that names no profile (a developer's shell may set one)."""
+    for name in USER_ENVS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _profiles() -> ET.Element:
+    root = ET.parse(PROFILE).getroot()
+    assert root.tag == f"{{{NS['dds']}}}dds"
+    profiles = root.find("dds:profiles", NS)
+    assert profiles is not None
+    return profiles
+
+
+def _transports() -> dict[str, ET.Element]:
+    return {d.findtext("dds:transport_id", namespaces=NS): d
+            for d in _profiles().findall("dds:transport_descriptors/dds:transport_descriptor", NS)}
+
+
+def _default(kind: str) -> ET.Element:
+    (profile,) = [p for p in _profiles().findall(f"dds:{kind}", NS) if p.get("is_default_profile") == "true"]
+    return profile
+
+
+# ------------------------------------------------------------------------------------------------ the XML file
+def test_default_participant_uses_only_a_large_shared_memory_segment_and_udp() -> None:
+    transports = _transports()
+    rtps = _default("participant").find("dds:rtps", NS)
+    assert rtps.findtext("dds:useBuiltinTransports", namespaces=NS) == "false"
+    used = [t.text for t in rtps.findall("dds:userTransports/dds:transport_id", NS)]
+    assert sorted(transports[name].findtext("dds:type", namespaces=NS) for name in used) == ["SHM", "UDPv4"]
+    (shm,) = [transports[name] for name in used if transports[name].findtext("dds:type", namespaces=NS) == "SHM"]
+    (udp,) = [transports[name] for name in used if transports[name].findtext("dds:type", namespaces=NS) == "UDPv4"]
+    segment = int(shm.findtext("dds:segment_size", namespaces=NS))
+    assert segment == 16 * 1024 * 1024
+    assert int(udp.findtext("dds:sendBufferSize", namespaces=NS)) == 4 * 1024 * 1024
+    assert int(udp.findtext("dds:receiveBufferSize", namespaces=NS)) == 4 * 1024 * 1024
+
+
+def test_shared_memory_segment_holds_one_full_size_frame_of_every_output() -> None:
+    assert set(OUTPUTS) == set(OUTPUT_BYTES_PER_PIXEL) | {"depth_info"}  # a new output must be sized here too
+    height, width = KITTI_FULL
+    frame_bytes = height * width * sum(OUTPUT_BYTES_PER_PIXEL.values())
+    segment = int(_transports()["semantic_depth_shm"].findtext("dds:segment_size", namespaces=NS))
+    assert frame_bytes == 14_438_250
+    assert segment > frame_bytes
+
+
+def test_default_writer_heartbeat_is_100_ms() -> None:
+    period = _default("data_writer").find("dds:times/dds:heartbeatPeriod", NS)
+    assert (int(period.findtext("dds:sec", namespaces=NS)), int(period.findtext("dds:nanosec", namespaces=NS))) \
+        == (0, 100_000_000)
+
+
+def test_fast_dds_loads_the_profile_without_errors_and_applies_the_segment_size() -> None:
+    script = (
+        "import os, rclpy\n"
+        "from rclpy.context import Context\n"
+        "shm = '/dev/shm'\n"
+        "before = set(os.listdir(shm)) if os.path.isdir(shm) else set()\n"
+        "context = Context()\n"
+        "rclpy.init(context=context)\n"
+        "node = rclpy.create_node('dds_profile_check', context=context)\n"
+        "new = set(os.listdir(shm)) - before if os.path.isdir(shm) else set()\n"
+        "print(max([os.path.getsize(os.path.join(shm, n)) for n in new if n.startswith('fastrtps_')], default=-1))\n"
+        "node.destroy_node()\n"
+        "rclpy.shutdown(context=context)\n"
+    )
+    env = dict(os.environ, **{ENV: str(PROFILE)})
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "XMLPARSER" not in result.stderr and "Error" not in result.stderr, result.stderr[-2000:]
+    largest_segment = int(result.stdout.split()[-1])
+    if largest_segment >= 0:  # Linux: Fast DDS keeps its shared-memory segments in /dev/shm
+        assert largest_segment >= 16 * 1024 * 1024
+
+
+def test_setup_installs_the_profile_with_the_other_config_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    captured: dict[str, Any] = {}
+    monkeypatch.setattr("setuptools.setup", lambda **kwargs: captured.update(kwargs))
+    monkeypatch.chdir(REPO)
+    runpy.run_path(str(REPO / "setup.py"))
+    data_files = dict(captured["data_files"])
+    assert "config/fastdds.xml" in data_files["share/semantic_depth_ros/config"]
+    assert "config/depth_node.yaml" in data_files["share/semantic_depth_ros/config"]
+
+
+# ------------------------------------------------------------------------------------------------ bench and demo
+def _node_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment start_node_process gives the node (Popen replaced: no process starts)."""
+    captured: dict[str, Any] = {}
+
+    def fake_popen(command: list[str], **kwargs: Any) -> str:
+        captured.update(kwargs)
+        return "process"
+
+    monkeypatch.setattr(bench_node.subprocess, "Popen", fake_popen)
+    assert bench_node.start_node_process(Path("model.pt"), device="cpu", precision="fp32", backend="eager",
+                                         domain_id=7, num_threads=1, input_reliability="reliable") == "process"
+    return captured["env"]
+
+
+def test_bench_and_demo_node_process_gets_the_installed_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _node_env(monkeypatch)
+    assert env[ENV] == str(find_data_file("config", "fastdds.xml"))
+    assert Path(env[ENV]).read_bytes() == PROFILE.read_bytes()
+    assert env["ROS_DOMAIN_ID"] == "7"
+    assert ENV not in os.environ  # the caller's own environment is untouched
+
+
+@pytest.mark.parametrize("name", USER_ENVS)
+def test_node_process_keeps_a_profile_the_user_set(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "/etc/my_fastdds.xml")
+    env = _node_env(monkeypatch)
+    assert env[name] == "/etc/my_fastdds.xml"
+    assert {n: env[n] for n in USER_ENVS if n in env} == {name: "/etc/my_fastdds.xml"}
+
+
+class _NodeCreated(Exception):
+    """Raised by the stand-in Node: the test needs only what the environment was when the participant was made."""
+
+
+def _client_env_at_node_creation(monkeypatch: pytest.MonkeyPatch) -> str | None:
+    seen: dict[str, str | None] = {}
+
+    def fake_node(*args: Any, **kwargs: Any) -> None:
+        seen["profile"] = os.environ.get(ENV)  # rmw_fastrtps creates the participant (and reads the XML) here
+        raise _NodeCreated
+
+    monkeypatch.setattr(demo_client.rclpy, "init", lambda **kwargs: None)
+    monkeypatch.setattr(demo_client, "Node", fake_node)
+    with pytest.raises(_NodeCreated):
+        demo_client.NodeClient(domain_id=7)
+    return seen["profile"]
+
+
+def test_demo_client_participant_gets_the_profile_and_the_environment_is_restored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _client_env_at_node_creation(monkeypatch) == str(find_data_file("config", "fastdds.xml"))
+    assert ENV not in os.environ
+
+
+def test_demo_client_keeps_a_profile_the_user_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "/etc/my_fastdds.xml")
+    assert _client_env_at_node_creation(monkeypatch) == "/etc/my_fastdds.xml"
+    assert os.environ[ENV] == "/etc/my_fastdds.xml"
+
+
+# ------------------------------------------------------------------------------------------------ launch file
+class _Recorder:
+    """Stand-in for a launch/launch_ros class: remembers its constructor arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+
+def _launch_description(monkeypatch: pytest.MonkeyPatch) -> list[_Recorder]:
+    """Entities of launch/depth.launch.py built with stand-ins for launch and launch_ros (not on PyPI)."""
+    classes = {
+        "launch": ["LaunchDescription"],
+        "launch.actions": ["DeclareLaunchArgument", "SetEnvironmentVariable"],
+        "launch.conditions": ["IfCondition"],
+        "launch.substitutions": ["LaunchConfiguration", "NotEqualsSubstitution"],
+        "launch_ros.actions": ["Node"],
+        "launch_ros.parameter_descriptions": ["ParameterValue"],
+    }
+    monkeypatch.setitem(sys.modules, "launch_ros", types.ModuleType("launch_ros"))
+    for module_name, names in classes.items():
+        module = types.ModuleType(module_name)
+        for name in names:
+            setattr(module, name, type(name, (_Recorder,), {}))
+        monkeypatch.setitem(sys.modules, module_name, module)
+    spec = importlib.util.spec_from_file_location("depth_launch_dds", REPO / "launch" / "depth.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (entities,) = module.generate_launch_description().args
+    return entities
+
+
+def _dds_profile_default(entities: list[_Recorder]) -> str:
+    (argument,) = [e for e in entities if type(e).__name__ == "DeclareLaunchArgument" and e.args[0] == "dds_profile"]
+    return argument.kwargs["default_value"]
+
+
+def test_launch_sets_the_profile_before_starting_nodes_unless_the_argument_is_empty(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    entities = _launch_description(monkeypatch)
+    assert Path(_dds_profile_default(entities)) == PROFILE  # source tree layout == installed share layout
+    names = [type(e).__name__ for e in entities]
+    (setter,) = [e for e in entities if type(e).__name__ == "SetEnvironmentVariable"]
+    assert names.index("SetEnvironmentVariable") < names.index("Node")
+    name, value = setter.args
+    assert name == ENV
+    assert type(value).__name__ == "LaunchConfiguration" and value.args == ("dds_profile",)
+    condition = setter.kwargs["condition"]
+    assert type(condition).__name__ == "IfCondition"
+    (predicate,) = condition.args
+    assert type(predicate).__name__ == "NotEqualsSubstitution"
+    assert predicate.args[0].args == ("dds_profile",) and predicate.args[1] == ""
+
+
+@pytest.mark.parametrize("name", USER_ENVS)
+def test_launch_leaves_a_profile_the_user_set(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "/etc/my_fastdds.xml")
+    assert _dds_profile_default(_launch_description(monkeypatch)) == ""
