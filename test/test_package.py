@@ -152,9 +152,10 @@ class _Recorder:
 def _stub_modules() -> dict[str, types.ModuleType]:
     classes = {
         "launch": ["LaunchDescription"],
-        "launch.actions": ["DeclareLaunchArgument"],
+        "launch.actions": ["DeclareLaunchArgument", "SetEnvironmentVariable"],
         "launch.conditions": ["IfCondition", "UnlessCondition"],
-        "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution", "PythonExpression"],
+        "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution", "PythonExpression",
+                                 "NotEqualsSubstitution"],
         "launch_ros.actions": ["Node"],
         "launch_ros.parameter_descriptions": ["ParameterValue"],
     }
