@@ -129,6 +129,27 @@ def test_depth_ce_uses_only_valid_pixels() -> None:
     assert torch.all(logits.grad[..., 1] == 0) and torch.all(logits.grad[..., 0] != 0)
 
 
+def test_soft_depth_targets_are_a_gaussian_around_the_continuous_bin() -> None:
+    bins = DepthBins(1.0, 80.0, 8)
+    logits = torch.randn(1, 8, 1, 2)
+    centre = bins.centers[3]
+    between = torch.sqrt(bins.centers[5] * bins.centers[6])  # half-way between bins 5 and 6 in log space
+    depth = torch.stack([centre, between]).view(1, 1, 1, 2)
+    log_probs = torch.log_softmax(logits, dim=1)[0, :, 0]  # 8x2
+    expected = []
+    for pixel, position in enumerate((3.0, 5.5)):
+        weights = torch.softmax(-((torch.arange(8.0) - position) ** 2) / (2 * 0.7**2), dim=0)
+        expected.append(-(weights * log_probs[:, pixel]).sum())
+    loss = depth_classification_loss(logits, depth, bins, sigma=0.7)
+    assert loss.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+    # a very narrow Gaussian on a bin centre is the hard cross-entropy
+    sharp = depth_classification_loss(logits[..., :1], depth[..., :1], bins, sigma=1e-3)
+    assert sharp.item() == pytest.approx(depth_classification_loss(logits[..., :1], depth[..., :1], bins).item(),
+                                         rel=1e-5)
+    invalid = depth_classification_loss(logits, torch.zeros_like(depth), bins, sigma=0.7)
+    assert invalid.item() == 0.0
+
+
 def test_semantic_ce_ignores_255_and_empty_batches_give_zero() -> None:
     logits = torch.randn(1, 3, 1, 2, requires_grad=True)
     labels = torch.tensor([[[2, 255]]])

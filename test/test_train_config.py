@@ -38,9 +38,9 @@ def test_shipped_configs_load(name: str) -> None:
 def test_demo_phase1_config_resolves_its_model() -> None:
     config = load_config(CONFIG_DIR / "train_demo_phase1.yaml")
     model_config, init = resolve_model_config(config)
-    assert init is None and (model_config.input_height, model_config.input_width) == (96, 320)
+    assert init is None and (model_config.input_height, model_config.input_width) == (64, 208)
     assert model_config.use_drn is False
-    assert model_config.focal_px == pytest.approx(721.5 * 320 / 1242, abs=0.01)  # kitti_like camera at 320 px
+    assert model_config.focal_px == pytest.approx(721.5 * 208 / 1242, abs=0.01)  # kitti_like camera at 208 px
 
 
 def test_defaults() -> None:

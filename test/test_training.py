@@ -316,36 +316,37 @@ def _ddp_worker(rank: int, port: int, out_dir: str, result_dir: str) -> None:
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     config = tiny_config(steps=2, logging={"every": 1, "tensorboard": True, "num_images": 0},
-                         validation=with_validation() | {"every": 0})
-    captured: dict[str, Any] = {}
+                         checkpoint={"every": 1, "keep_last": 2}, validation=with_validation() | {"every": 0})
+    sums: list[float] = []
     original = trainer.train_step
 
     def recording_step(parts: StepParts, batch: dict[str, torch.Tensor], task: str) -> Any:
-        captured.setdefault("sums", []).append(batch["image"].sum().item())
+        sums.append(batch["image"].sum().item())
         return original(parts, batch, task)
 
     trainer.train_step = recording_step
-    result = run_training(config, out_dir=out_dir, progress=False, stop_at_step=1)
-    run = torch.load(latest_run_state(Path(out_dir) / "checkpoints"), weights_only=True) if rank == 0 else None
-    torch.save({"batch_sums": captured["sums"], "final_metrics": result.final_metrics,
-                "state": run["model"] if run else None}, Path(result_dir) / f"rank{rank}.pt")
+    result = run_training(config, out_dir=out_dir, progress=False)
+    torch.save({"batch_sums": sums, "final_metrics": result.final_metrics}, Path(result_dir) / f"rank{rank}.pt")
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo on Linux")
 def test_two_process_ddp_on_cpu(tmp_path: Path) -> None:
-    """torchrun-style: two gloo processes, each its own data share; rank 0 alone writes; the depth step leaves
-    the SC head untouched under DDP too."""
+    """torchrun-style: two gloo processes, each with its own data share; rank 0 alone writes; the depth step leaves
+    the SC head untouched under DDP too; validation is sharded and merged."""
     (tmp_path / "results").mkdir()
     mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path / "run"), str(tmp_path / "results")), nprocs=2,
              join=True)
     ranks = [torch.load(tmp_path / "results" / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert ranks[0]["batch_sums"] != ranks[1]["batch_sums"]  # DistributedSampler shares differ
+    assert ranks[0]["final_metrics"] == ranks[1]["final_metrics"]  # merged over both shards
+    assert ranks[0]["final_metrics"]["synthetic_depth_0/count"] == 2 and "miou" in ranks[0]["final_metrics"]
     assert len(list((tmp_path / "run" / "tensorboard").glob("events.*"))) == 1  # rank 0 alone logs
-    state = ranks[0]["state"]
+    after_depth_step = torch.load(tmp_path / "run" / "checkpoints" / "state_00000001.pt", weights_only=True)["model"]
     config = tiny_config()
     initial = build_model(resolve_model_config(config)[0], None, config.seed).state_dict()
-    assert all(torch.equal(initial[k], state[k]) for k in initial if k.startswith("sc_head."))
-    assert any(not torch.equal(initial[k], state[k]) for k in initial if k.startswith("dc_head."))
+    assert all(torch.equal(initial[k], after_depth_step[k]) for k in initial if k.startswith("sc_head."))
+    assert any(not torch.equal(initial[k], after_depth_step[k]) for k in initial if k.startswith("dc_head."))
+    assert load_checkpoint(tmp_path / "run" / "model.pt").extra["step"] == 2
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

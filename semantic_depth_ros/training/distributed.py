@@ -125,11 +125,11 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
-def broadcast_flag(flag: bool, ctx: DistContext) -> bool:
-    """Rank 0's boolean, on every rank."""
-    if not ctx.is_distributed:
-        return flag
-    return bool(gather(flag, ctx)[0])
+def sync_buffers(model: nn.Module, ctx: DistContext) -> None:
+    """Copy rank 0's buffers (batch-norm running statistics) to every rank, e.g. before a sharded validation."""
+    if ctx.is_distributed:
+        for buffer in unwrap(model).buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def destroy_process_group(created: bool) -> None:

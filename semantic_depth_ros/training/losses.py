@@ -16,11 +16,34 @@ from .config import LossConfig
 SEMANTIC_IGNORE = 255
 
 
-def depth_classification_loss(logits: torch.Tensor, depth: torch.Tensor, bins: DepthBins) -> torch.Tensor:
-    """Cross-entropy over depth bins on valid pixels: logits BxKxHxW, depth Bx1xHxW metres (0 = invalid)."""
+def depth_classification_loss(logits: torch.Tensor, depth: torch.Tensor, bins: DepthBins,
+                              sigma: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over depth bins on valid pixels: logits BxKxHxW, depth Bx1xHxW metres (0 = invalid).
+
+    ``sigma`` = 0: hard targets (the bin holding the depth). ``sigma`` > 0 (in bins): soft targets, a Gaussian
+    over bin indices centred on the depth's continuous position in the log-spaced bins (the information-gain
+    weighting of Cao et al. 2017), which rewards near-miss bins and keeps the expected depth unbiased.
+    """
     target = bins.depth_to_index(depth[:, 0])
-    total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
-    return total / (target != IGNORE_INDEX).sum().clamp_min(1)
+    valid = target != IGNORE_INDEX
+    if sigma <= 0:
+        total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+        return total / valid.sum().clamp_min(1)
+    position = soft_bin_position(depth[:, 0], bins)
+    index = torch.arange(bins.num_bins, device=logits.device, dtype=torch.float32).view(1, -1, 1, 1)
+    weights = torch.softmax(-((index - position.unsqueeze(1)) ** 2) / (2.0 * sigma**2), dim=1)
+    per_pixel = -(weights * torch.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    return torch.where(valid, per_pixel, torch.zeros_like(per_pixel)).sum() / valid.sum().clamp_min(1)
+
+
+def soft_bin_position(depth: torch.Tensor, bins: DepthBins) -> torch.Tensor:
+    """Continuous bin coordinate of each depth (bin k's centre is k), clamped to [0, K-1]; invalid -> 0."""
+    valid = torch.isfinite(depth) & (depth > 0)
+    safe = torch.where(valid, depth, torch.ones_like(depth)).float()
+    log_min = float(bins.log_centers[0])
+    log_step = float(bins.log_centers[1] - bins.log_centers[0])
+    position = (torch.log(safe) - log_min) / log_step
+    return torch.where(valid, position.clamp(0, bins.num_bins - 1), torch.zeros_like(position))
 
 
 def semantic_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -42,7 +65,7 @@ def depth_losses(outputs: dict[str, torch.Tensor], depth: torch.Tensor, bins: De
                  weights: LossConfig) -> dict[str, torch.Tensor]:
     """Loss of a depth batch. Phase 1: DC cross-entropy. Phase 2: DRN L1 (+ optional DC cross-entropy)."""
     if phase == 1:
-        ce = depth_classification_loss(outputs["depth_logits"], depth, bins)
+        ce = depth_classification_loss(outputs["depth_logits"], depth, bins, weights.depth_label_sigma)
         return {"loss": weights.depth_ce * ce, "depth_ce": ce.detach()}
     terms: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=depth.device)
@@ -51,7 +74,7 @@ def depth_losses(outputs: dict[str, torch.Tensor], depth: torch.Tensor, bins: De
         total = total + weights.depth_l1 * l1
         terms["depth_l1"] = l1.detach()
     if weights.phase2_depth_ce > 0:
-        ce = depth_classification_loss(outputs["depth_logits"], depth, bins)
+        ce = depth_classification_loss(outputs["depth_logits"], depth, bins, weights.depth_label_sigma)
         total = total + weights.phase2_depth_ce * ce
         terms["depth_ce"] = ce.detach()
     return {"loss": total, **terms}

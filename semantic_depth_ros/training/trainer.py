@@ -20,7 +20,9 @@ import functools
 import json
 import math
 import random
+import re
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -44,7 +46,7 @@ from .config import (HIGHER_IS_BETTER, RESUME_MUTABLE, LossConfig, TrainConfig, 
                      first_difference)
 from .datasets import ValidationSet, build_train_streams, build_validation_sets
 from .distributed import (DistContext, barrier, destroy_process_group, detect_context, init_process_group,
-                          select_device, unwrap, wrap_model)
+                          select_device, sync_buffers, unwrap, wrap_model)
 from .flow import FlowSchedule, StreamBatchSampler
 from .logging import RunLogger
 from .losses import depth_losses, semantic_losses
@@ -198,7 +200,9 @@ def train_step(parts: StepParts, batch: dict[str, torch.Tensor], task: str) -> d
     lr = parts.optimizer.param_groups[0]["lr"]
     parts.scaler.step(parts.optimizer)
     parts.scaler.update()
-    parts.scheduler.step()
+    with warnings.catch_warnings():  # fp16: a step the scaler skipped (inf/NaN gradients) still advances the LR
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+        parts.scheduler.step()
     stats = {k: v.detach() for k, v in losses.items()}
     stats.update(lr=torch.tensor(lr), grad_norm=grad_norm.detach())
     return stats
@@ -314,13 +318,20 @@ def make_iterators(run: Run) -> dict[str, Iterator[dict[str, torch.Tensor]]]:
     return iterators
 
 
+def evaluate_now(run: Run) -> dict[str, float]:
+    """The validation metrics of the current weights (every rank takes part; rank 0's BN statistics)."""
+    validation = run.config.validation
+    sync_buffers(run.net, run.ctx)
+    return validate(run.net, run.val_sets, device=run.parts.device, autocast=run.parts.autocast,
+                    batch_size=validation.batch_size, crop=validation.crop, min_depth=validation.min_depth,
+                    max_depth=validation.max_depth or run.model_config.max_depth, ctx=run.ctx,
+                    num_workers=run.config.num_workers)
+
+
 def run_validation(run: Run) -> dict[str, float]:
     """Validate now (every rank), log, track the best model and record the history (rank 0 writes files)."""
-    config, validation = run.config, run.config.validation
-    metrics = validate(run.net, run.val_sets, device=run.parts.device, autocast=run.parts.autocast,
-                       batch_size=validation.batch_size, crop=validation.crop, min_depth=validation.min_depth,
-                       max_depth=validation.max_depth or run.model_config.max_depth, ctx=run.ctx,
-                       num_workers=config.num_workers)
+    config = run.config
+    metrics = evaluate_now(run)
     images = preview(run.net, run.val_sets, config.logging.num_images if run.ctx.is_main else 0, run.parts.device)
     set_train_mode(run.parts.model, config.freeze)
     if images is not None:
@@ -423,11 +434,7 @@ def validate_before(run: Run) -> None:
     """Phase 2 from a fresh start: record the metrics of the initial model (mIoU before phase 2)."""
     if run.config.phase != 2 or not run.val_sets or run.step != 0 or "metrics_before" in run.extra:
         return
-    metrics = validate(run.net, run.val_sets, device=run.parts.device, autocast=run.parts.autocast,
-                       batch_size=run.config.validation.batch_size, crop=run.config.validation.crop,
-                       min_depth=run.config.validation.min_depth,
-                       max_depth=run.config.validation.max_depth or run.model_config.max_depth, ctx=run.ctx,
-                       num_workers=run.config.num_workers)
+    metrics = evaluate_now(run)
     run.extra["metrics_before"] = metrics
     run.logger.scalars(0, "val_before", metrics)
     run.logger.print(f"before phase 2: {format_metrics(metrics)}")
@@ -442,14 +449,16 @@ def finish(run: Run, started: float) -> TrainResult:
         save_state(run)
     model_path = run.run_dir / MODEL_FILE
     if complete and run.ctx.is_main:
-        save_checkpoint(model_path, run.net, run.model_config, trained=True, extra=model_extra(run, run.last_validation))
+        save_checkpoint(model_path, run.net, run.model_config, trained=True,
+                        extra=model_extra(run, run.last_validation))
         report_phase2(run)
     barrier(run.ctx)
     best_path = run.run_dir / BEST_FILE
     return TrainResult(checkpoint_path=model_path if complete else None,
                        best_checkpoint_path=best_path if run.best is not None else None,
                        best_metrics=dict(run.best["metrics"]) if run.best else {},
-                       final_metrics=dict(run.last_validation), metrics_before=dict(run.extra.get("metrics_before", {})),
+                       final_metrics=dict(run.last_validation),
+                       metrics_before=dict(run.extra.get("metrics_before", {})),
                        steps=run.step, run_dir=run.run_dir, seconds=time.perf_counter() - started)
 
 
@@ -479,6 +488,8 @@ def run_training(config: TrainConfig, *, out_dir: str | Path | None = None, resu
     try:
         run = prepare_run(config, run_dir, resume, progress, ctx, device)
         try:
+            if resume and run.step == 0:
+                run.logger.print(f"nothing to resume in {run_dir}: starting a new run")
             announce(run, resumed=run.step > 0)
             validate_before(run)
             stop = config.steps if stop_at_step is None else min(config.steps, int(stop_at_step))
