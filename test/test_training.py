@@ -191,6 +191,13 @@ def test_resume_after_a_crash_replays_from_the_last_checkpoint(tmp_path: Path, m
     assert [step for step, _ in list_run_states(tmp_path / "crash" / "checkpoints")] == [4, 5]  # keep_last 2
 
 
+def test_data_order_does_not_depend_on_the_number_of_workers(tmp_path: Path) -> None:
+    config = resume_config().replace(steps=3)
+    run_training(config, out_dir=tmp_path / "w0", progress=False)
+    run_training(config.replace(num_workers=2), out_dir=tmp_path / "w2", progress=False)
+    assert_same_weights(final_weights(tmp_path / "w0"), final_weights(tmp_path / "w2"))
+
+
 def test_a_run_folder_is_never_overwritten_and_resume_needs_the_same_config(tmp_path: Path) -> None:
     config = tiny_config(steps=2)
     run_training(config, out_dir=tmp_path, progress=False, stop_at_step=1)
@@ -365,3 +372,11 @@ def test_train_command_runs_a_config_file(tmp_path: Path, capsys: pytest.Capture
     assert "# resolved training config" in out and "steps: 2" in out
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 1
     assert "error: train config" in capsys.readouterr().err
+
+
+def test_train_command_finds_installed_configs_by_name() -> None:
+    from semantic_depth_ros.commands.train import config_path
+
+    assert config_path("train_demo_phase1").name == "train_demo_phase1.yaml"
+    assert config_path("train_demo_phase2.yaml").is_file()
+    assert config_path("no_such_config") == Path("no_such_config")

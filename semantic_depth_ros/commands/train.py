@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from ..resources import find_data_file
 from ..training.config import PRECISIONS, load_config
 from ..training.distributed import detect_context
 from ..training.trainer import run_training
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="training config YAML (see config/train_*.yaml)")
+    parser.add_argument("--config", required=True,
+                        help="training config YAML, or the name of an installed one (train_demo_phase1)")
     parser.add_argument("--out", default=None, help="run folder (default: the config's out_dir, else runs/<name>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in the run folder from its last run-state checkpoint, exactly")
@@ -29,8 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
 
 
+def config_path(name: str) -> Path:
+    """``name`` as given when it exists, else the installed ``config/<name>[.yaml]`` when there is one."""
+    path = Path(name)
+    if path.exists() or len(path.parts) > 1:
+        return path
+    installed = find_data_file("config", name if path.suffix in (".yaml", ".yml") else f"{name}.yaml")
+    return installed if installed is not None else path
+
+
 def main(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_config(config_path(args.config))
     overrides = {
         "steps": args.max_steps, "init_from": args.init_from, "device": args.device, "precision": args.precision,
         "batch_size": args.batch_size, "num_workers": args.num_workers, "seed": args.seed,
