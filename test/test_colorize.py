@@ -69,14 +69,14 @@ def test_colorize_semantic_every_class() -> None:
 
 
 def test_colorize_depth_near_is_warm_far_is_cold_invalid_is_black() -> None:
-    # Range 1..4 m: inverse depth t = (1/d - 1/4) / (1 - 1/4); d = 2 -> t = 1/3 -> index 85.
+    # Range 1..4 m: log depth t = (log 4 - log d) / (log 4 - log 1); d = 2 -> t = 1/2 -> round(127.5) = 128.
     depth = torch.tensor([[0.5, 1.0, 2.0, 4.0, 10.0], [NAN, float("inf"), 0.0, -1.0, 1.25]])
     colours = colorize_depth(depth, 1.0, 4.0)
     assert colours.shape == (2, 5, 3) and colours.dtype == torch.uint8
-    assert colours[0].tolist() == [_turbo(255), _turbo(255), _turbo(85), _turbo(0), _turbo(0)]
+    assert colours[0].tolist() == [_turbo(255), _turbo(255), _turbo(128), _turbo(0), _turbo(0)]
     assert colours[1, :4].tolist() == [[0, 0, 0]] * 4
-    # d = 1.25 -> t = (0.8 - 0.25) / 0.75 = 0.7333 -> round(187.0) = 187.
-    assert colours[1, 4].tolist() == _turbo(187)
+    # d = 1.25 -> t = log(3.2) / log(4) = 0.83904 -> round(213.96) = 214.
+    assert colours[1, 4].tolist() == _turbo(214)
     red, _, blue = _turbo(255)
     assert red > blue  # the near end of turbo is red
 

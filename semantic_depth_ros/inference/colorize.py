@@ -7,6 +7,7 @@ through a small look-up table built once per device. Numpy wrappers are provided
 from __future__ import annotations
 
 import functools
+import math
 
 import cv2
 import numpy as np
@@ -73,16 +74,17 @@ def _check_depth_range(min_depth: float, max_depth: float) -> None:
 
 
 def colorize_depth(depth: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
-    """HxW depth in metres -> HxWx3 uint8 turbo colours, normalised in inverse depth so near is warm (red).
+    """HxW depth in metres -> HxWx3 uint8 turbo colours, normalised in log depth so near is warm (red).
 
-    Depth at or below ``min_depth`` is the warmest colour, at or above ``max_depth`` the coldest; NaN, infinite
-    and non-positive depth are black.
+    Log depth spreads a street scene (a few metres to the cap) over the whole colour map; inverse depth would
+    paint everything beyond a few metres the same blue. Depth at or below ``min_depth`` is the warmest colour,
+    at or above ``max_depth`` the coldest; NaN, infinite and non-positive depth are black.
     """
     _check_depth_range(min_depth, max_depth)
     depth = depth.float()
     valid = torch.isfinite(depth) & (depth > 0)
-    inverse = 1.0 / depth.clamp(min=min_depth, max=max_depth)
-    t = (inverse - 1.0 / max_depth) / (1.0 / min_depth - 1.0 / max_depth)
+    log_far = math.log(max_depth)
+    t = (log_far - torch.log(depth.clamp(min=min_depth, max=max_depth))) / (log_far - math.log(min_depth))
     index = torch.round(t * 255.0).long()
     index = torch.where(valid, index, torch.full_like(index, 256))
     return _depth_lut(depth.device)[index]
