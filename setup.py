@@ -31,7 +31,7 @@ setup(
         "rosbags",
         "tensorboard",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "colcon-common-extensions"]},
     zip_safe=True,
     entry_points={
         "console_scripts": [

@@ -71,6 +71,8 @@ def test_colcon_build_installs_executables_and_data_where_ros2_run_and_launch_lo
         source_copy: Path, tmp_path: Path) -> None:
     colcon = Path(sys.executable).parent / "colcon"
     if not colcon.exists():
+        if os.environ.get("CI"):  # CI installs the test extras: a missing colcon there is a setup bug
+            pytest.fail(f"colcon is not installed beside {sys.executable} (pip install -e '.[test]')")
         pytest.skip("colcon is not installed in this environment")
     _run([str(colcon), "--log-base", str(tmp_path / "log"), "build", "--base-paths", str(source_copy.parent),
           "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install"),
