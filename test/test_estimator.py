@@ -172,6 +172,25 @@ def test_only_the_needed_heads_run(estimator: DepthEstimator, outputs: tuple[str
         assert (getattr(out, name) is not None) == (name in outputs), name
 
 
+def test_image_output_is_the_input_at_the_output_size(estimator: DepthEstimator) -> None:
+    image = random_image(100, 300, seed=3)
+    calls, remove = _record_heads(estimator)
+    try:
+        only = estimator.estimate(image, outputs=("image",))
+        both = estimator.estimate(image, outputs=("depth", "image"), output_resolution="network")
+    finally:
+        remove()
+    assert calls == [("drn",)]  # the image alone runs no network
+    assert only.depth is None and only.image.dtype == torch.uint8
+    np.testing.assert_array_equal(only.image.numpy(), image)
+    assert tuple(both.image.shape) == (*both.depth.shape, 3)
+    expected = torch.nn.functional.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None].float(),
+                                               size=tuple(both.depth.shape), mode="bilinear",
+                                               align_corners=False, antialias=True)
+    expected = expected.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0)
+    assert torch.equal(both.image, expected)
+
+
 def test_no_outputs_runs_no_network(estimator: DepthEstimator) -> None:
     calls, remove = _record_heads(estimator)
     try:

@@ -40,11 +40,11 @@ from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.config import ModelConfig
 from ..model.fuse import fold_batchnorm
 from ..model.network import HEADS
-from .preprocess import Letterbox, OutputGrid, letterbox, output_grid, to_network_input
+from .preprocess import Letterbox, OutputGrid, letterbox, output_grid, resize_rgb, to_network_input
 
 logger = logging.getLogger(__name__)
 
-OUTPUTS = ("depth", "semantic", "confidence")
+OUTPUTS = ("depth", "semantic", "confidence", "image")
 OUTPUT_RESOLUTIONS = ("input", "network")
 PRECISIONS = ("fp32", "fp16", "bf16", "auto")
 BACKENDS = ("auto", "eager", "compile", "cudagraphs")
@@ -64,6 +64,7 @@ class EstimatorOutputs:
     semantic: torch.Tensor | None  # HxW uint8 Cityscapes train ids
     confidence: torch.Tensor | None  # HxW float32 in [0, 1]
     intrinsics: Intrinsics | None  # intrinsics of these outputs (input intrinsics scaled to HxW), None if unknown
+    image: torch.Tensor | None = None  # HxWx3 uint8 RGB input at the output size (point colours), uploaded once
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -185,10 +186,14 @@ class DepthEstimator:
         out_intrinsics = scale_intrinsics(intrinsics, out_w, out_h) if intrinsics is not None else None
         if not wanted:
             return EstimatorOutputs(None, None, None, out_intrinsics)
+        uploaded = self._upload(image)
+        colours = resize_rgb(uploaded, out_h, out_w) if "image" in wanted else None
+        if wanted == {"image"}:
+            return EstimatorOutputs(None, None, None, out_intrinsics, image=colours)
 
         mask_sky = bool(self.mask_sky)
         heads = self._heads(wanted, mask_sky)
-        x = to_network_input(self._upload(image), box, dtype=self._dtype, channels_last=True)
+        x = to_network_input(uploaded, box, dtype=self._dtype, channels_last=True)
         raw = self._network(x, heads)
         any_map = next(iter(raw.values()))
         grid = self._grid(box, any_map.shape[-2], any_map.shape[-1], out_h, out_w)
@@ -204,7 +209,8 @@ class DepthEstimator:
                 invalid |= labels == SKY_TRAIN_ID
             depth.masked_fill_(invalid, math.nan)
         semantic = labels.to(torch.uint8) if "semantic" in wanted else None
-        return EstimatorOutputs(depth=depth, semantic=semantic, confidence=confidence, intrinsics=out_intrinsics)
+        return EstimatorOutputs(depth=depth, semantic=semantic, confidence=confidence, intrinsics=out_intrinsics,
+                                image=colours)
 
     def warmup(self, height: int, width: int) -> None:
         """Run two frames of ``height`` x ``width`` with every output (allocations, kernels, compilation).

@@ -105,6 +105,19 @@ def to_network_input(image: torch.Tensor, box: Letterbox, *, dtype: torch.dtype,
     return x.to(dtype=dtype, memory_format=memory_format)
 
 
+def resize_rgb(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """HxWx3 uint8 RGB (any device) -> contiguous ``height`` x ``width`` x 3 uint8 on the same device.
+
+    Bilinear, anti-aliased when shrinking (so point colours average the pixels each output pixel covers).
+    """
+    if tuple(image.shape[:2]) == (height, width):
+        return image.contiguous()
+    x = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+    x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
+                      antialias=height < image.shape[0] or width < image.shape[1])
+    return x.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0).contiguous()
+
+
 @dataclass(frozen=True)
 class OutputGrid:
     """Where to read each output pixel in a network output map of ``feature_height`` x ``feature_width``.

@@ -13,7 +13,6 @@ import array
 import sys
 from collections.abc import Mapping
 
-import cv2
 import numpy as np
 import torch
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
@@ -151,14 +150,3 @@ def cloud_msg(header: Header, points: np.ndarray) -> PointCloud2:
     msg.is_dense = False
     msg.data = _data(points)
     return msg
-
-
-def rgb_to_tensor(rgb: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
-    """uint8 HxWx3 RGB (any strides) -> contiguous ``height`` x ``width`` x 3 uint8 tensor on ``device``.
-
-    Point colours must match the depth image's pixels: when the depth is at another size (``output_resolution:
-    network``) the image is resized with OpenCV's area filter first.
-    """
-    if rgb.shape[:2] != (height, width):
-        rgb = cv2.resize(np.ascontiguousarray(rgb), (width, height), interpolation=cv2.INTER_AREA)
-    return torch.from_numpy(np.ascontiguousarray(rgb)).to(device, non_blocking=True)

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
 
-import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
@@ -35,6 +34,7 @@ from ..geometry.intrinsics import Intrinsics
 from ..geometry.pointcloud import RayGridCache, backproject_organised
 from ..inference.benchmark import process_peak_rss_mb
 from ..inference.colorize import colorize_depth, colorize_semantic
+from ..inference.estimator import OUTPUTS as ESTIMATOR_OUTPUTS
 from ..inference.estimator import DepthEstimator, EstimatorOutputs
 from .diagnostics import LogThrottle, NodeStats, diagnostic_array
 from .messages import (
@@ -45,7 +45,6 @@ from .messages import (
     compressed_msg_to_rgb,
     image_msg,
     image_msg_to_rgb,
-    rgb_to_tensor,
 )
 from .params import PARAMETER_NAMES, SPECS, NodeSettings, apply_changes, declaration_list, settings_from_values
 from .worker import LatestFrameWorker
@@ -65,9 +64,9 @@ OUTPUTS: dict[str, tuple[str, type]] = {
     "depth_color": ("depth/color", Image),
 }
 # estimator output each published output needs
-NEEDS: dict[str, str] = {
-    "depth": "depth", "depth_info": "depth", "points": "depth", "depth_color": "depth",
-    "semantic": "semantic", "semantic_color": "semantic", "confidence": "confidence",
+NEEDS: dict[str, tuple[str, ...]] = {
+    "depth": ("depth",), "depth_info": ("depth",), "points": ("depth", "image"), "depth_color": ("depth",),
+    "semantic": ("semantic",), "semantic_color": ("semantic",), "confidence": ("confidence",),
 }
 # encodings of the Image outputs
 IMAGE_ENCODINGS: dict[str, str] = {
@@ -85,9 +84,9 @@ class Frame:
 
 
 def estimator_outputs_for(wanted: Sequence[str]) -> tuple[str, ...]:
-    """The estimator outputs (depth, semantic, confidence) that the subscribed outputs ``wanted`` need."""
-    needed = {NEEDS[key] for key in wanted}
-    return tuple(name for name in ("depth", "semantic", "confidence") if name in needed)
+    """The estimator outputs (depth, semantic, confidence, image) that the subscribed outputs ``wanted`` need."""
+    needed = {name for key in wanted for name in NEEDS[key]}
+    return tuple(name for name in ESTIMATOR_OUTPUTS if name in needed)
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -251,7 +250,7 @@ class DepthNode(Node):
         self._configure_estimator(settings)
         outputs = self.estimator.estimate(rgb, intrinsics=intrinsics, output_resolution=settings.output_resolution,
                                           outputs=estimator_outputs_for(wanted))
-        self._publish(frame, wanted, rgb, outputs, settings)
+        self._publish(frame, wanted, outputs, settings)
         self.stats.record_output(frame.received, time.monotonic())
 
     def _configure_estimator(self, settings: NodeSettings) -> None:
@@ -259,11 +258,11 @@ class DepthNode(Node):
         self.estimator.mask_sky = settings.mask_sky
         self.estimator.min_depth, self.estimator.max_depth = settings.depth_range
 
-    def _publish(self, frame: Frame, wanted: list[str], rgb: np.ndarray, outputs: EstimatorOutputs,
+    def _publish(self, frame: Frame, wanted: list[str], outputs: EstimatorOutputs,
                  settings: NodeSettings) -> None:
         """Build every wanted output on the device, bring them to the host together, publish depth first."""
         with torch.inference_mode():
-            tensors = self._output_tensors(wanted, rgb, outputs, settings)
+            tensors = self._output_tensors(wanted, outputs, settings)
         host = self._staging.fetch(tensors)
         header = frame.msg.header
         pubs = self._publishers_by_key
@@ -277,7 +276,7 @@ class DepthNode(Node):
             if key != "depth" and key in host:
                 pubs[key].publish(image_msg(header, host[key], encoding))
 
-    def _output_tensors(self, wanted: list[str], rgb: np.ndarray, outputs: EstimatorOutputs,
+    def _output_tensors(self, wanted: list[str], outputs: EstimatorOutputs,
                         settings: NodeSettings) -> dict[str, torch.Tensor]:
         """The wanted outputs as tensors on the estimator's device, each one packed buffer (no host copies)."""
         depth = outputs.depth
@@ -285,9 +284,8 @@ class DepthNode(Node):
         if "depth" in wanted:
             tensors["depth"] = depth
         if "points" in wanted and outputs.intrinsics is not None:
-            colours = rgb_to_tensor(rgb, int(depth.shape[0]), int(depth.shape[1]), depth.device)
             rays = self._rays.get(outputs.intrinsics, settings.point_stride, depth.device)
-            tensors["points"] = backproject_organised(depth, rays, colours, stride=settings.point_stride)
+            tensors["points"] = backproject_organised(depth, rays, outputs.image, stride=settings.point_stride)
         if "depth_color" in wanted:
             config = self.estimator.config
             low = settings.min_depth or config.min_depth
