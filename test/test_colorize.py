@@ -8,11 +8,8 @@ import pytest
 import torch
 
 from semantic_depth_ros.errors import ConfigError
+from semantic_depth_ros.labels import CITYSCAPES_PALETTE, CITYSCAPES_TRAIN_ID_NAMES, IGNORE_LABEL, SKY_TRAIN_ID
 from semantic_depth_ros.inference.colorize import (
-    CITYSCAPES_PALETTE,
-    CITYSCAPES_TRAIN_ID_NAMES,
-    IGNORE_ID,
-    SKY_TRAIN_ID,
     colorize_depth,
     colorize_depth_numpy,
     colorize_semantic,
@@ -34,7 +31,7 @@ def test_names_and_special_ids() -> None:
         "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
     )  # fmt: skip
     assert CITYSCAPES_TRAIN_ID_NAMES[SKY_TRAIN_ID] == "sky"
-    assert IGNORE_ID == 255
+    assert IGNORE_LABEL == 255
 
 
 def test_palette_is_the_official_cityscapes_one() -> None:

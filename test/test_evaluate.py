@@ -30,7 +30,7 @@ from semantic_depth_ros.evaluation.evaluate import (
 )
 from semantic_depth_ros.evaluation.metrics import DEPTH_METRIC_KEYS, SemanticConfusion, compute_depth_metrics
 from semantic_depth_ros.evaluation.report import write_report
-from semantic_depth_ros.inference.colorize import CITYSCAPES_TRAIN_ID_NAMES
+from semantic_depth_ros.labels import CITYSCAPES_TRAIN_ID_NAMES
 
 HEIGHT, WIDTH = 24, 64
 

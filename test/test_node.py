@@ -36,7 +36,7 @@ from std_msgs.msg import Header
 from semantic_depth_ros.errors import CheckpointError, ConfigError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.geometry.pointcloud import unpack_rgb
-from semantic_depth_ros.inference.colorize import CITYSCAPES_PALETTE
+from semantic_depth_ros.labels import CITYSCAPES_PALETTE
 from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.ros.node import OUTPUTS, DepthNode
 from semantic_depth_ros.ros.params import PARAMETER_NAMES

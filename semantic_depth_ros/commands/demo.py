@@ -30,7 +30,7 @@ from ..evaluation.evaluate import build_eval_dataset, evaluate_depth, evaluate_s
 from ..evaluation.metrics import DepthMetricAccumulator, SemanticConfusion
 from ..evaluation.report import write_report
 from ..evaluation.visualize import confidence_image, error_map, summary_sheet, write_ply, write_rgb_png
-from ..inference.colorize import CITYSCAPES_TRAIN_ID_NAMES
+from ..labels import CITYSCAPES_TRAIN_ID_NAMES
 from ..resources import find_data_file
 from ..training.config import TrainConfig, load_config
 from ..training.trainer import MODEL_FILE, run_training

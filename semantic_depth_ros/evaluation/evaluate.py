@@ -34,7 +34,7 @@ from semantic_depth_ros.data.synthetic import SyntheticDataset, domain_intrinsic
 from semantic_depth_ros.errors import ConfigError, DatasetError, InvalidInputError
 from semantic_depth_ros.evaluation.metrics import CROPS, DepthMetricAccumulator, SemanticConfusion
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
-from semantic_depth_ros.inference.colorize import CITYSCAPES_TRAIN_ID_NAMES
+from semantic_depth_ros.labels import CITYSCAPES_TRAIN_ID_NAMES
 from semantic_depth_ros.inference.estimator import DepthEstimator
 
 DEFAULT_CAPS: tuple[float, ...] = (50.0, 80.0)

@@ -1,4 +1,4 @@
-"""Cityscapes class names and palette, and colour images of semantic labels and depth for quick viewing.
+"""Colour images of semantic labels and depth for quick viewing.
 
 The colouring functions take torch tensors on any device and return uint8 HxWx3 RGB tensors on the same device,
 through a small look-up table built once per device. Numpy wrappers are provided for tools and tests.
@@ -14,26 +14,7 @@ import numpy as np
 import torch
 
 from semantic_depth_ros.errors import ConfigError
-
-CITYSCAPES_TRAIN_ID_NAMES: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)  # fmt: skip
-SKY_TRAIN_ID = 10
-IGNORE_ID = 255
-
-# Official colours of the 19 train ids (cityscapesScripts, helpers/labels.py), RGB.
-CITYSCAPES_PALETTE = np.array(
-    [
-        (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-        (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
-        (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
-    ],
-    dtype=np.uint8,
-)  # fmt: skip
-CITYSCAPES_PALETTE.setflags(write=False)
-
-_NUM_CLASSES = len(CITYSCAPES_TRAIN_ID_NAMES)
+from semantic_depth_ros.labels import CITYSCAPES_PALETTE, NUM_CLASSES
 
 
 def _turbo_lut_numpy() -> np.ndarray:
@@ -63,7 +44,7 @@ def _depth_lut(device: torch.device) -> torch.Tensor:
 def colorize_semantic(ids: torch.Tensor) -> torch.Tensor:
     """HxW train ids (any integer dtype) -> HxWx3 uint8 Cityscapes colours; ignore/out-of-range ids are black."""
     index = ids.long()
-    index = torch.where((index >= 0) & (index < _NUM_CLASSES), index, torch.full_like(index, _NUM_CLASSES))
+    index = torch.where((index >= 0) & (index < NUM_CLASSES), index, torch.full_like(index, NUM_CLASSES))
     return _semantic_lut(ids.device)[index]
 
 

@@ -35,6 +35,7 @@ import torch
 
 from ..errors import ConfigError, InvalidInputError
 from ..geometry.intrinsics import Intrinsics, scale_intrinsics
+from ..labels import SKY_TRAIN_ID
 from ..model.bins import confidence_from_probs
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.config import ModelConfig
@@ -48,7 +49,7 @@ OUTPUTS = ("depth", "semantic", "confidence", "image")
 OUTPUT_RESOLUTIONS = ("input", "network")
 PRECISIONS = ("fp32", "fp16", "bf16", "auto")
 BACKENDS = ("auto", "eager", "compile", "cudagraphs")
-SKY_TRAIN_ID = 10
+
 MAX_IMAGE_SIDE = 16384
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _GRID_CACHE_SIZE = 8

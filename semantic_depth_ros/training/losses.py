@@ -10,10 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..labels import IGNORE_LABEL
 from ..model.bins import IGNORE_INDEX, DepthBins
 from .config import LossConfig
 
-SEMANTIC_IGNORE = 255
+SEMANTIC_IGNORE = IGNORE_LABEL
 
 
 def depth_classification_loss(logits: torch.Tensor, depth: torch.Tensor, bins: DepthBins,
