@@ -6,20 +6,24 @@ import numpy as np
 import pytest
 import torch
 
-from semantic_depth_ros.data import synthetic as syn
+from semantic_depth_ros.data.synthetic import dataset as synthetic_dataset
 from semantic_depth_ros.data.synthetic import (
     DOMAINS,
     LABELS,
+    MAX_DEPTH_M,
     SyntheticDataset,
     SyntheticFrame,
     domain_intrinsics,
     render_frame,
 )
-from semantic_depth_ros.data.synthetic_scene import SceneBuilder, SphericalRays, cast, ray_fan
+from semantic_depth_ros.data.synthetic.domains import base_from_lidar, domain_spec
+from semantic_depth_ros.data.synthetic.layout import Street, World, build_world
+from semantic_depth_ros.data.synthetic.lidar import LIDAR_MAX_RANGE_M, LIDAR_MIN_RANGE_M
+from semantic_depth_ros.data.synthetic.raycast import SceneBuilder, SphericalRays, cast, ray_fan
+from semantic_depth_ros.data.synthetic.render import camera_rays, render_world
 from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics, scale_intrinsics
-
-ROAD, SIDEWALK, BUILDING, SKY, CAR, TERRAIN = 0, 1, 2, 10, 13, 9
+from semantic_depth_ros.labels import BUILDING, CAR, ROAD, SIDEWALK, SKY, TERRAIN
 
 
 def _project(frame: SyntheticFrame, transform: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -94,26 +98,26 @@ def test_labels_and_depth_validity(domain: str) -> None:
         assert ROAD in labels and BUILDING in labels
         sky = frame.semantic == SKY
         assert np.all(frame.depth[sky] == 0.0)
-        assert np.all(frame.depth[~sky] > 0.5) and np.all(frame.depth <= syn.MAX_DEPTH_M)
+        assert np.all(frame.depth[~sky] > 0.5) and np.all(frame.depth <= MAX_DEPTH_M)
     assert seen <= set(LABELS)
     assert {0, 1, 2, 5, 8, 10, 13} <= seen
 
 
-def _road_only_world(domain: str) -> syn._World:
+def _road_only_world(domain: str) -> World:
     """A level vehicle over an endless flat road (x up to 180 m) and nothing else."""
     builder = SceneBuilder()
     builder.add_box((-40.0, -1000.0, -1.0), (180.0, 1000.0, 0.0), ROAD, 0, np.array([0.3, 0.3, 0.3]))
-    street = syn._Street(
+    street = Street(
         right_curb=-1000.0, left_curb=1000.0, sidewalk_right=2.0, sidewalk_left=2.0, curb=0.1,
         dashed_lines=(), solid_lines=(), sun=np.array([0.0, 0.0, 1.0]), exposure=1.0,
     )
-    return syn._World(domain=syn._domain_spec(domain), scene=builder.build(), street=street,
+    return World(domain=domain_spec(domain), scene=builder.build(), street=street,
                       world_from_base=np.eye(4))
 
 
 def test_flat_road_depth_matches_height_times_focal_over_row_offset() -> None:
     intr = domain_intrinsics("kitti_like", 96, 320)
-    frame = syn._render_world(_road_only_world("kitti_like"), intr, (0, 0, 0, 1), with_lidar=False)
+    frame = render_world(_road_only_world("kitti_like"), intr, (0, 0, 0, 1), with_lidar=False)
     height, cam_x = 1.65, 1.07  # the kitti_like camera mount, level, over the road
     v = np.arange(96, dtype=np.float64)
     with np.errstate(divide="ignore"):
@@ -127,7 +131,7 @@ def test_flat_road_depth_matches_height_times_focal_over_row_offset() -> None:
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_road_and_sidewalk_pixels_lie_on_their_surfaces(domain: str) -> None:
     frame = render_frame(domain, 7, height=64, width=128)
-    world = syn._build_world(syn._domain_spec(domain), 7, 0)
+    world = build_world(domain_spec(domain), 7, 0)
     points = _backproject(frame, world.world_from_base)
     road = points[frame.semantic == ROAD]
     assert road.shape[0] > 500
@@ -177,7 +181,7 @@ def test_lidar_scan_is_consistent_with_camera_depth(domain: str) -> None:
     points = frame.lidar_points.astype(np.float64)
     ranges = np.linalg.norm(points, axis=1)
     assert points.shape[0] > 50000
-    assert ranges.min() >= syn.LIDAR_MIN_RANGE_M and ranges.max() <= syn.LIDAR_MAX_RANGE_M + 1e-3
+    assert ranges.min() >= LIDAR_MIN_RANGE_M and ranges.max() <= LIDAR_MAX_RANGE_M + 1e-3
     elevation = np.degrees(np.arcsin(points[:, 2] / ranges))
     assert elevation.min() > -24.5 and elevation.max() < 5.0
 
@@ -190,8 +194,8 @@ def test_lidar_scan_is_consistent_with_camera_depth(domain: str) -> None:
     assert np.median(error[planes]) < 0.01 and np.percentile(error[planes], 90) < 0.02
 
     # Same surface (primitive and face) seen by the camera pixel and hit by the LiDAR: exact agreement.
-    world = syn._build_world(syn._domain_spec(domain), 2, 0)
-    cam_hits = cast(world.scene, syn._camera_rays(world, frame.intrinsics))
+    world = build_world(domain_spec(domain), 2, 0)
+    cam_hits = cast(world.scene, camera_rays(world, frame.intrinsics))
     world_from_lidar = world.world_from_base @ np.linalg.inv(frame.base_to_lidar)
     fan, order = ray_fan(world_from_lidar, points @ world_from_lidar[:3, :3].T + world_from_lidar[:3, 3])
     lidar_hits = cast(world.scene, fan)
@@ -225,9 +229,9 @@ class _FullRegions:
 
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_culling_is_conservative(domain: str) -> None:
-    world = syn._build_world(syn._domain_spec(domain), 3, 0)
-    camera = syn._camera_rays(world, domain_intrinsics(domain, 40, 96))
-    lidar = SphericalRays(world.world_from_base @ syn._base_from_lidar(world.domain),
+    world = build_world(domain_spec(domain), 3, 0)
+    camera = camera_rays(world, domain_intrinsics(domain, 40, 96))
+    lidar = SphericalRays(world.world_from_base @ base_from_lidar(world.domain),
                           np.radians(np.linspace(-24.0, 4.0, 16)), np.radians(np.arange(-179.0, 181.0, 2.0)))
     # A fan with many rays at one azimuth (straight behind, on the +-180 degree cut) and a spread in front.
     world_from_lidar = lidar.world_from_sensor
@@ -274,7 +278,7 @@ def test_dataset_samples(task: str, keys: set[str], monkeypatch: pytest.MonkeyPa
         calls.append(1)
         return render_frame(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(syn, "render_frame", counting)
+    monkeypatch.setattr(synthetic_dataset, "render_frame", counting)
     data = SyntheticDataset("kitti_like", task, 3, seed=2, height=24, width=80)
     assert len(data) == 3
     sample = data[1]
@@ -304,7 +308,7 @@ def test_dataset_without_cache_renders_each_time(monkeypatch: pytest.MonkeyPatch
         calls.append(1)
         return render_frame(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(syn, "render_frame", counting)
+    monkeypatch.setattr(synthetic_dataset, "render_frame", counting)
     data = SyntheticDataset("cityscapes_like", "semantic", 2, height=16, width=32, cache=False)
     data[0]
     data[0]

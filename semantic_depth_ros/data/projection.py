@@ -25,6 +25,18 @@ def transform_points(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ transform[:3, :3].T + transform[:3, 3]
 
 
+def pixel_indices(points_cam: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) float64 (N,) of the pixels that Nx3 camera-frame points land on (module docstring's rule).
+
+    No bounds or depth checks: points with ``z <= 0`` give meaningless (or non-finite) indices; callers mask them.
+    """
+    x, y, z = points_cam[:, 0], points_cam[:, 1], points_cam[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = (K[0, 0] * x + K[0, 1] * y) / z + K[0, 2]
+        v = K[1, 1] * y / z + K[1, 2]
+    return np.floor(v + 0.5), np.floor(u + 0.5)
+
+
 def project_points_to_depth(
     points_cam: np.ndarray,
     K: np.ndarray,
@@ -54,10 +66,7 @@ def project_points_to_depth(
     if points.shape[0] == 0:
         return depth
     z = points[:, 2]
-    u = (K[0, 0] * points[:, 0] + K[0, 1] * points[:, 1]) / z + K[0, 2]
-    v = K[1, 1] * points[:, 1] / z + K[1, 2]
-    col = np.floor(u + 0.5)
-    row = np.floor(v + 0.5)
+    row, col = pixel_indices(points, K)
     inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
     flat = row[inside].astype(np.int64) * width + col[inside].astype(np.int64)
     z = z[inside]

@@ -1,4 +1,4 @@
-"""Static transform trees (``/tf_static``) and extrinsics given on the command line.
+"""Rigid transforms: building and inverting 4x4 matrices, static transform trees (``/tf_static``), extrinsics.
 
 A transform ``T`` from frame ``source`` to frame ``target`` is a 4x4 matrix with ``p_target = T @ p_source``
 (homogeneous, metres). A tf message ``parent -> child`` stores ``T_parent_child`` (``p_parent = T @ p_child``);
@@ -31,12 +31,33 @@ def quaternion_to_matrix(qx: float, qy: float, qz: float, qw: float) -> np.ndarr
     )
 
 
+def rotation_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    """3x3 rotation Rz(yaw) @ Ry(pitch) @ Rx(roll), radians (ROS fixed-axis roll, pitch, yaw; positive pitch tilts
+    x towards -z)."""
+    cr, sr, cp, sp, cyw, syw = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
+    rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
+    ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
+    rz = np.array([[cyw, -syw, 0], [syw, cyw, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def rigid_transform(rotation: np.ndarray, translation: Sequence[float] | np.ndarray) -> np.ndarray:
+    """4x4 float64 transform with the 3x3 ``rotation`` and the ``translation`` (x, y, z metres)."""
+    transform = np.eye(4)
+    transform[:3, :3] = rotation
+    transform[:3, 3] = translation
+    return transform
+
+
+def invert_rigid(transform: np.ndarray) -> np.ndarray:
+    """Inverse of a 4x4 rigid transform (``R.T``, ``-R.T @ t``; exact for rotations, unlike a general inverse)."""
+    rotation, translation = transform[:3, :3], transform[:3, 3]
+    return rigid_transform(rotation.T, -rotation.T @ translation)
+
+
 def make_transform(translation: Sequence[float], quaternion: Sequence[float]) -> np.ndarray:
     """4x4 transform from a translation (x, y, z metres) and a quaternion (x, y, z, w)."""
-    transform = np.eye(4)
-    transform[:3, :3] = quaternion_to_matrix(*quaternion)
-    transform[:3, 3] = np.asarray(translation, dtype=np.float64)
-    return transform
+    return rigid_transform(quaternion_to_matrix(*quaternion), np.asarray(translation, dtype=np.float64))
 
 
 def parse_extrinsic(values: Sequence[float]) -> np.ndarray:

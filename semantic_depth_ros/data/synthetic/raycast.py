@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from semantic_depth_ros.geometry.intrinsics import Intrinsics
+
 BOX = 0
 SPHERE = 1
 SPHERE_FACE = 6  # face code of sphere hits; box faces are 2 * axis + (1 if the outward normal is positive)
@@ -146,17 +148,12 @@ def _index_ranges(lo: np.ndarray, hi: np.ndarray, count: int) -> tuple[np.ndarra
 
 @dataclass
 class PinholeRays:
-    """One ray through every pixel centre of a pinhole camera; ``dirs`` have unit optical z, so ``t`` = depth.
+    """One ray through every pixel centre of a pinhole camera (``dirs`` HxWx3 have unit optical z, so ``t`` = depth).
 
     ``world_from_camera`` is the 4x4 pose of the optical frame (x right, y down, z forward) in the world.
     """
 
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
+    intrinsics: Intrinsics
     world_from_camera: np.ndarray
     origin: np.ndarray = field(init=False)
     dirs: np.ndarray = field(init=False)
@@ -165,8 +162,9 @@ class PinholeRays:
     def __post_init__(self) -> None:
         rot = self.world_from_camera[:3, :3]
         self.origin = self.world_from_camera[:3, 3].astype(np.float64)
-        u = (np.arange(self.width, dtype=np.float64) - self.cx) / self.fx
-        v = (np.arange(self.height, dtype=np.float64) - self.cy) / self.fy
+        intr = self.intrinsics
+        u = (np.arange(intr.width, dtype=np.float64) - intr.cx) / intr.fx
+        v = (np.arange(intr.height, dtype=np.float64) - intr.cy) / intr.fy
         # dirs_world = x * rot[:, 0] + y * rot[:, 1] + rot[:, 2], built by broadcasting (HxWx3).
         self.dirs = u[None, :, None] * rot[:, 0] + v[:, None, None] * rot[:, 1] + rot[:, 2]
         self.arrays = RayArrays.of(self.dirs)
@@ -182,10 +180,11 @@ class PinholeRays:
         pts = np.concatenate([cam, cut], axis=1)  # Mx20x3: corners in front and edge/near-plane crossings
         valid = np.concatenate([cam[..., 2] >= _NEAR_Z, crossing], axis=1)
         z = np.maximum(pts[..., 2], _NEAR_Z)
-        u = self.fx * pts[..., 0] / z + self.cx
-        v = self.fy * pts[..., 1] / z + self.cy
-        r0, r1 = _index_ranges(np.where(valid, v, np.inf).min(1), np.where(valid, v, -np.inf).max(1), self.height)
-        c0, c1 = _index_ranges(np.where(valid, u, np.inf).min(1), np.where(valid, u, -np.inf).max(1), self.width)
+        intr = self.intrinsics
+        u = intr.fx * pts[..., 0] / z + intr.cx
+        v = intr.fy * pts[..., 1] / z + intr.cy
+        r0, r1 = _index_ranges(np.where(valid, v, np.inf).min(1), np.where(valid, v, -np.inf).max(1), intr.height)
+        c0, c1 = _index_ranges(np.where(valid, u, np.inf).min(1), np.where(valid, u, -np.inf).max(1), intr.width)
         return np.stack([r0, r1, c0, c1], axis=1)
 
 
