@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -135,3 +135,81 @@ def scale_intrinsics(intr: Intrinsics, new_width: int, new_height: int) -> Intri
 def crop_intrinsics(intr: Intrinsics, left: int, top: int, new_width: int, new_height: int) -> Intrinsics:
     """Intrinsics of the ``new_width`` x ``new_height`` crop whose top-left pixel is ``(left, top)``."""
     return transform_intrinsics(intr, 1.0, -left, -top, new_width, new_height)
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """The lens model of a ``sensor_msgs/CameraInfo``: pinhole ``intrinsics``, the ``distortion_model`` name
+    (e.g. ``"plumb_bob"``, empty when unset) and its coefficients ``d``. Nothing here undistorts an image."""
+
+    intrinsics: Intrinsics
+    distortion_model: str
+    d: tuple[float, ...]
+
+    @property
+    def has_distortion(self) -> bool:
+        """Whether any distortion coefficient is non-zero (the image is then not rectified for this K)."""
+        return any(value != 0.0 for value in self.d)
+
+
+def _camera_info_field(msg: Any, name: str) -> Any:
+    """Field ``name`` of a ROS 2 CameraInfo (``k``, ``d``) or its ROS 1 spelling (``K``, ``D``)."""
+    if hasattr(msg, name):
+        return getattr(msg, name)
+    if hasattr(msg, name.upper()):
+        return getattr(msg, name.upper())
+    raise InvalidInputError(f"camera_info has no field {name!r} ({type(msg).__name__} is not a CameraInfo)")
+
+
+def _camera_info_k(k: Sequence[float], index: int, name: str, positive: bool) -> float:
+    """``k[index]`` as float; raise naming ``camera_info.k[index] (name)`` if non-finite (or non-positive)."""
+    value = float(k[index])
+    if not math.isfinite(value) or (positive and value <= 0.0):
+        requirement = "positive and finite" if positive else "finite"
+        raise InvalidInputError(f"camera_info.k[{index}] ({name}) = {value!r} must be {requirement}")
+    return value
+
+
+def camera_from_fields(
+    k: Sequence[float], d: Sequence[float], distortion_model: str, width: int, height: int,
+    image_width: int | None = None, image_height: int | None = None,
+) -> CameraModel:
+    """THE camera_info parser: ``CameraInfo`` fields -> validated :class:`CameraModel` (one-line
+    ``InvalidInputError`` naming the field and value).
+
+    ``k`` is the row-major 3x3 camera matrix (9 values), ``d`` the distortion coefficients. With an image size, a
+    camera_info size of 0x0 (left unset by some drivers) means "same as the image" and any other size must equal
+    the image's; without one, the camera_info size must be at least 1x1.
+    """
+    k = list(k)
+    if len(k) != 9:
+        raise InvalidInputError(f"camera_info.k has {len(k)} values, expected 9 (row-major 3x3)")
+    fx = _camera_info_k(k, 0, "fx", positive=True)
+    fy = _camera_info_k(k, 4, "fy", positive=True)
+    cx = _camera_info_k(k, 2, "cx", positive=False)
+    cy = _camera_info_k(k, 5, "cy", positive=False)
+    width, height = int(width), int(height)
+    if image_width is not None and image_height is not None:
+        if (width, height) != (0, 0) and (width, height) != (image_width, image_height):
+            raise InvalidInputError(
+                f"camera_info size {width}x{height} does not match image size {image_width}x{image_height}"
+            )
+        width, height = image_width, image_height
+    elif width < 1 or height < 1:
+        raise InvalidInputError(f"camera_info size {width}x{height} must be at least 1x1")
+    coefficients = tuple(float(value) for value in d)
+    if not all(math.isfinite(value) for value in coefficients):
+        raise InvalidInputError(f"camera_info.d = {list(coefficients)} must be finite")
+    if not isinstance(distortion_model, str):
+        raise InvalidInputError(f"camera_info.distortion_model = {distortion_model!r} is not a string")
+    intrinsics = Intrinsics(fx=fx, fy=fy, cx=cx, cy=cy, width=width, height=height)
+    return CameraModel(intrinsics=intrinsics, distortion_model=distortion_model, d=coefficients)
+
+
+def camera_from_info(msg: Any, image_width: int | None = None, image_height: int | None = None) -> CameraModel:
+    """:func:`camera_from_fields` of any CameraInfo-like object with ``k`` (or ``K``), ``d`` (or ``D``),
+    ``width``, ``height`` and ``distortion_model``: rclpy messages, rosbags ROS 1 and ROS 2 messages alike."""
+    return camera_from_fields(
+        _camera_info_field(msg, "k"), _camera_info_field(msg, "d"), getattr(msg, "distortion_model", ""),
+        msg.width, msg.height, image_width, image_height,
+    )

@@ -13,7 +13,6 @@ zero stride) and read-only (when ``data`` is ``bytes``). Consumers that need con
 from __future__ import annotations
 
 import array
-import math
 import operator
 import struct
 from typing import Sequence, Union
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 
 from semantic_depth_ros.errors import InvalidInputError
-from semantic_depth_ros.geometry.intrinsics import Intrinsics
+from semantic_depth_ros.geometry.intrinsics import Intrinsics, camera_from_fields
 
 ByteBuffer = Union[bytes, bytearray, memoryview, np.ndarray, array.array]
 
@@ -173,31 +172,12 @@ def decode_compressed_image(fmt: str, data: ByteBuffer) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
 
 
-def _camera_info_value(k: Sequence[float], index: int, name: str, positive: bool) -> float:
-    """``k[index]`` as float; raise naming ``camera_info.k[index] (name)`` if non-finite (or non-positive)."""
-    value = float(k[index])
-    if not math.isfinite(value) or (positive and value <= 0.0):
-        requirement = "positive and finite" if positive else "finite"
-        raise InvalidInputError(f"camera_info.k[{index}] ({name}) = {value!r} must be {requirement}")
-    return value
-
-
 def intrinsics_from_camera_info(
     k: Sequence[float], width: int, height: int, image_width: int, image_height: int
 ) -> Intrinsics:
     """``sensor_msgs/CameraInfo`` fields -> ``Intrinsics`` of the ``image_width`` x ``image_height`` image.
 
-    ``k`` is the row-major 3x3 camera matrix. A camera_info size of 0x0 (left unset by some drivers) means "same as
-    the image"; any other size must equal the image's.
+    Kept for callers holding loose fields; it is :func:`~semantic_depth_ros.geometry.intrinsics.camera_from_fields`
+    (a camera_info size of 0x0 means "same as the image"; any other size must equal the image's).
     """
-    if len(k) != 9:
-        raise InvalidInputError(f"camera_info.k has {len(k)} values, expected 9 (row-major 3x3)")
-    fx = _camera_info_value(k, 0, "fx", positive=True)
-    fy = _camera_info_value(k, 4, "fy", positive=True)
-    cx = _camera_info_value(k, 2, "cx", positive=False)
-    cy = _camera_info_value(k, 5, "cy", positive=False)
-    if (width, height) != (0, 0) and (width, height) != (image_width, image_height):
-        raise InvalidInputError(
-            f"camera_info size {width}x{height} does not match image size {image_width}x{image_height}"
-        )
-    return Intrinsics(fx=fx, fy=fy, cx=cx, cy=cy, width=image_width, height=image_height)
+    return camera_from_fields(k, (), "", width, height, image_width, image_height).intrinsics
