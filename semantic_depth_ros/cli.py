@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "train (phase 1 conditional flow / phase 2 regression) from a YAML config"),
     "evaluate": ("semantic_depth_ros.commands.evaluate",
                  "KITTI Eigen / extracted / generated evaluation of a checkpoint"),
-    "extract": ("semantic_depth_ros.data.extract_command", "extract images + LiDAR depth from a rosbag into a dataset"),
+    "extract": ("semantic_depth_ros.commands.extract", "extract images + LiDAR depth from a rosbag into a dataset"),
     "ablate": ("semantic_depth_ros.commands.ablate", "train DRN, DC-DRN and DSC-DRN on generated scenes and compare"),
 }
 

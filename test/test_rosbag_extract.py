@@ -13,10 +13,11 @@ import pytest
 from bagtools import MessageFactory, matrix_to_quaternion, write_bag
 
 from semantic_depth_ros import cli
-from semantic_depth_ros.data import extract_command
+from semantic_depth_ros.commands import extract as extract_command
+from semantic_depth_ros.data.bag_reader import cloud_msg_to_xyz, pointcloud2_to_xyz
 from semantic_depth_ros.data.extracted import ExtractedDepthDataset
 from semantic_depth_ros.data.fileio import read_depth_png
-from semantic_depth_ros.data.rosbag_extract import cloud_msg_to_xyz, extract_bag, pointcloud2_to_xyz
+from semantic_depth_ros.data.rosbag_extract import extract_bag
 from semantic_depth_ros.data.synthetic import render_frame
 from semantic_depth_ros.data.tf_chain import TransformTree, make_transform, parse_extrinsic
 from semantic_depth_ros.errors import ExtractionError, InvalidInputError
