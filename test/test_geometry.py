@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +11,9 @@ import torch
 
 from semantic_depth_ros.errors import InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import (
+    CameraModel,
     Intrinsics,
+    camera_from_info,
     crop_intrinsics,
     scale_intrinsics,
     transform_intrinsics,
@@ -269,3 +272,34 @@ def test_backproject_rejects_mismatched_inputs() -> None:
 def test_backproject_accepts_half_depth() -> None:
     cloud = backproject_organised(torch.full((6, 8), 2.0, dtype=torch.float16), build_rays(SMALL, 1, "cpu"))
     assert cloud.dtype == torch.float32 and cloud[0, 7, :3].tolist() == [1.75, -2.5, 2.0]
+
+
+def test_camera_from_info_reads_ros2_and_ros1_field_spellings() -> None:
+    k = (500.0, 0.0, 320.0, 0.0, 400.0, 240.0, 0.0, 0.0, 1.0)
+    ros2 = SimpleNamespace(k=k, d=[0.0] * 5, width=640, height=480, distortion_model="plumb_bob")
+    ros1 = SimpleNamespace(K=k, D=[-0.2, 0.05, 0.0, 0.0, 0.0], width=640, height=480, distortion_model="plumb_bob")
+    expected = Intrinsics(500.0, 400.0, 320.0, 240.0, 640, 480)
+    assert camera_from_info(ros2) == CameraModel(expected, "plumb_bob", (0.0,) * 5)
+    assert not camera_from_info(ros2).has_distortion
+    assert camera_from_info(ros1) == CameraModel(expected, "plumb_bob", (-0.2, 0.05, 0.0, 0.0, 0.0))
+    assert camera_from_info(ros1).has_distortion
+    unset = SimpleNamespace(k=k, d=[], width=0, height=0, distortion_model="")
+    assert camera_from_info(unset, 1242, 375).intrinsics == Intrinsics(500.0, 400.0, 320.0, 240.0, 1242, 375)
+
+
+@pytest.mark.parametrize(
+    ("fields", "image_size", "message"),
+    [
+        ({"k": (1.0, 0.0, 0.0, 1.0)}, None, r"^camera_info.k has 4 values, expected 9"),
+        ({"k": (0.0, 0, 1, 0, 1, 1, 0, 0, 1)}, None, r"^camera_info.k\[0\] \(fx\) = 0.0 must be positive and finite$"),
+        ({"d": [0.1, float("nan")]}, None, r"^camera_info.d = \[0.1, nan\] must be finite$"),
+        ({"width": 0, "height": 0}, None, r"^camera_info size 0x0 must be at least 1x1$"),
+        ({}, (320, 240), r"^camera_info size 640x480 does not match image size 320x240$"),
+        ({"distortion_model": None}, None, r"^camera_info.distortion_model = None is not a string$"),
+    ],
+)
+def test_camera_from_info_rejects_unusable_fields_in_one_line(fields, image_size, message) -> None:
+    base = {"k": (500.0, 0.0, 320.0, 0.0, 400.0, 240.0, 0.0, 0.0, 1.0), "d": [0.0] * 5, "width": 640, "height": 480,
+            "distortion_model": "plumb_bob"}
+    with pytest.raises(InvalidInputError, match=message):
+        camera_from_info(SimpleNamespace(**{**base, **fields}), *(image_size or ()))
