@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from semantic_depth_ros.data.projection import project_points_to_depth, transform_points
+from semantic_depth_ros.data.projection import pixel_indices, project_points_to_depth, transform_points
+from semantic_depth_ros.data.tf_chain import invert_rigid, make_transform, rigid_transform, rotation_rpy
 from semantic_depth_ros.errors import InvalidInputError
 
 K = np.array([[100.0, 0.0, 50.0], [0.0, 80.0, 40.0], [0.0, 0.0, 1.0]])
@@ -81,3 +82,22 @@ def test_invalid_inputs_name_the_problem():
         project_points_to_depth(np.zeros((1, 3)), K, 0, 10)
     with pytest.raises(InvalidInputError, match=r"transform must be 4x4, got shape \(3, 3\)"):
         transform_points(np.eye(3), np.zeros((1, 3)))
+
+
+def test_pixel_indices_round_half_up_at_pixel_boundaries() -> None:
+    K = np.array([[100.0, 0.0, 10.0], [0.0, 50.0, 5.0], [0.0, 0.0, 1.0]])
+    # u = 100 * x / z + 10, v = 50 * y / z + 5: u = 12.5 is the boundary between columns 12 and 13
+    points = np.array([[0.025, 0.0, 1.0], [0.0249, 0.0, 1.0], [-0.2, 0.09, 2.0]])
+    row, col = pixel_indices(points, K)
+    np.testing.assert_array_equal(col, [13.0, 12.0, 0.0])
+    np.testing.assert_array_equal(row, [5.0, 5.0, 7.0])
+
+
+def test_rigid_transform_helpers() -> None:
+    rotation = rotation_rpy(0.0, np.pi / 2, 0.0)
+    np.testing.assert_allclose(rotation @ [1.0, 0.0, 0.0], [0.0, 0.0, -1.0], atol=1e-15)  # pitch tilts x to -z
+    np.testing.assert_allclose(rotation_rpy(0.0, 0.0, np.pi / 2) @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-15)
+    transform = rigid_transform(rotation_rpy(0.1, -0.2, 0.3), (1.0, -2.0, 3.0))
+    np.testing.assert_allclose(invert_rigid(transform) @ transform, np.eye(4), atol=1e-15)
+    np.testing.assert_array_equal(make_transform((1.0, 2.0, 3.0), (0.0, 0.0, 0.0, 1.0)),
+                                  rigid_transform(np.eye(3), (1.0, 2.0, 3.0)))
