@@ -110,16 +110,15 @@ def _index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], li
                tf_conns: list[Any], max_dt: float) -> _BagIndex:
     """First pass: image and scan stamps and frames, camera models, static transforms; then the pairing."""
     index = _BagIndex()
-    kinds = {id(c): "image" for c in image_conns}
-    kinds.update({id(c): "info" for c in info_conns})
-    kinds.update({id(c): "lidar" for c in lidar_conns})
-    kinds.update({id(c): "tf" for c in tf_conns})
-    for connection, bag_time, raw in bag.raw_messages([*image_conns, *info_conns, *lidar_conns, *tf_conns]):
-        kind = kinds[id(connection)]
-        msg = bag.deserialize(raw, connection.msgtype)
+    kinds = {c.topic: "image" for c in image_conns}
+    kinds.update({c.topic: "info" for c in info_conns})
+    kinds.update({c.topic: "lidar" for c in lidar_conns})
+    kinds.update({c.topic: "tf" for c in tf_conns})
+    for item in bag.messages([*image_conns, *info_conns, *lidar_conns, *tf_conns]):
+        kind, msg, bag_time = kinds[item.topic], item.msg, item.bag_time_ns
         if kind == "image":
             frame = normalize_frame(msg.header.frame_id)
-            index.images.append(_ImageRecord(header_stamp_ns(msg, bag_time), int(bag_time), frame))
+            index.images.append(_ImageRecord(header_stamp_ns(msg, bag_time), bag_time, frame))
         elif kind == "lidar":
             index.scan_stamps.append(header_stamp_ns(msg, bag_time))
             index.scan_frames.append(normalize_frame(msg.header.frame_id))
@@ -127,9 +126,9 @@ def _index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], li
             try:
                 model = camera_from_info(msg)
             except InvalidInputError as err:
-                raise ExtractionError(f"{connection.topic}: {err}") from None
+                raise ExtractionError(f"{item.topic}: {err}") from None
             index.cameras.append(_Camera(model, normalize_frame(msg.header.frame_id)))
-            index.camera_times.append(int(bag_time))
+            index.camera_times.append(bag_time)
         else:
             for parent, child, transform in tf_message_transforms(msg):
                 index.tree.add(parent, child, transform)
