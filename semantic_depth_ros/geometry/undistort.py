@@ -97,32 +97,58 @@ def undistortion_map(intrinsics: Intrinsics, distortion_model: str,
 
 @dataclass(frozen=True)
 class FusedResampler:
-    """Undistort + resize + edge-replicating pad in one interpolation, all tensors on one device.
+    """Undistort + resize + edge-replicating pad in one interpolation.
 
-    ``grid`` (1 x h*sy x w*sx x 2 float32, (x, y) normalised to [-1, 1] of the distorted image, align_corners=False)
-    holds ``sy`` x ``sx`` sub-samples of each of the h x w content pixels; ``kernel_y``/``kernel_x`` (tent
-    weights, None when that axis has one sub-sample) and ``norm`` (1 x 1 x h x w, the weights' renormalisation at
-    the borders) turn them into h x w pixels; ``padding`` (left, right, top, bottom) is then edge-replicated.
+    ``grid`` (1 x h*sy x w*sx x 2 float32 on the device, (x, y) normalised to [-1, 1] of the distorted image,
+    align_corners=False) holds ``supersample`` = (sy, sx) sub-samples of each of the h x w content pixels; tent
+    weights (``tent_y``/``tent_x``, empty when that axis has one sub-sample) and ``norm`` (1 x 1 x h x w on the
+    device, the weights' renormalisation at the borders) turn them into h x w pixels; ``padding`` (left, right,
+    top, bottom) is then edge-replicated. ``pixel_maps`` (the grid as float32 pixel coordinates, CPU resamplers
+    only) lets CPUs interpolate uint8 images with ``cv2.remap``, about ten times faster than ``grid_sample``.
     """
 
     grid: torch.Tensor
     supersample: tuple[int, int]
-    kernel_y: torch.Tensor | None
-    kernel_x: torch.Tensor | None
+    tent_y: tuple[float, ...]
+    tent_x: tuple[float, ...]
     norm: torch.Tensor | None
     padding: tuple[int, int, int, int]
+    pixel_maps: tuple[np.ndarray, np.ndarray] | None
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        """B x C x H x W float distorted image -> B x C x (h + pads) x (w + pads) float, same dtype and device."""
+        """B x C x H x W float distorted image -> B x C x (h + pads) x (w + pads), same dtype and device."""
         grid = self.grid.to(image.dtype).expand(image.shape[0], -1, -1, -1)
-        x = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return self._filter_and_pad(F.grid_sample(image, grid, mode="bilinear", padding_mode="border",
+                                                  align_corners=False))
+
+    def sample_uint8(self, image: torch.Tensor) -> torch.Tensor:
+        """HxWx3 uint8 distorted image (any device) -> 1 x 3 x (h + pads) x (w + pads) float32 in [0, 255].
+
+        On the CPU the interpolation runs on the uint8 image with ``cv2.remap`` (rounding the sub-samples to whole
+        grey levels and their positions to 1/32 px, both far below the interpolation error); elsewhere in float32.
+        """
+        if self.pixel_maps is not None and image.device.type == "cpu":
+            x = torch.from_numpy(self.remap(image)).permute(2, 0, 1).unsqueeze(0)
+            x = x.to(torch.float32, memory_format=torch.contiguous_format)
+            return self._filter_and_pad(x)
+        return self(image.permute(2, 0, 1).unsqueeze(0).to(torch.float32))
+
+    def remap(self, image: torch.Tensor) -> np.ndarray:
+        """HxWx3 uint8 CPU image -> its h*sy x w*sx x 3 uint8 sub-samples (``cv2.remap``; CPU resamplers only)."""
+        if self.pixel_maps is None:
+            raise ValueError("remap needs a resampler built for the CPU")
+        return cv2.remap(np.ascontiguousarray(image.numpy()), self.pixel_maps[0], self.pixel_maps[1],
+                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def _filter_and_pad(self, x: torch.Tensor) -> torch.Tensor:
+        """B x C x h*sy x w*sx sub-samples -> B x C x (h + pads) x (w + pads) pixels."""
+        sy, sx = self.supersample
+        if self.tent_x:
+            x = _tent_filter(x, self.tent_x, sx, dim=-1)
+        if self.tent_y:
+            x = _tent_filter(x, self.tent_y, sy, dim=-2)
         if self.norm is not None:
-            sy, sx = self.supersample
-            if self.kernel_x is not None:
-                x = _tent_filter_last(x, self.kernel_x.to(x.dtype), sx)
-            if self.kernel_y is not None:
-                x = _tent_filter_last(x.transpose(-1, -2), self.kernel_y.to(x.dtype), sy).transpose(-1, -2)
-            x = x * self.norm.to(x.dtype)
+            x = x.mul_(self.norm.to(x.dtype))
         if any(self.padding):
             x = F.pad(x, self.padding, mode="replicate")
         return x
@@ -136,6 +162,7 @@ def fused_resampler(map_x: np.ndarray, map_y: np.ndarray, resized_height: int, r
     ``map_x``/``map_y``: HxW undistortion map (``undistortion_map``), H x W being the camera's size. The map is
     interpolated (bilinear, float64, clamped at its border) at each sub-sample's position in the undistorted image.
     """
+    device = torch.device(device)
     height, width = map_x.shape
     sy = _supersample(height / resized_height)
     sx = _supersample(width / resized_width)
@@ -144,22 +171,24 @@ def fused_resampler(map_x: np.ndarray, map_y: np.ndarray, resized_height: int, r
     source_x = _interpolate_separable(map_x, ys, xs)
     source_y = _interpolate_separable(map_y, ys, xs)
     grid = np.stack((_normalise(source_x, width), _normalise(source_y, height)), axis=-1)
-    kernel_y = _tent_kernel(sy) if sy > 1 else None
-    kernel_x = _tent_kernel(sx) if sx > 1 else None
     norm = None
-    if kernel_x is not None or kernel_y is not None:
+    if sy > 1 or sx > 1:
         norm_y = _tent_norm(sy, resized_height)
         norm_x = _tent_norm(sx, resized_width)
         norm = (norm_y[:, None] * norm_x[None, :]).view(1, 1, resized_height, resized_width).to(device)
-    bottom = canvas_height - top - resized_height
-    right = canvas_width - left - resized_width
+    pixel_maps = None
+    if device.type == "cpu":
+        finite = np.isfinite(source_x) & np.isfinite(source_y)
+        pixel_maps = cv2.convertMaps(np.where(finite, source_x, -1.0).astype(np.float32),
+                                     np.where(finite, source_y, -1.0).astype(np.float32), cv2.CV_16SC2)
     return FusedResampler(
         grid=torch.from_numpy(grid.astype(np.float32)).unsqueeze(0).to(device),
         supersample=(sy, sx),
-        kernel_y=None if kernel_y is None else kernel_y.to(device),
-        kernel_x=None if kernel_x is None else kernel_x.to(device),
+        tent_y=_tent_weights(sy) if sy > 1 else (),
+        tent_x=_tent_weights(sx) if sx > 1 else (),
         norm=norm,
-        padding=(left, right, top, bottom),
+        padding=(left, canvas_width - left - resized_width, top, canvas_height - top - resized_height),
+        pixel_maps=pixel_maps,
     )
 
 
@@ -194,20 +223,21 @@ def valid_mask(map_x: np.ndarray, map_y: np.ndarray, out_height: int, out_width:
 class Undistortion:
     """Everything one camera (K, D, size) needs per frame, on the estimator's device.
 
-    ``valid``: ``out_height`` x ``out_width`` bool tensor, False where the output pixel has no data (set depth NaN).
+    ``valid``: ``out_height`` x ``out_width`` bool tensor, False where the output pixel has no data (set depth NaN);
+    ``all_valid``: whether every pixel is (then callers can skip masking).
     """
 
     network: FusedResampler
     output: FusedResampler
     valid: torch.Tensor
+    all_valid: bool
 
     def network_input(self, image: torch.Tensor, *, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
         """HxWx3 uint8 distorted RGB (on the device) -> 1x3xHnxWn undistorted, letterboxed input in [0, 1].
 
         The drop-in replacement of ``preprocess.to_network_input`` for a distorted camera.
         """
-        x = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32).div_(255.0)
-        x = self.network(x)
+        x = self.network.sample_uint8(image).div_(255.0)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         return x.to(dtype=dtype, memory_format=memory_format)
 
@@ -216,10 +246,15 @@ class Undistortion:
 
         The drop-in replacement of ``preprocess.resize_rgb`` for a distorted camera.
         """
-        x = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32)
-        x = self.output(x).round_().clamp_(0, 255).to(torch.uint8)[0]
-        x.masked_fill_(~self.valid, 0)
-        return x.permute(1, 2, 0).contiguous()
+        plain = self.output.supersample == (1, 1) and not any(self.output.padding)
+        if plain and self.output.pixel_maps is not None and image.device.type == "cpu":
+            rgb = torch.from_numpy(self.output.remap(image))
+        else:
+            x = self.output.sample_uint8(image).round_().clamp_(0, 255).to(torch.uint8)[0]
+            rgb = x.permute(1, 2, 0).contiguous()
+        if not self.all_valid:
+            rgb.masked_fill_(~self.valid.unsqueeze(-1), 0)
+        return rgb
 
 
 def build_undistortion(intrinsics: Intrinsics, distortion_model: str, d: Sequence[float], box: Letterbox,
@@ -234,11 +269,12 @@ def build_undistortion(intrinsics: Intrinsics, distortion_model: str, d: Sequenc
         raise InvalidInputError(f"letterbox is for a {box.image_width}x{box.image_height} image but the intrinsics "
                                 f"are for {intrinsics.width}x{intrinsics.height}")
     map_x, map_y = undistortion_map(intrinsics, distortion_model, d)
-    valid = torch.from_numpy(valid_mask(map_x, map_y, out_height, out_width))
+    valid = valid_mask(map_x, map_y, out_height, out_width)
     return Undistortion(
         network=network_resampler(map_x, map_y, box, device),
         output=output_resampler(map_x, map_y, out_height, out_width, device),
-        valid=valid.to(device),
+        valid=torch.from_numpy(valid).to(device),
+        all_valid=bool(valid.all()),
     )
 
 
@@ -310,24 +346,30 @@ def _normalise(source: np.ndarray, size: int) -> np.ndarray:
     return np.where(np.isfinite(normalised), normalised, -2.0)
 
 
-def _tent_kernel(samples: int) -> torch.Tensor:
+def _tent_weights(samples: int) -> tuple[float, ...]:
     """Tent weights over the sub-samples of an output pixel and its two neighbours (half-width: one output pixel),
-    the anti-aliasing filter of torch's bilinear resize. Unnormalised, 3 x ``samples`` (row m: neighbour m - 1)."""
+    the anti-aliasing filter of torch's bilinear resize. Unnormalised, 3 * ``samples`` taps."""
     offsets = (np.arange(3 * samples) + 0.5) / samples - 1.5
-    weights = np.maximum(0.0, 1.0 - np.abs(offsets)).reshape(3, samples)
-    return torch.from_numpy(weights.astype(np.float32))
+    return tuple(float(weight) for weight in np.maximum(0.0, 1.0 - np.abs(offsets)))
 
 
-def _tent_filter_last(x: torch.Tensor, kernel: torch.Tensor, samples: int) -> torch.Tensor:
-    """... x (n * ``samples``) sub-samples along the last dim -> ... x n pixels, tent-weighted over each pixel's
-    sub-samples and its neighbours' (zero outside; ``FusedResampler.norm`` renormalises). Three matrix-vector
-    products: much faster on CPUs than a strided one-channel convolution."""
-    count = x.shape[-1] // samples
-    padded = F.pad(x, (samples, samples)).unflatten(-1, (count + 2, samples))
-    out = padded[..., 0:count, :] @ kernel[0]
-    out += padded[..., 1:count + 1, :] @ kernel[1]
-    out += padded[..., 2:count + 2, :] @ kernel[2]
+def _tent_filter(x: torch.Tensor, weights: tuple[float, ...], samples: int, dim: int) -> torch.Tensor:
+    """n * ``samples`` sub-samples along ``dim`` (-1 or -2) -> n pixels, each the ``weights``-weighted sum of its
+    own and its neighbours' sub-samples (zero outside; ``FusedResampler.norm`` renormalises). One strided
+    multiply-add per tap: much faster on CPUs than a strided one-channel convolution."""
+    count = x.shape[dim] // samples
+    padded = F.pad(x, (samples, samples) if dim == -1 else (0, 0, samples, samples))
+    taps = [(tap, weight) for tap, weight in enumerate(weights) if weight != 0.0]
+    out = _every_nth(padded, dim, taps[0][0], count, samples) * taps[0][1]
+    for tap, weight in taps[1:]:
+        out.add_(_every_nth(padded, dim, tap, count, samples), alpha=weight)
     return out
+
+
+def _every_nth(x: torch.Tensor, dim: int, start: int, count: int, step: int) -> torch.Tensor:
+    """View of ``count`` elements along ``dim`` (-1 or -2) from ``start`` every ``step``."""
+    view = x.narrow(dim, start, (count - 1) * step + 1)
+    return view[..., ::step] if dim == -1 else view[..., ::step, :]
 
 
 def _tent_norm(samples: int, size: int) -> torch.Tensor:
@@ -335,5 +377,5 @@ def _tent_norm(samples: int, size: int) -> torch.Tensor:
     if samples == 1:
         return torch.ones(size, dtype=torch.float32)
     ones = torch.ones(1, size * samples, dtype=torch.float64)
-    total = _tent_filter_last(ones, _tent_kernel(samples).double(), samples).view(-1)
+    total = _tent_filter(ones, _tent_weights(samples), samples, dim=-1).view(-1)
     return (1.0 / total).float()
