@@ -5,9 +5,9 @@ own K. So ``depth/camera_info`` keeps K, has P = [K | 0] and D = zeros, and back
 centre of the image keeps its scale. Under barrel distortion (k1 < 0, most lenses) the undistorted image is a crop
 of the distorted one (its borders' outermost rays are dropped); under pincushion distortion, or strong tangential
 terms, some undistorted pixels (the corners) have rays that land outside the distorted image and have no data:
-``Undistortion.valid`` is False there. The network input samples the
-nearest edge of the distorted image at those pixels (like the letterbox padding, a replicated border looks like
-more scene, unlike black); callers set depth NaN there and ``Undistortion.colours`` paints them black.
+``Undistortion.valid`` is False there. The network input samples the nearest edge of the distorted image at those
+pixels (like the letterbox padding: a replicated border looks like more scene, black bars do not); callers set
+depth NaN there, and ``Undistortion.colours`` paints them black.
 
 Supported models (``sensor_msgs/CameraInfo.distortion_model``, D in ROS/OpenCV order):
 ``plumb_bob`` (k1 k2 p1 p2 k3), ``rational_polynomial`` (k1 k2 p1 p2 k3 k4 k5 k6), ``equidistant`` (fisheye
@@ -103,8 +103,9 @@ class FusedResampler:
     align_corners=False) holds ``supersample`` = (sy, sx) sub-samples of each of the h x w content pixels; tent
     weights (``tent_y``/``tent_x``, empty when that axis has one sub-sample) and ``norm`` (1 x 1 x h x w on the
     device, the weights' renormalisation at the borders) turn them into h x w pixels; ``padding`` (left, right,
-    top, bottom) is then edge-replicated. ``pixel_maps`` (the grid as float32 pixel coordinates, CPU resamplers
-    only) lets CPUs interpolate uint8 images with ``cv2.remap``, about ten times faster than ``grid_sample``.
+    top, bottom) is then edge-replicated. ``pixel_maps`` (the grid as OpenCV fixed-point maps, CV_16SC2 and
+    CV_16UC1, CPU resamplers only) lets CPUs interpolate the uint8 image with ``cv2.remap``: 1.5 ms against
+    13 ms for ``grid_sample`` at 374x1240 sub-samples on one core.
     """
 
     grid: torch.Tensor
