@@ -79,16 +79,23 @@ def model_heads(model: torch.nn.Module) -> frozenset[str]:
     return frozenset(h for h in HEADS if getattr(model, f"{h}_head", None) is not None)
 
 
-class TorchRunner:
-    """Eager (or ``torch.compile``d: ``forward``) PyTorch network. ``model`` may be swapped (tests do)."""
+class _ModelRunner:
+    """What every PyTorch runner holds: the network (``model``, which may be swapped: tests do) and its metadata."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype, description: str, *,
-                 forward: Callable[..., Outputs] | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype, description: str) -> None:
         self.model = model
         self.device = device
         self.input_dtype = dtype
         self.description = description
         self.heads = model_heads(model)
+
+
+class TorchRunner(_ModelRunner):
+    """Eager (or ``torch.compile``d: ``forward``) PyTorch network."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype, description: str, *,
+                 forward: Callable[..., Outputs] | None = None) -> None:
+        super().__init__(model, device, dtype, description)
         self._forward = forward
 
     def __call__(self, x: torch.Tensor, heads: tuple[str, ...]) -> Outputs:
@@ -96,7 +103,7 @@ class TorchRunner:
         return forward(x, heads=heads, upsample=False)
 
 
-class GraphedRunner:
+class GraphedRunner(_ModelRunner):
     """The network replayed from a captured graph, one per (head set, input shape).
 
     Each input shape (batch size included) has one static input buffer, shared by the graphs of every head set; a
@@ -106,11 +113,7 @@ class GraphedRunner:
 
     def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype, description: str, *,
                  capture: Capture) -> None:
-        self.model = model
-        self.device = device
-        self.input_dtype = dtype
-        self.description = description
-        self.heads = model_heads(model)
+        super().__init__(model, device, dtype, description)
         self._capture = capture
         self.inputs: dict[tuple[int, ...], torch.Tensor] = {}
         self.graphs: dict[tuple[tuple[str, ...], tuple[int, ...]], tuple[Callable[[], None], Outputs]] = {}

@@ -11,9 +11,7 @@ Phase 2: the DRN head is added (weights from ``init_from``, DRN new) and depth b
 canonical depth (plus optionally the DC cross-entropy); semantic batches keep the SC head usable, or ``freeze``
 keeps it fixed. The validation metrics before and after phase 2 are recorded.
 
-Run folder: ``config.yaml`` and ``model_config.yaml`` (resolved configs), ``checkpoints/state_<step>.pt`` (run
-state, last N), ``best.pt`` (best model by the validation metric), ``model.pt`` (final model checkpoint,
-``trained=True``, loadable by ``DepthEstimator``), ``metrics.json`` (validation history), ``tensorboard/``.
+What a run writes: see ``run_folder``.
 """
 
 from __future__ import annotations
@@ -25,23 +23,19 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ..devices import autocast_factory, resolve_device
+from ..devices import resolve_device
 from ..model.checkpoint import save_checkpoint
 from .config import TrainConfig
 from .distributed import barrier, destroy_process_group, detect_context, init_process_group, sync_buffers
 from .flow import StreamBatchSampler
-from .model_setup import (build_model, build_optimizer, freeze_groups, resolve_init_path, resolve_model_config,
-                          seed_everything, set_train_mode)
-from .run import (Run, TrainResult, announce, model_extra, prepare_run, save_state, update_best,
-                  write_metrics_file)
+from .model_setup import set_train_mode
+from .run import Run, TrainResult, announce, model_extra, prepare_run, save_state, update_best, write_metrics_file
 from .run_folder import BEST_FILE, MODEL_FILE
-from .step import StepParts, heads_for, train_step
+from .step import heads_for, train_step
 from .validation import preview, validate
 
-# Re-exported for callers of the pre-split module (commands, tests).
-__all__ = ["MODEL_FILE", "BEST_FILE", "Run", "StepParts", "TrainResult", "autocast_factory", "build_model",
-           "build_optimizer", "freeze_groups", "heads_for", "resolve_init_path", "resolve_model_config",
-           "run_training", "seed_everything", "train_step"]
+# MODEL_FILE, TrainResult and heads_for are re-exported for the callers of the module before its split.
+__all__ = ["MODEL_FILE", "TrainResult", "heads_for", "run_training", "train_step"]
 
 
 def make_iterators(run: Run) -> dict[str, Iterator[dict[str, torch.Tensor]]]:
