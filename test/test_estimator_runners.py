@@ -208,3 +208,15 @@ def test_estimator_on_graphed_runner_matches_eager(estimator: DepthEstimator) ->
                                        atol=0, equal_nan=True)
     assert capture.captures == 4  # (drn | dc+sc+drn) x (batch 1 | batch 2)
     assert capture.replays == 2 * (len(images) + 1)
+
+
+def test_warmup_runs_batches_of_the_asked_size() -> None:
+    est = DepthEstimator(make_checkpoint(), device="cpu")
+    sizes: list[int] = []
+    handle = est.runner.model.register_forward_pre_hook(lambda m, a, k: sizes.append(a[0].shape[0]),
+                                                        with_kwargs=True)
+    try:
+        est.warmup(20, 50, batch_size=3)
+    finally:
+        handle.remove()
+    assert sizes == [3, 3]
