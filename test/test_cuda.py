@@ -32,22 +32,36 @@ def _scene(height: int, width: int, seed: int) -> tuple[np.ndarray, Intrinsics]:
     return image, Intrinsics(fx=0.58 * width, fy=0.58 * width, cx=width / 2, cy=height / 2, width=width, height=height)
 
 
+def _assert_close_to(ref, out, tolerance: float, what: str) -> None:
+    ref_depth, out_depth = ref.depth.numpy(), out.depth.float().cpu().numpy()
+    assert np.array_equal(np.isnan(ref_depth), np.isnan(out_depth)) or np.isnan(out_depth).mean() < 1e-3
+    both = np.isfinite(ref_depth) & np.isfinite(out_depth)
+    rel = np.linalg.norm(out_depth[both] - ref_depth[both]) / np.linalg.norm(ref_depth[both])
+    assert rel < tolerance, (what, rel)
+    agree = (out.semantic.cpu().numpy() == ref.semantic.numpy()).mean()
+    assert agree > 0.97, (what, agree)
+    assert out.depth.device.type == "cuda"
+
+
 @pytest.mark.parametrize("precision,backend,tolerance", [("fp32", "eager", 2e-3), ("fp16", "cudagraphs", 3e-2)])
 def test_cuda_estimator_matches_cpu_fp32(resnet18_checkpoint, precision, backend, tolerance):
     reference = DepthEstimator(resnet18_checkpoint, device="cpu", precision="fp32")
     fast = DepthEstimator(resnet18_checkpoint, device="cuda", precision=precision, backend=backend)
-    for seed in range(3):  # fresh inputs every time: a graph replaying stale input would fail here
-        image, intrinsics = _scene(375, 1242, seed)
-        ref = reference.estimate(image, intrinsics=intrinsics)
-        out = fast.estimate(image, intrinsics=intrinsics)
-        ref_depth, out_depth = ref.depth.numpy(), out.depth.float().cpu().numpy()
-        assert np.array_equal(np.isnan(ref_depth), np.isnan(out_depth)) or np.isnan(out_depth).mean() < 1e-3
-        both = np.isfinite(ref_depth) & np.isfinite(out_depth)
-        rel = np.linalg.norm(out_depth[both] - ref_depth[both]) / np.linalg.norm(ref_depth[both])
-        assert rel < tolerance, (precision, seed, rel)
-        agree = (out.semantic.cpu().numpy() == ref.semantic.numpy()).mean()
-        assert agree > 0.97, (precision, seed, agree)
-        assert out.depth.device.type == "cuda"
+    scenes = [_scene(375, 1242, seed) for seed in range(3)]
+    refs = [reference.estimate(image, intrinsics=intrinsics) for image, intrinsics in scenes]
+    # two DIFFERENT frames replayed back to back, both read only afterwards: stale static outputs would show
+    first = fast.estimate(scenes[0][0], intrinsics=scenes[0][1])
+    second = fast.estimate(scenes[1][0], intrinsics=scenes[1][1])
+    _assert_close_to(refs[0], first, tolerance, f"{precision} frame 0 (read after frame 1)")
+    _assert_close_to(refs[1], second, tolerance, f"{precision} frame 1")
+    # a batch of three (its own graph per batch size), then single frames again on the batch-1 graphs
+    batch = fast.estimate_batch(scenes)
+    for seed, (ref, out) in enumerate(zip(refs, batch)):
+        _assert_close_to(ref, out, tolerance, f"{precision} batch frame {seed}")
+    again = fast.estimate(scenes[2][0], intrinsics=scenes[2][1])
+    _assert_close_to(refs[2], again, tolerance, f"{precision} frame 2 after the batch")
+    if backend == "cudagraphs":
+        assert {key[1][0] for key in fast.runner.graphs} == {1, 3}
 
 
 def test_cuda_backprojection_and_colours_are_bit_identical_to_cpu():

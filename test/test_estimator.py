@@ -14,7 +14,7 @@ import torch
 from semantic_depth_ros.errors import ConfigError, InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.inference.benchmark import benchmark_model, latency_stats
-from semantic_depth_ros.inference import estimator as estimator_module
+from semantic_depth_ros import devices
 from semantic_depth_ros.inference.estimator import DepthEstimator, resolve_device, resolve_precision
 from semantic_depth_ros.inference.preprocess import letterbox
 from semantic_depth_ros.model.bins import DepthBins
@@ -146,7 +146,7 @@ def _record_heads(estimator: DepthEstimator) -> tuple[list[tuple[str, ...]], Cal
         calls.append(tuple(kwargs["heads"]))
         assert kwargs["upsample"] is False
 
-    handle = estimator.model.register_forward_pre_hook(hook, with_kwargs=True)
+    handle = estimator.runner.model.register_forward_pre_hook(hook, with_kwargs=True)
     return calls, handle.remove
 
 
@@ -255,7 +255,7 @@ def test_sky_mask_follows_the_labels_pixel_by_pixel() -> None:
         model.sc_head.classifier.bias[0] = 1.0
         model.sc_head.classifier.bias[SKY] = 0.0
     est = DepthEstimator(make_checkpoint(edit=edit), device="cpu", mask_sky=True)
-    original_forward = est.model.forward
+    original_forward = est.runner.model.forward
 
     def forward(images: torch.Tensor, heads: tuple[str, ...], upsample: bool) -> dict[str, torch.Tensor]:
         out = original_forward(images, heads=heads, upsample=upsample)
@@ -264,7 +264,7 @@ def test_sky_mask_follows_the_labels_pixel_by_pixel() -> None:
             out["semantic_logits"][:, SKY] = red * 4.0  # sky where red > 0.25
         return out
 
-    est.model.forward = forward
+    est.runner.model.forward = forward
     image = np.zeros((64, 160, 3), dtype=np.uint8)
     image[:, :80, 0] = 255
     out = est.estimate(image)
@@ -336,7 +336,7 @@ def _expected_cells(out_size: int, start: int, extent: int, first: int, last: in
 def test_padding_never_reaches_the_outputs(height: int, width: int, axis: int) -> None:
     est = DepthEstimator(make_checkpoint(), device="cpu", min_depth=0.5, max_depth=100.0)
     ramp = _RampNetwork(axis)
-    est.model = ramp
+    est.runner.model = ramp
     image = random_image(height, width)
     out = est.estimate(image)
     box = letterbox(height, width, 64, 160)
@@ -382,10 +382,10 @@ def test_bf16_on_cpu_is_close_to_fp32() -> None:
 
 def test_auto_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_precision("auto", torch.device("cuda", 0)) == "fp16"
-    monkeypatch.setattr(estimator_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", torch.device("cpu")) == "bf16"
     assert DepthEstimator(make_checkpoint(), device="cpu", precision="auto").precision == "bf16"
-    monkeypatch.setattr(estimator_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
 

@@ -146,8 +146,14 @@ def test_confidence_is_one_for_one_hot_and_zero_for_uniform() -> None:
 # ---------------------------------------------------------------- config
 
 def test_config_from_dict_names_unknown_keys_and_bad_types() -> None:
-    with pytest.raises(ConfigError, match="^model config: unknown key\\(s\\) colour, depthh$"):
+    with pytest.raises(ConfigError, match="^model config: unknown key 'depthh' \\(known: name, encoder, "):
         ModelConfig.from_dict({"depthh": 1, "colour": 2})
+    with pytest.raises(ConfigError, match=r"^model config: decoder_channels\[1\] = 16.5 is not a valid int "
+                                          r"\(not a whole number\)$"):
+        ModelConfig.from_dict({"decoder_channels": [32, 16.5]})
+    with pytest.raises(ConfigError, match=r"^model config: decoder_channels\[0\] = 32.9 is not a valid int"):
+        ModelConfig(decoder_channels=(32.9, 16.2))  # type: ignore[arg-type]
+    assert ModelConfig.from_dict({"decoder_channels": [32.0, 16], "input_height": 64.0}).decoder_channels == (32, 16)
     with pytest.raises(ConfigError, match="^model config: input_height = 'tall' is not a valid int$"):
         ModelConfig.from_dict({"input_height": "tall"})
     with pytest.raises(ConfigError, match="^model config: use_drn = 'yes' is not a valid bool$"):
@@ -156,7 +162,7 @@ def test_config_from_dict_names_unknown_keys_and_bad_types() -> None:
         ModelConfig.from_dict({"encoder": "vgg16"})
     with pytest.raises(ConfigError, match="model max_depth = 0.5 must be larger than min_depth = 1.0"):
         ModelConfig.from_dict({"max_depth": 0.5})
-    with pytest.raises(ConfigError, match="^model config: expected a mapping, got list$"):
+    with pytest.raises(ConfigError, match="^model config: top level must be a mapping, got list$"):
         ModelConfig.from_dict([1, 2])  # type: ignore[arg-type]
 
 
@@ -235,7 +241,7 @@ def _bad_files(source: Path, folder: Path) -> list[tuple[Path, str]]:
     write_payload("bad_config.pt", {**payload, "config": {**payload["config"], "input_height": 5}},
                   "config: model input_height = 5 must be an integer between 32 and 8192")
     write_payload("unknown_config_key.pt", {**payload, "config": {**payload["config"], "colour": 1}},
-                  "config: unknown key(s) colour")
+                  "config: unknown key 'colour' (known: ")
     write_payload("no_state.pt", {**payload, "state_dict": None}, "has no valid state_dict")
     state = payload["state_dict"]
     missing = {k: v for k, v in state.items() if k != "sc_head.classifier.bias"}

@@ -12,7 +12,7 @@ from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.training.config import (TrainConfig, config_from_dict, config_to_yaml, first_difference,
                                                 load_config)
 from semantic_depth_ros.training.datasets import build_reader
-from semantic_depth_ros.training.trainer import resolve_model_config
+from semantic_depth_ros.training.model_setup import resolve_model_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 SYNTHETIC = {"type": "synthetic", "task": "depth",
@@ -62,7 +62,7 @@ def test_defaults() -> None:
     (minimal(optimizer={"lr": True}), "optimizer.lr = True is not a valid float"),
     (minimal(datasets="kitti"), "datasets must be a list"),
     (minimal(phase=3), "phase = 3 must be 1 or 2"),
-    (minimal(precision="fp8"), "precision = 'fp8' must be one of fp32, bf16, fp16"),
+    (minimal(precision="fp8"), "precision = 'fp8' must be one of fp32, fp16, bf16"),
     (minimal(freeze=["head"]), "freeze lists unknown group 'head'"),
     (minimal(datasets=[]), "datasets is empty"),
     (minimal(flow={"depth": 1, "semantic": 1}), "flow.semantic = 1 but no training dataset has task semantic"),
@@ -125,3 +125,46 @@ def test_replace_validates_and_first_difference_names_keys() -> None:
     b = config.replace(optimizer={"lr": 0.1}).to_dict()
     assert first_difference(a, b) == "optimizer.lr"
     assert first_difference(a, a) is None
+
+
+# ------------------------------------------------------------------ one strict converter for both configs
+
+def test_fractional_decoder_channels_are_refused_by_the_train_config_loader(tmp_path: Path) -> None:
+    path = tmp_path / "fractional.yaml"
+    path.write_text(yaml.safe_dump(minimal(model={"preset": "resnet18_fast",
+                                                  "overrides": {"decoder_channels": [32.9, 16.2, 8.7]}})))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == (f"train config {path}: model.overrides.decoder_channels[0] = 32.9 is not a valid "
+                                "int (not a whole number)")
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (minimal(steps=800.5), "steps = 800.5 is not a valid int (not a whole number)"),
+    (minimal(model={"overrides": {"input_height": 64.5}}),
+     "model.overrides.input_height = 64.5 is not a valid int (not a whole number)"),
+    (minimal(model={"overrides": {"decoder_channels": 32}}), "model.overrides.decoder_channels must be a list"),
+    (minimal(model={"overrides": {"use_drn": 0}}), "model.overrides.use_drn = 0 is not a valid bool"),
+    (minimal(model={"overrides": {"focal_px": True}}), "model.overrides.focal_px = True is not a valid float"),
+    (minimal(model={"overrides": {"imagenet_weights": 3}}), "model.overrides.imagenet_weights = 3 is not a valid str"),
+    (minimal(validation={"max_depth": float("inf")}), "validation.max_depth = inf is not a valid float"),
+])
+def test_strict_types_everywhere(data: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(data)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_whole_floats_are_accepted_as_ints_in_both_configs(tmp_path: Path) -> None:
+    """The one rule for both: 800.0 is 800 (YAML writers emit it), a fraction is refused."""
+    config = config_from_dict(minimal(steps=800.0, model={"preset": "resnet18_fast",
+                                                          "overrides": {"decoder_channels": [32.0, 16.0]}}))
+    assert config.steps == 800 and isinstance(config.steps, int)
+    assert config.model.overrides["decoder_channels"] == (32, 16)
+    model_config, _ = resolve_model_config(config)
+    assert model_config.decoder_channels == (32, 16)
+    assert all(isinstance(c, int) for c in model_config.decoder_channels)
+    assert config_from_dict(yaml.safe_load(config_to_yaml(config))) == config
+    validation = config_from_dict(minimal(validation={"max_depth": 50}))
+    assert validation.validation.max_depth == 50.0 and isinstance(validation.validation.max_depth, float)
+    assert validation.validation.min_depth == 1.0 and validation.validation.every == 1000

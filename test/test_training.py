@@ -25,8 +25,10 @@ from semantic_depth_ros.training.flow import StreamBatchSampler
 from semantic_depth_ros.training.logging import RunLogger
 from semantic_depth_ros.training.schedule import build_scheduler
 from semantic_depth_ros.training.state import latest_run_state, list_run_states
-from semantic_depth_ros.training.trainer import (StepParts, autocast_for, build_model, build_optimizer,
-                                                 resolve_model_config, run_training, train_step)
+from semantic_depth_ros.devices import autocast_factory
+from semantic_depth_ros.training.model_setup import build_model, build_optimizer, resolve_model_config
+from semantic_depth_ros.training.step import StepParts, train_step
+from semantic_depth_ros.training.trainer import run_training
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +98,7 @@ def test_each_batch_moves_only_its_own_head_and_the_trunk() -> None:
                       scaler=torch.amp.GradScaler("cpu", enabled=False),
                       bins=DepthBins(model_config.min_depth, model_config.max_depth, model_config.num_depth_bins),
                       phase=1, loss=config.loss, grad_clip=config.optimizer.grad_clip, device=torch.device("cpu"),
-                      autocast=autocast_for("fp32", torch.device("cpu")))
+                      autocast=autocast_factory("fp32", torch.device("cpu")))
     streams = build_train_streams(config, model_config)
     collate = torch.utils.data.default_collate
     samplers = {task: StreamBatchSampler(len(ds), 2, seed=0, stream=i, start_batch=0)
@@ -293,8 +295,11 @@ def test_phase_two_starts_from_phase_one_and_can_freeze_the_semantic_head(tmp_pa
 
 def test_precision_rules() -> None:
     with pytest.raises(ConfigError, match="precision fp16 needs a CUDA device, got cpu"):
-        autocast_for("fp16", torch.device("cpu"))
-    with autocast_for("bf16", torch.device("cpu"))():
+        autocast_factory("fp16", torch.device("cpu"))
+    with pytest.raises(ConfigError, match="precision 'auto' is not one of fp32, fp16, bf16$"):
+        autocast_factory("auto", torch.device("cpu"))  # a training run names its precision
+    assert autocast_factory("fp32", torch.device("cpu"))().__class__.__name__ == "nullcontext"
+    with autocast_factory("bf16", torch.device("cpu"))():
         assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
 
 

@@ -1,20 +1,24 @@
-"""DepthEstimator: one RGB image in, metric depth, semantic train ids and confidence out (ROS-free, on device).
+"""DepthEstimator: RGB images in, metric depth, semantic train ids and confidence out (ROS-free, on device).
 
-Hot path of ``estimate`` (no per-pixel Python, everything after the upload on the estimator's device):
+Hot path of ``estimate_batch`` (``estimate`` is the batch of one; no per-pixel Python, everything after the upload
+on the estimator's device):
 
-1. the uint8 HxWx3 view becomes a tensor once (zero-copy on the CPU when it is contiguous and writable; on CUDA
-   one copy into a cached pinned buffer, then a non-blocking upload);
-2. resize keeping the aspect ratio to fit the network input, centred edge-replicating pad
-   (``preprocess.letterbox``), in the model's precision and channels-last layout;
-3. the network, only the heads the requested outputs need, without its own up-sampling
-   (eager, ``torch.compile`` or a captured CUDA graph: ``backend``);
-4. at the network's output stride: depth (DRN ``depth`` when the model has a DRN, else the DC expectation),
+1. each uint8 HxWx3 view becomes a tensor once (zero-copy on the CPU when it is contiguous and writable; on CUDA
+   one copy into a cached pinned buffer per batch slot, then a non-blocking upload);
+2. per frame (``preprocess.to_network_input``, the per-frame seam): resize keeping the aspect ratio to fit the
+   network input, centred edge-replicating pad (``preprocess.letterbox``), in the runner's dtype; the frames,
+   of any sizes, are stacked into ONE Bx3xHxW channels-last batch;
+3. the network runner (``runners.make_runner``: eager, ``torch.compile`` or captured CUDA graphs, by ``backend``),
+   only the heads the requested outputs need, at its output stride;
+4. per frame, at the output stride: depth (DRN ``depth`` when the model has a DRN, else the DC expectation),
    semantic argmax, confidence ``1 - entropy / log K`` of the bin distribution;
 5. crop the padding and up-sample ONCE to the output size: log-depth and confidence bilinearly,
    semantic ids by nearest neighbour (ids, not logits: cheaper, and never invents a class between two regions);
 6. canonical camera: depth *= (fx * resize factor) / ``config.focal_px`` when intrinsics are given;
 7. NaN where depth is outside [min_depth, max_depth] and, with ``mask_sky``, where the label is sky.
 
+The estimator needs no torch module: the model's metadata comes from its ``ModelConfig`` and trained flag, the
+network from a :class:`~.runners.NetworkRunner` (``DepthEstimator.from_runner`` for runners built elsewhere).
 Not thread-safe: one estimator serves one worker thread.
 """
 
@@ -23,38 +27,37 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import re
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
+from ..devices import PRECISIONS, cpu_has_native_bf16, dtype_of, resolve_device, resolve_precision
 from ..errors import ConfigError, InvalidInputError
 from ..geometry.intrinsics import Intrinsics, scale_intrinsics
 from ..labels import SKY_TRAIN_ID
 from ..model.bins import confidence_from_probs
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.config import ModelConfig
-from ..model.fuse import fold_batchnorm
 from ..model.network import HEADS
+from .image_input import MAX_IMAGE_SIDE
 from .preprocess import Letterbox, OutputGrid, letterbox, output_grid, resize_rgb, to_network_input
+from .runners import BACKENDS, NetworkRunner, make_runner, resolve_backend
+
+# Re-exported: callers import the device and precision rules from here too.
+__all__ = ["BACKENDS", "MAX_IMAGE_SIDE", "OUTPUTS", "OUTPUT_RESOLUTIONS", "PRECISIONS", "DepthEstimator",
+           "EstimatorOutputs", "Frame", "cpu_has_native_bf16", "resolve_device", "resolve_precision"]
 
 logger = logging.getLogger(__name__)
 
 OUTPUTS = ("depth", "semantic", "confidence", "image")
 OUTPUT_RESOLUTIONS = ("input", "network")
-PRECISIONS = ("fp32", "fp16", "bf16", "auto")
-BACKENDS = ("auto", "eager", "compile", "cudagraphs")
+_GRID_CACHE_SIZE = 16
 
-MAX_IMAGE_SIDE = 16384
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-_GRID_CACHE_SIZE = 8
-
-Network = Callable[[torch.Tensor, tuple[str, ...]], dict[str, torch.Tensor]]
+Frame = tuple[np.ndarray, Intrinsics | None]  # HxWx3 uint8 RGB image of any size, its intrinsics or None
 
 
 @dataclass
@@ -68,62 +71,29 @@ class EstimatorOutputs:
     image: torch.Tensor | None = None  # HxWx3 uint8 RGB input at the output size (point colours), uploaded once
 
 
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; ConfigError if unknown or absent."""
-    text = str(spec).strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if text == "cpu":
-        return torch.device("cpu")
-    match = re.fullmatch(r"cuda(?::(\d+))?", text)
-    if match is None:
-        raise ConfigError(f"device '{spec}' is not one of auto, cpu, cuda, cuda:N")
-    if not torch.cuda.is_available():
-        raise ConfigError(f"device '{spec}' is not available: this machine has no usable CUDA device")
-    count = torch.cuda.device_count()
-    index = int(match.group(1)) if match.group(1) is not None else torch.cuda.current_device()
-    if index >= count:
-        raise ConfigError(f"device '{spec}' is not available: this machine has {count} CUDA device(s)")
-    return torch.device("cuda", index)
+@dataclass(frozen=True)
+class _FramePlan:
+    """Where one frame goes: its letterbox, output size (pixels) and intrinsics in and out."""
 
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo; False elsewhere)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", text) is not None
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``fp32`` | ``fp16`` (CUDA only) | ``bf16`` | ``auto`` -> the precision used; ConfigError otherwise.
-
-    ``auto``: fp16 on CUDA; on the CPU bf16 where the CPU has native bf16 (about twice as fast as fp32), else fp32.
-    """
-    if precision == "auto":
-        if device.type == "cuda":
-            return "fp16"
-        return "bf16" if cpu_has_native_bf16() else "fp32"
-    if precision not in _DTYPES:
-        raise ConfigError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError(f"precision fp16 needs a CUDA device, got {device.type}")
-    return precision
+    box: Letterbox
+    out_height: int
+    out_width: int
+    intrinsics: Intrinsics | None
+    out_intrinsics: Intrinsics | None
 
 
 class DepthEstimator:
-    """Runs a checkpoint's network on single images; see the module docstring for the pipeline.
+    """Runs a checkpoint's network on images; see the module docstring for the pipeline.
 
     ``mask_sky``, ``min_depth`` and ``max_depth`` (metres; None = the model's range) are plain attributes that
     may change between frames. ``backend``: ``auto`` (``cudagraphs`` on CUDA, ``eager`` on the CPU); ``eager``;
     ``compile`` (``torch.compile``, with weight freezing on the CPU; compiles on the first frame of each output
     combination, tens of seconds on a small CPU); ``cudagraphs`` (CUDA only: the network is captured once per
-    head combination, at its first use, and replayed; 2.5x faster than eager on an H100, where eager is bound by
-    kernel launches).
+    head combination and batch size, at its first use, and replayed; 2.5x faster than eager on an H100, where
+    eager is bound by kernel launches).
     ``precision``: ``fp32``, ``fp16`` (CUDA only), ``bf16`` (CUDA, or CPUs with native bf16 such as
-    AVX512-BF16/AMX, where it is about twice as fast as fp32) or ``auto`` (``resolve_precision``); the attribute
-    ``precision`` holds the one in use.
+    AVX512-BF16/AMX, where it is about twice as fast as fp32) or ``auto`` (``devices.resolve_precision``); the
+    attribute ``precision`` holds the one in use.
     ``num_threads``: torch's CPU thread count for this process (None leaves it). On a CPU shared with other busy
     processes, fewer threads than cores avoids the collapse of oversubscribed thread pools (measured on 2 cores
     next to a 2-thread training job: 1 thread 66 ms per frame, 2 threads 370-860 ms).
@@ -132,41 +102,51 @@ class DepthEstimator:
     def __init__(self, checkpoint: str | Path | Checkpoint, *, device: str = "auto", precision: str = "fp32",
                  mask_sky: bool = False, min_depth: float | None = None, max_depth: float | None = None,
                  backend: str = "auto", num_threads: int | None = None) -> None:
-        self.device = resolve_device(device)
+        torch_device = resolve_device(device)
         if num_threads is not None:
             if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
                 raise ConfigError(f"num_threads = {num_threads!r} must be a positive integer")
             torch.set_num_threads(num_threads)
-        self.precision = resolve_precision(precision, self.device)
-        self._dtype = _DTYPES[self.precision]
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend '{backend}' is not one of {', '.join(BACKENDS)}")
-        if backend == "cudagraphs" and self.device.type != "cuda":
-            raise ConfigError(f"backend cudagraphs needs a CUDA device, got {self.device.type}")
-        if backend == "auto":
-            backend = "cudagraphs" if self.device.type == "cuda" else "eager"
-        self.backend = backend
+        used_precision = resolve_precision(precision, torch_device)
+        used_backend = resolve_backend(backend, torch_device)
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-        self.config: ModelConfig = ckpt.config
-        self.model_name = ckpt.config.name
-        self.trained = ckpt.trained
-        if not self.trained:
+        runner = make_runner(ckpt, backend=used_backend, device=torch_device, precision=used_precision,
+                             dtype=dtype_of(used_precision))
+        self._attach(runner, ckpt.config, trained=ckpt.trained, source=str(ckpt.path), precision=used_precision,
+                     backend=used_backend, mask_sky=mask_sky, min_depth=min_depth, max_depth=max_depth)
+
+    @classmethod
+    def from_runner(cls, runner: NetworkRunner, config: ModelConfig, *, trained: bool, source: str,
+                    precision: str, backend: str, mask_sky: bool = False, min_depth: float | None = None,
+                    max_depth: float | None = None) -> "DepthEstimator":
+        """An estimator around a runner built elsewhere (e.g. another runtime), for a model described by ``config``
+        and ``trained``; ``source`` names the model file in messages; ``precision``/``backend`` are reported."""
+        estimator = cls.__new__(cls)
+        estimator._attach(runner, config, trained=trained, source=source, precision=precision, backend=backend,
+                          mask_sky=mask_sky, min_depth=min_depth, max_depth=max_depth)
+        return estimator
+
+    def _attach(self, runner: NetworkRunner, config: ModelConfig, *, trained: bool, source: str, precision: str,
+                backend: str, mask_sky: bool, min_depth: float | None, max_depth: float | None) -> None:
+        self.runner = runner
+        self.device: torch.device = runner.device
+        self.precision = precision
+        self.backend = backend
+        self.config = config
+        self.model_name = config.name
+        self.trained = trained
+        if not trained:
             logger.warning("checkpoint %s is UNTRAINED (random weights): its depth, labels and confidence are "
-                           "MEANINGLESS; use it only to test plumbing", ckpt.path)
-        model = fold_batchnorm(ckpt.build_model())
-        self.model = model.to(device=self.device, dtype=self._dtype, memory_format=torch.channels_last)
+                           "MEANINGLESS; use it only to test plumbing", source)
         self.mask_sky = mask_sky
         self.min_depth = min_depth
         self.max_depth = max_depth
-        self._has_drn = self.model.drn_head is not None
-        self._network = self._make_network(backend)
+        self._has_drn = "drn" in runner.heads
         self._grids: OrderedDict[tuple, OutputGrid] = OrderedDict()
-        self._pinned: torch.Tensor | None = None
-        self._upload_done: torch.cuda.Event | None = None
+        self._pinned: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
 
     # ------------------------------------------------------------------ public API
 
-    @torch.inference_mode()
     def estimate(self, image: np.ndarray, *, intrinsics: Intrinsics | None = None,
                  output_resolution: str = "input", outputs: Collection[str] = OUTPUTS) -> EstimatorOutputs:
         """Depth / semantic / confidence of one HxWx3 uint8 RGB image (may be a non-contiguous or read-only view).
@@ -174,54 +154,54 @@ class DepthEstimator:
         ``intrinsics`` must describe the image's HxW. ``output_resolution``: ``input`` (HxW of the image) or
         ``network`` (the image resized to fit the network input, without padding). Only ``outputs`` are computed.
         """
+        return self.estimate_batch([(image, intrinsics)], output_resolution=output_resolution, outputs=outputs)[0]
+
+    @torch.inference_mode()
+    def estimate_batch(self, frames: Sequence[Frame], *, output_resolution: str = "input",
+                       outputs: Collection[str] = OUTPUTS) -> list[EstimatorOutputs]:
+        """One :class:`EstimatorOutputs` per ``(image, intrinsics or None)`` frame, as ``estimate`` gives it.
+
+        The frames may differ in size and camera; they are letterboxed to the network input and run as ONE
+        Bx3xHxW forward pass. ``output_resolution`` and ``outputs`` apply to every frame.
+        """
         wanted = _check_outputs(outputs)
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ConfigError(f"output_resolution '{output_resolution}' is not one of {', '.join(OUTPUT_RESOLUTIONS)}")
-        height, width = _check_image(image)
-        if intrinsics is not None and (intrinsics.width, intrinsics.height) != (width, height):
-            raise InvalidInputError(f"intrinsics are for {intrinsics.width}x{intrinsics.height} "
-                                    f"but the image is {width}x{height}")
+        if len(frames) < 1:
+            raise InvalidInputError("estimate_batch needs at least one frame")
         low, high = self.depth_range()
-        box = letterbox(height, width, self.config.input_height, self.config.input_width)
-        out_h, out_w = (height, width) if output_resolution == "input" else (box.resized_height, box.resized_width)
-        out_intrinsics = scale_intrinsics(intrinsics, out_w, out_h) if intrinsics is not None else None
+        plans = [self._plan(image, intrinsics, output_resolution) for image, intrinsics in frames]
         if not wanted:
-            return EstimatorOutputs(None, None, None, out_intrinsics)
-        uploaded = self._upload(image)
-        colours = resize_rgb(uploaded, out_h, out_w) if "image" in wanted else None
+            return [EstimatorOutputs(None, None, None, plan.out_intrinsics) for plan in plans]
+        uploaded = [self._upload(image, slot) for slot, (image, _) in enumerate(frames)]
+        colours: list[torch.Tensor | None] = [None] * len(plans)
+        if "image" in wanted:
+            colours = [resize_rgb(u, p.out_height, p.out_width) for u, p in zip(uploaded, plans)]
         if wanted == {"image"}:
-            return EstimatorOutputs(None, None, None, out_intrinsics, image=colours)
+            return [EstimatorOutputs(None, None, None, p.out_intrinsics, image=c) for p, c in zip(plans, colours)]
 
         mask_sky = bool(self.mask_sky)
         heads = self._heads(wanted, mask_sky)
-        x = to_network_input(uploaded, box, dtype=self._dtype, channels_last=True)
-        raw = self._network(x, heads)
-        any_map = next(iter(raw.values()))
-        grid = self._grid(box, any_map.shape[-2], any_map.shape[-1], out_h, out_w)
-        log_depth, confidence, labels = _resample(raw, grid, heads, wanted)
-        depth = None
-        if log_depth is not None:
-            depth = log_depth.exp_()
-            scale = self.canonical_scale(box, intrinsics)
-            if scale != 1.0:
-                depth.mul_(scale)
-            invalid = (depth < low) | (depth > high)
-            if mask_sky:
-                invalid |= labels == SKY_TRAIN_ID
-            depth.masked_fill_(invalid, math.nan)
-        semantic = labels.to(torch.uint8) if "semantic" in wanted else None
-        return EstimatorOutputs(depth=depth, semantic=semantic, confidence=confidence, intrinsics=out_intrinsics,
-                                image=colours)
+        slices = [to_network_input(u, p.box, dtype=self.runner.input_dtype, channels_last=True)
+                  for u, p in zip(uploaded, plans)]
+        x = slices[0] if len(slices) == 1 else torch.cat(slices).contiguous(memory_format=torch.channels_last)
+        raw = self.runner(x, heads)
+        results = []
+        for index, (plan, colour) in enumerate(zip(plans, colours)):
+            frame_raw = {name: tensor[index:index + 1] for name, tensor in raw.items()}
+            results.append(self._finish(frame_raw, plan, heads, wanted, mask_sky, (low, high), colour))
+        return results
 
-    def warmup(self, height: int, width: int) -> None:
-        """Run two frames of ``height`` x ``width`` with every output (allocations, kernels, compilation).
+    def warmup(self, height: int, width: int, *, batch_size: int = 1) -> None:
+        """Run two batches of ``batch_size`` frames of ``height`` x ``width`` with every output (allocations,
+        kernels, compilation).
 
         With CUDA graphs it also captures the graph of every head combination that some choice of outputs and
-        ``mask_sky`` can need, so that a change of subscriptions never stalls a frame on a capture.
+        ``mask_sky`` can need at that batch size, so that a change of subscriptions never stalls on a capture.
         """
-        image = np.zeros((height, width, 3), dtype=np.uint8)
+        frames = [(np.zeros((height, width, 3), dtype=np.uint8), None)] * batch_size
         for _ in range(2):
-            self.estimate(image)
+            self.estimate_batch(frames)
         if self.backend == "cudagraphs":
             mask_sky = self.mask_sky
             try:
@@ -229,7 +209,7 @@ class DepthEstimator:
                     self.mask_sky = sky
                     for count in range(1, len(OUTPUTS) + 1):
                         for outputs in itertools.combinations(OUTPUTS, count):
-                            self.estimate(image, outputs=outputs)
+                            self.estimate_batch(frames, outputs=outputs)
             finally:
                 self.mask_sky = mask_sky
         if self.device.type == "cuda":
@@ -257,6 +237,38 @@ class DepthEstimator:
 
     # ------------------------------------------------------------------ internals
 
+    def _plan(self, image: np.ndarray, intrinsics: Intrinsics | None, output_resolution: str) -> _FramePlan:
+        """Check one frame and place it: letterbox, output size and output intrinsics."""
+        height, width = _check_image(image)
+        if intrinsics is not None and (intrinsics.width, intrinsics.height) != (width, height):
+            raise InvalidInputError(f"intrinsics are for {intrinsics.width}x{intrinsics.height} "
+                                    f"but the image is {width}x{height}")
+        box = letterbox(height, width, self.config.input_height, self.config.input_width)
+        out_h, out_w = (height, width) if output_resolution == "input" else (box.resized_height, box.resized_width)
+        out_intrinsics = scale_intrinsics(intrinsics, out_w, out_h) if intrinsics is not None else None
+        return _FramePlan(box, out_h, out_w, intrinsics, out_intrinsics)
+
+    def _finish(self, raw: dict[str, torch.Tensor], plan: _FramePlan, heads: tuple[str, ...],
+                wanted: frozenset[str], mask_sky: bool, depth_range: tuple[float, float],
+                colours: torch.Tensor | None) -> EstimatorOutputs:
+        """One frame's 1xCxhxw network outputs -> its outputs at the output size (steps 4 to 7)."""
+        any_map = next(iter(raw.values()))
+        grid = self._grid(plan.box, any_map.shape[-2], any_map.shape[-1], plan.out_height, plan.out_width)
+        log_depth, confidence, labels = _resample(raw, grid, heads, wanted)
+        depth = None
+        if log_depth is not None:
+            depth = log_depth.exp_()
+            scale = self.canonical_scale(plan.box, plan.intrinsics)
+            if scale != 1.0:
+                depth.mul_(scale)
+            invalid = (depth < depth_range[0]) | (depth > depth_range[1])
+            if mask_sky:
+                invalid |= labels == SKY_TRAIN_ID
+            depth.masked_fill_(invalid, math.nan)
+        semantic = labels.to(torch.uint8) if "semantic" in wanted else None
+        return EstimatorOutputs(depth=depth, semantic=semantic, confidence=confidence,
+                                intrinsics=plan.out_intrinsics, image=colours)
+
     def _heads(self, wanted: frozenset[str], mask_sky: bool) -> tuple[str, ...]:
         """The network heads the requested outputs need, in ``HEADS`` order."""
         heads = set()
@@ -268,21 +280,24 @@ class DepthEstimator:
             heads.add("sc")
         return tuple(h for h in HEADS if h in heads)
 
-    def _upload(self, image: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 tensor on the device, copying on the host at most once."""
+    def _upload(self, image: np.ndarray, slot: int) -> torch.Tensor:
+        """HxWx3 uint8 tensor on the device, copying on the host at most once (CUDA: pinned buffer ``slot``)."""
         if self.device.type != "cuda":
             if image.flags.c_contiguous and image.flags.writeable:
                 return torch.from_numpy(image)
             return torch.from_numpy(np.array(image, order="C", copy=True))
-        if self._pinned is None or tuple(self._pinned.shape) != image.shape:
-            self._pinned = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True)
-            self._upload_done = None
-        if self._upload_done is not None:
-            self._upload_done.synchronize()  # the previous frame's upload has left the pinned buffer
-        np.copyto(self._pinned.numpy(), image)
-        tensor = self._pinned.to(self.device, non_blocking=True)
-        self._upload_done = torch.cuda.Event()
-        self._upload_done.record()
+        while len(self._pinned) <= slot:
+            self._pinned.append((torch.empty(0, dtype=torch.uint8), None))
+        pinned, done = self._pinned[slot]
+        if tuple(pinned.shape) != image.shape:
+            pinned, done = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True), None
+        if done is not None:
+            done.synchronize()  # the previous upload from this slot has left the pinned buffer
+        np.copyto(pinned.numpy(), image)
+        tensor = pinned.to(self.device, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        self._pinned[slot] = (pinned, done)
         return tensor
 
     def _grid(self, box: Letterbox, feature_h: int, feature_w: int, out_h: int, out_w: int) -> OutputGrid:
@@ -297,56 +312,6 @@ class DepthEstimator:
         else:
             self._grids.move_to_end(key)
         return grid
-
-    def _make_network(self, backend: str) -> Network:
-        """The forward at output stride for the chosen backend."""
-        if backend == "compile":
-            if self.device.type == "cpu":
-                compiled = torch.compile(self.model, dynamic=False, options={"freezing": True})
-            else:
-                compiled = torch.compile(self.model, dynamic=False)
-            return lambda x, heads: compiled(x, heads=heads, upsample=False)
-        if backend == "cudagraphs":
-            shape = (1, 3, self.config.input_height, self.config.input_width)
-            return _GraphedNetwork(self.model, shape, self._dtype, self.device)
-        return lambda x, heads: self.model(x, heads=heads, upsample=False)
-
-
-class _GraphedNetwork:
-    """The network captured as one CUDA graph per head combination, at the fixed network input size.
-
-    Replays write into static output tensors, which the caller must consume before the next call (``estimate``
-    turns them into new tensors on the same stream, so stream order keeps this safe).
-    """
-
-    def __init__(self, model: torch.nn.Module, shape: tuple[int, ...], dtype: torch.dtype,
-                 device: torch.device) -> None:
-        self._model = model
-        self._input = torch.zeros(shape, dtype=dtype, device=device).contiguous(memory_format=torch.channels_last)
-        self._graphs: dict[tuple[str, ...], tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor]]] = {}
-        self._pool = None
-
-    def __call__(self, x: torch.Tensor, heads: tuple[str, ...]) -> dict[str, torch.Tensor]:
-        self._input.copy_(x)
-        if heads not in self._graphs:
-            self._graphs[heads] = self._capture(heads)
-        graph, outputs = self._graphs[heads]
-        graph.replay()
-        return outputs
-
-    def _capture(self, heads: tuple[str, ...]) -> tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor]]:
-        side = torch.cuda.Stream(device=self._input.device)
-        side.wait_stream(torch.cuda.current_stream(self._input.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):  # settle cuDNN algorithm choice and the allocator before capture
-                self._model(self._input, heads=heads, upsample=False)
-        torch.cuda.current_stream(self._input.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            outputs = self._model(self._input, heads=heads, upsample=False)
-        if self._pool is None:
-            self._pool = graph.pool()
-        return graph, outputs
 
 
 def _resample(raw: dict[str, torch.Tensor], grid: OutputGrid, heads: tuple[str, ...],

@@ -6,6 +6,11 @@ The padding is removed from the network's outputs before they are up-sampled, so
 ``output_grid`` maps every output pixel to the network's low-resolution output inside the crop of the cells that
 overlap the image, and the sampling clamps to that crop's border.
 
+The per-frame seam of the estimator: :func:`to_network_input` (one uploaded image + its :class:`Letterbox` -> its
+slice of the network batch) and :func:`resize_rgb` (the colour image at the output size) are the only two places
+where an input image is resampled, so a per-frame resampling change (e.g. lens undistortion fused into the resize,
+given a sampling grid per frame) goes into these two functions and nowhere else.
+
 Coordinates follow the pixel-centre convention of ``geometry.intrinsics``: a map of ``n`` pixels spans the
 continuous interval ``[0, n]`` in "edge" coordinates, pixel ``i`` covering ``[i, i + 1]``.
 """
@@ -84,7 +89,7 @@ def letterbox(image_height: int, image_width: int, network_height: int, network_
 
 def to_network_input(image: torch.Tensor, box: Letterbox, *, dtype: torch.dtype,
                      channels_last: bool) -> torch.Tensor:
-    """HxWx3 uint8 RGB image (any device) -> 1x3xHnxWn network input in [0, 1] of ``dtype``.
+    """HxWx3 uint8 RGB image (any device) -> 1x3xHnxWn network input in [0, 1] of ``dtype`` (one batch slice).
 
     Bilinear resize (anti-aliased when shrinking), then centred edge-replicating pad. On the CPU the resize runs
     on the uint8 image (torch's vectorised uint8 path, about twice as fast; rounding error at most 0.5 / 255),

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from ..config_io import convert_fields, convert_value
 from ..errors import ConfigError
 from ..resources import find_data_file, list_data_files
 
@@ -44,7 +45,8 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
+        self.decoder_channels = convert_value(self.decoder_channels, tuple[int, ...], "decoder_channels",
+                                              "model config")
         self.validate()
 
     @property
@@ -82,17 +84,10 @@ class ModelConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "model config") -> "ModelConfig":
-        """Build from a dict, rejecting unknown keys and badly typed values with the key named."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            kwargs[key] = _coerce(key, value, known[key].type, source)
+    def from_dict(cls, data: dict[str, Any], *, source: str = "model config", prefix: str = "") -> "ModelConfig":
+        """Build from a dict with the strict ``config_io`` rules: unknown keys and badly typed values (e.g. a
+        fraction for an int field) are refused naming ``prefix`` + the key; then the value checks of ``validate``."""
+        kwargs = convert_fields(cls, data, source=source, prefix=prefix)
         try:
             return cls(**kwargs)
         except ConfigError as exc:
@@ -101,43 +96,6 @@ class ModelConfig:
     def replace(self, **changes: Any) -> "ModelConfig":
         """A validated copy with some fields changed."""
         return ModelConfig.from_dict({**self.to_dict(), **changes})
-
-
-def _coerce(key: str, value: Any, type_name: Any, source: str) -> Any:
-    """Convert YAML scalars to the field's type; reject what cannot be converted."""
-    type_text = str(type_name)
-    try:
-        if type_text == "int":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError
-            return int(value)
-        if type_text == "float":
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if type_text == "bool":
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
-        if type_text == "str":
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if type_text.startswith("tuple"):
-            if not isinstance(value, (list, tuple)):
-                raise TypeError
-            return tuple(int(v) for v in value)
-        if type_text.startswith("str | None"):
-            if value is not None and not isinstance(value, str):
-                raise TypeError
-            return value
-        if type_text.startswith("dict"):
-            if not isinstance(value, dict):
-                raise TypeError
-            return dict(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {key} = {value!r} is not a valid {type_text}") from None
-    return value
 
 
 def available_presets() -> list[str]:

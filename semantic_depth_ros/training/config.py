@@ -1,6 +1,7 @@
 """The training configuration: dataclasses read from YAML, validated, and saved with every run and checkpoint.
 
-Unknown keys anywhere are rejected with their dotted path (``optimizer.lrr``), as are values of the wrong type.
+Unknown keys anywhere are rejected with their dotted path (``optimizer.lrr``), as are values of the wrong type
+(the strict rules of ``config_io``, shared with the model config; ``model.overrides`` follows ModelConfig's types).
 Relative paths in a config (datasets, ``init_from``, ``out_dir``) are relative to the working directory.
 See ``config/train_*.yaml`` for annotated examples.
 """
@@ -8,22 +9,21 @@ See ``config/train_*.yaml`` for annotated examples.
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..config_io import build_dataclass, convert_fields
+from ..devices import FIXED_PRECISIONS
 from ..errors import ConfigError
 from ..model.config import ModelConfig
 
 PHASES = (1, 2)
 TASKS = ("depth", "semantic")
 DATASET_TYPES = ("synthetic", "kitti", "cityscapes", "extracted")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = FIXED_PRECISIONS
 DECAYS = ("cosine", "poly", "constant")
 PARAM_GROUPS = ("trunk", "dc", "sc", "drn")
 CROPS = ("garg", "eigen", "none")
@@ -216,7 +216,10 @@ def _plain(value: Any) -> Any:
 
 def config_from_dict(data: Any, *, source: str = "train config") -> TrainConfig:
     """Build and validate a TrainConfig; errors name the offending dotted key."""
-    config = _build(TrainConfig, data, "", source)
+    config = build_dataclass(TrainConfig, data, source=source)
+    # the overrides are ModelConfig fields: the same strict types, checked now rather than when the run starts
+    config.model.overrides = convert_fields(ModelConfig, config.model.overrides, source=source,
+                                            prefix="model.overrides.")
     validate_config(config, source=source)
     return config
 
@@ -238,65 +241,6 @@ def config_to_yaml(config: TrainConfig) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None, width=120)
 
 
-def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
-    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown keys and converting field types."""
-    where = prefix.rstrip(".") or "top level"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {where} must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [str(k) for k in data if k not in names]
-    if unknown:
-        raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}' (known: {', '.join(names)})")
-    kwargs = {key: _convert(value, hints[key], f"{prefix}{key}", source) for key, value in data.items()}
-    return cls(**kwargs)
-
-
-def _convert(value: Any, hint: Any, key: str, source: str) -> Any:
-    """Convert a YAML value to the annotated type ``hint``; ConfigError naming ``key`` otherwise."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], key, source)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, f"{key}.", source)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
-        return [_convert(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{source}: {key} must be a list of {len(args)} values, got {value!r}")
-        return tuple(_convert(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
-        return dict(value)
-    return _scalar(value, hint, key, source)
-
-
-def _scalar(value: Any, hint: Any, key: str, source: str) -> Any:
-    """int, float, bool or str, with YAML's usual looseness (1 for 1.0) but no bool/number confusion."""
-    ok = False
-    if hint is bool:
-        ok = isinstance(value, bool)
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        value = float(value) if ok else value
-    elif hint is str:
-        ok = isinstance(value, str)
-    elif hint is Any:
-        ok = True
-    if not ok:
-        raise ConfigError(f"{source}: {key} = {value!r} is not a valid {getattr(hint, '__name__', hint)}")
-    return value
-
-
 def _check(condition: bool, source: str, message: str) -> None:
     if not condition:
         raise ConfigError(f"{source}: {message}")
@@ -315,10 +259,6 @@ def validate_config(config: TrainConfig, *, source: str = "train config") -> Non
     _check(not bad, source, f"freeze lists unknown group {bad[0] if bad else ''!r} (groups: {', '.join(PARAM_GROUPS)})")
     _check(not (c.init_from and c.model.preset), source,
            "set either model.preset or init_from (whose checkpoint config is used), not both")
-    model_fields = [f.name for f in dataclasses.fields(ModelConfig)]
-    bad = [k for k in c.model.overrides if k not in model_fields]
-    _check(not bad, source, f"unknown key 'model.overrides.{bad[0] if bad else ''}' (ModelConfig fields: "
-                            f"{', '.join(model_fields)})")
     use_drn = c.model.overrides.get("use_drn", c.phase == 2)
     _check(use_drn == (c.phase == 2), source,
            f"model.overrides.use_drn = {use_drn!r} contradicts phase {c.phase} (phase 2 alone has the DRN head)")

@@ -1,4 +1,5 @@
-"""Several processes with ``torchrun``: environment detection, device choice, DDP wrapping, rank-0 duties.
+"""Several processes with ``torchrun``: environment detection, DDP wrapping, rank-0 duties (device choice:
+``devices.resolve_device(spec, local_rank=...)``).
 
 ``torchrun --nproc_per_node N -m semantic_depth_ros.cli train --config FILE`` sets ``RANK``, ``WORLD_SIZE`` and
 ``LOCAL_RANK``; without them the run is a single process. Every rank trains on its own share of each batch
@@ -55,27 +56,6 @@ def detect_context(environ: Mapping[str, str] | None = None) -> DistContext:
     if world < 1 or not 0 <= rank < world or local < 0:
         raise ConfigError(f"inconsistent torchrun environment: RANK={rank} WORLD_SIZE={world} LOCAL_RANK={local}")
     return DistContext(rank=rank, world_size=world, local_rank=local)
-
-
-def select_device(spec: str, ctx: DistContext) -> torch.device:
-    """``auto`` (CUDA device ``local_rank`` when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"device {spec!r} is not a valid torch device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {spec!r} requested but CUDA is not available")
-        index = device.index if device.index is not None else ctx.local_rank % torch.cuda.device_count()
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
-        torch.cuda.set_device(index)
-        return torch.device("cuda", index)
-    if device.type != "cpu":
-        raise ConfigError(f"device {spec!r} is not supported (auto, cpu, cuda, cuda:N)")
-    return device
 
 
 def init_process_group(ctx: DistContext, device: torch.device) -> bool:
