@@ -41,6 +41,7 @@ from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.config import ModelConfig
 from ..model.fuse import fold_batchnorm
 from ..model.network import HEADS
+from ..limits import MAX_IMAGE_SIDE
 from .preprocess import Letterbox, OutputGrid, letterbox, output_grid, resize_rgb, to_network_input
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,6 @@ OUTPUT_RESOLUTIONS = ("input", "network")
 PRECISIONS = ("fp32", "fp16", "bf16", "auto")
 BACKENDS = ("auto", "eager", "compile", "cudagraphs")
 
-MAX_IMAGE_SIDE = 16384
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _GRID_CACHE_SIZE = 8
 
