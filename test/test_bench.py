@@ -14,7 +14,7 @@ from semantic_depth_ros.cli import main as cli_main
 from semantic_depth_ros.commands.bench import ALL_NODE_OUTPUTS, parse_outputs, parse_rate, parse_size
 from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.model.config import ModelConfig
-from semantic_depth_ros.ros.bench_node import stamp_of
+from semantic_depth_ros.ros.client import stamp_of
 from semantic_depth_ros.ros.node import OUTPUTS
 
 

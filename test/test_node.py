@@ -631,7 +631,7 @@ def test_process_exits_1_with_one_line_for_a_bad_checkpoint_and_0_on_sigint(bad_
 
 def test_node_command_options_become_ros_arguments() -> None:
     from semantic_depth_ros.cli import build_parser
-    from semantic_depth_ros.ros.node import ros_argv
+    from semantic_depth_ros.commands.node import ros_argv
 
     parser = build_parser("node")
     args = parser.parse_args(["node", "--model-path", "m.pt", "--precision", "bf16", "--backend", "eager",
