@@ -29,6 +29,19 @@ def test_parsers() -> None:
             parser(bad)
 
 
+def test_benchmark_fps_is_frames_over_the_measured_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a clock that advances 1 ms per reading, every figure follows from the definition."""
+    from semantic_depth_ros.inference import benchmark
+
+    readings = iter(range(10**6))
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: next(readings) / 1000.0)
+    stats = benchmark.benchmark_model(ModelConfig(**TINY_MODEL), device="cpu", height=20, width=30, warmup=2,
+                                      iters=4, num_threads=1)
+    # timed loop: one reading at the start, two per frame (begin, end), one at the end -> 9 ms for 4 frames
+    assert (stats["p50_ms"], stats["p95_ms"]) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert stats["fps"] == pytest.approx(4 / 0.009)
+
+
 def test_stamp_is_read_from_serialized_header() -> None:
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image

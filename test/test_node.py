@@ -37,6 +37,7 @@ from semantic_depth_ros.errors import CheckpointError, ConfigError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.geometry.pointcloud import unpack_rgb
 from semantic_depth_ros.labels import CITYSCAPES_PALETTE
+from semantic_depth_ros.inference.colorize import colorize_depth
 from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.ros.node import OUTPUTS, DepthNode
 from semantic_depth_ros.ros.params import PARAMETER_NAMES
@@ -346,9 +347,11 @@ def test_every_output_encodings_sizes_headers_and_values(graph: dict[str, Any]) 
     semantic = image_array(out["semantic"])
     assert semantic.max() <= 18
     assert np.array_equal(image_array(out["semantic_color"]), CITYSCAPES_PALETTE[semantic])
-    confidence = image_array(out["confidence"])
-    assert np.all((confidence >= 0.0) & (confidence <= 1.0))
-    assert image_array(out["depth_color"]).shape == (HEIGHT, WIDTH, 3)
+    confidence = image_array(out["confidence"])  # the estimator's, from the bin distribution of this frame
+    np.testing.assert_allclose(confidence, reference.confidence.numpy(), rtol=1e-5, atol=1e-6)
+    assert confidence.std() > 0.0  # a picture, not a constant
+    expected_colours = colorize_depth(torch.from_numpy(depth), *node.estimator.depth_range()).numpy()
+    assert np.array_equal(image_array(out["depth_color"]), expected_colours)  # the published depth's colours
 
 
 def test_bgr_and_mono_inputs_are_converted_to_rgb(graph: dict[str, Any]) -> None:
@@ -412,6 +415,7 @@ def test_dynamic_parameters_take_effect_and_static_ones_are_rejected(graph: dict
     out = client.send(image_msg(make_image(s - 1), s), ("depth", "points", "depth_info"), node)
     capped = image_array(out["depth"])
     assert np.array_equal(np.isnan(capped), np.isnan(depth) | (depth > cut))  # same image: NaN beyond max_depth
+    assert node.estimator.depth_range() == (node.estimator.config.min_depth, cut)  # handed over once, as changed
     assert np.isnan(capped).any() and np.nanmax(capped) <= cut
     assert (out["points"].height, out["points"].width) == (math.ceil(HEIGHT / 3), math.ceil(WIDTH / 3))
     assert_points_match_depth(out["points"], out["depth"], out["depth_info"], stride=3)

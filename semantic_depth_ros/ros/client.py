@@ -76,6 +76,7 @@ class DepthClient:
         self._arrivals: dict[tuple[str, str], dict[int, Received]] = {}
         self._last_info: dict[str, tuple] = {}
         self._error: BaseException | None = None
+        self._error_raised = False
         self.context = Context()
         init_kwargs = {} if domain_id is None else {"domain_id": domain_id}
         # rmw_fastrtps creates the participant (and reads the profile once per process) with the first node; the
@@ -131,6 +132,7 @@ class DepthClient:
     def check(self) -> None:
         """Raise the executor thread's exception, if it had one."""
         if self._error is not None:
+            self._error_raised = True
             raise RuntimeError(f"the client's executor thread failed: {self._error!r}") from self._error
 
     # ------------------------------------------------------------------------------------------------- frames
@@ -199,12 +201,14 @@ class DepthClient:
 
     # ---------------------------------------------------------------------------------------------- shut down
     def close(self) -> None:
-        """Stop the executor thread, destroy the node and the context; raise the thread's exception, if any."""
+        """Stop the executor thread, destroy the node and the context; raise the thread's exception, if it had
+        one that no earlier call raised."""
         self.executor.shutdown(timeout_sec=2.0)
         self._thread.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self.check()
+        if not self._error_raised:
+            self.check()
 
     def __enter__(self) -> "DepthClient":
         return self
