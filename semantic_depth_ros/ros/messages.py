@@ -46,29 +46,19 @@ def _data(data: np.ndarray) -> array.array:
 
 def image_msg(header: Header, fields: ImageFields) -> Image:
     """``sensor_msgs/Image`` of ``fields`` (``messages.image_fields``) under ``header``."""
-    msg = Image(check_fields=True)
-    msg.header = header
-    msg.height = fields.height
-    msg.width = fields.width
-    msg.encoding = fields.encoding
-    msg.is_bigendian = int(fields.is_bigendian)
-    msg.step = fields.step
+    msg = Image(check_fields=True, header=header, height=fields.height, width=fields.width, encoding=fields.encoding,
+                is_bigendian=int(fields.is_bigendian), step=fields.step)
     msg.data = _data(fields.data)
     return msg
 
 
 def cloud_msg(header: Header, fields: CloudFields) -> PointCloud2:
     """``sensor_msgs/PointCloud2`` of ``fields`` (``messages.cloud_fields``) under ``header``."""
-    msg = PointCloud2(check_fields=True)
-    msg.header = header
-    msg.height = fields.height
-    msg.width = fields.width
-    msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
-                  for f in fields.fields]
-    msg.is_bigendian = fields.is_bigendian
-    msg.point_step = fields.point_step
-    msg.row_step = fields.row_step
-    msg.is_dense = fields.is_dense
+    point_fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+                    for f in fields.fields]
+    msg = PointCloud2(check_fields=True, header=header, height=fields.height, width=fields.width, fields=point_fields,
+                      is_bigendian=fields.is_bigendian, point_step=fields.point_step, row_step=fields.row_step,
+                      is_dense=fields.is_dense)
     msg.data = _data(fields.data)
     return msg
 

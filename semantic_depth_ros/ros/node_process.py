@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -48,14 +48,15 @@ def random_domain_id() -> int:
 class NodeProcess:
     """``semantic-depth node`` on ``checkpoint`` in a child process; a context manager (start + ready, stop).
 
-    ``parameters``: extra ``-p name:=value`` node parameters. ``num_threads``: torch CPU threads of the child.
+    ``parameters``: extra ``-p name:=value`` node parameters; ``ros_args``: further ROS arguments (remaps, log
+    levels). ``num_threads``: torch CPU threads of the child.
     The child gets the package's Fast DDS profile unless the environment already names one, ``ROS_DOMAIN_ID`` =
     ``domain_id`` and (unless set) discovery limited to this machine. Its stderr lines are kept in ``log``.
     """
 
     def __init__(self, checkpoint: str | Path, *, domain_id: int, namespace: str = "/", device: str = "auto",
                  precision: str = "auto", backend: str = "auto", num_threads: int | None = None,
-                 parameters: Mapping[str, object] | None = None) -> None:
+                 parameters: Mapping[str, object] | None = None, ros_args: Sequence[str] = ()) -> None:
         self.checkpoint = Path(checkpoint)
         self.domain_id = domain_id
         self.namespace = namespace
@@ -63,6 +64,7 @@ class NodeProcess:
         self._options = {"--device": device, "--precision": precision, "--backend": backend}
         self._num_threads = num_threads
         self._parameters = dict(parameters or {})
+        self._ros_args = list(ros_args)
         self._process: subprocess.Popen | None = None
         self._ready = threading.Event()
 
@@ -74,7 +76,7 @@ class NodeProcess:
         command += ["--ros-args", "-r", f"__ns:={self.namespace}"]
         for name, value in self._parameters.items():
             command += ["-p", f"{name}:={value}"]
-        return command
+        return command + self._ros_args
 
     def environment(self) -> dict[str, str]:
         """The child's environment: this process's, plus domain, DDS profile and thread count."""
