@@ -14,7 +14,7 @@ from semantic_depth_ros.cli import main as cli_main
 from semantic_depth_ros.commands.bench import ALL_NODE_OUTPUTS, parse_outputs, parse_rate, parse_size
 from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.model.config import ModelConfig
-from semantic_depth_ros.ros.bench_node import stamp_of
+from semantic_depth_ros.ros.client import stamp_of
 from semantic_depth_ros.ros.node import OUTPUTS
 
 
@@ -27,6 +27,19 @@ def test_parsers() -> None:
                         ("depth,mesh", parse_outputs)):
         with pytest.raises(ConfigError):
             parser(bad)
+
+
+def test_benchmark_fps_is_frames_over_the_measured_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a clock that advances 1 ms per reading, every figure follows from the definition."""
+    from semantic_depth_ros.inference import benchmark
+
+    readings = iter(range(10**6))
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: next(readings) / 1000.0)
+    stats = benchmark.benchmark_model(ModelConfig(**TINY_MODEL), device="cpu", height=20, width=30, warmup=2,
+                                      iters=4, num_threads=1)
+    # timed loop: one reading at the start, two per frame (begin, end), one at the end -> 9 ms for 4 frames
+    assert (stats["p50_ms"], stats["p95_ms"]) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert stats["fps"] == pytest.approx(4 / 0.009)
 
 
 def test_stamp_is_read_from_serialized_header() -> None:

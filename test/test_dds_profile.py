@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from semantic_depth_ros.resources import find_data_file
-from semantic_depth_ros.ros import bench_node, demo_client
+from semantic_depth_ros.ros import client as client_module
+from semantic_depth_ros.ros.node_process import NodeProcess
 from semantic_depth_ros.ros.node import OUTPUTS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,22 +120,13 @@ def test_setup_installs_the_profile_with_the_other_config_files(monkeypatch: pyt
 
 
 # ------------------------------------------------------------------------------------------------ bench and demo
-def _node_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The environment start_node_process gives the node (Popen replaced: no process starts)."""
-    captured: dict[str, Any] = {}
-
-    def fake_popen(command: list[str], **kwargs: Any) -> str:
-        captured.update(kwargs)
-        return "process"
-
-    monkeypatch.setattr(bench_node.subprocess, "Popen", fake_popen)
-    assert bench_node.start_node_process(Path("model.pt"), device="cpu", precision="fp32", backend="eager",
-                                         domain_id=7, num_threads=1, input_reliability="reliable") == "process"
-    return captured["env"]
+def _node_env() -> dict[str, str]:
+    """The environment NodeProcess gives the node (no process is started)."""
+    return NodeProcess(Path("model.pt"), domain_id=7, device="cpu", num_threads=1).environment()
 
 
 def test_bench_and_demo_node_process_gets_the_installed_profile(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = _node_env(monkeypatch)
+    env = _node_env()
     assert env[ENV] == str(find_data_file("config", "fastdds.xml"))
     assert Path(env[ENV]).read_bytes() == PROFILE.read_bytes()
     assert env["ROS_DOMAIN_ID"] == "7"
@@ -144,7 +136,7 @@ def test_bench_and_demo_node_process_gets_the_installed_profile(monkeypatch: pyt
 @pytest.mark.parametrize("name", USER_ENVS)
 def test_node_process_keeps_a_profile_the_user_set(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv(name, "/etc/my_fastdds.xml")
-    env = _node_env(monkeypatch)
+    env = _node_env()
     assert env[name] == "/etc/my_fastdds.xml"
     assert {n: env[n] for n in USER_ENVS if n in env} == {name: "/etc/my_fastdds.xml"}
 
@@ -160,20 +152,20 @@ def _client_env_at_node_creation(monkeypatch: pytest.MonkeyPatch) -> str | None:
         seen["profile"] = os.environ.get(ENV)  # rmw_fastrtps creates the participant (and reads the XML) here
         raise _NodeCreated
 
-    monkeypatch.setattr(demo_client.rclpy, "init", lambda **kwargs: None)
-    monkeypatch.setattr(demo_client, "Node", fake_node)
+    monkeypatch.setattr(client_module.rclpy, "init", lambda **kwargs: None)
+    monkeypatch.setattr(client_module, "Node", fake_node)
     with pytest.raises(_NodeCreated):
-        demo_client.NodeClient(domain_id=7)
+        client_module.DepthClient(domain_id=7)
     return seen["profile"]
 
 
-def test_demo_client_participant_gets_the_profile_and_the_environment_is_restored(
+def test_client_participant_gets_the_profile_and_the_environment_is_restored(
         monkeypatch: pytest.MonkeyPatch) -> None:
     assert _client_env_at_node_creation(monkeypatch) == str(find_data_file("config", "fastdds.xml"))
     assert ENV not in os.environ
 
 
-def test_demo_client_keeps_a_profile_the_user_set(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_keeps_a_profile_the_user_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV, "/etc/my_fastdds.xml")
     assert _client_env_at_node_creation(monkeypatch) == "/etc/my_fastdds.xml"
     assert os.environ[ENV] == "/etc/my_fastdds.xml"

@@ -9,11 +9,11 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from plyread import read_ply_vertices
 
 from semantic_depth_ros.commands.ablate import summarise, variant_configs
-from semantic_depth_ros.commands.demo import load_demo_config
+from semantic_depth_ros.commands.generated_scenes import load_demo_config
 from semantic_depth_ros.evaluation.metrics import DEPTH_METRIC_KEYS, compute_depth_metrics
-from semantic_depth_ros.evaluation.visualize import read_ply_vertices
 from semantic_depth_ros.training.trainer import MODEL_FILE
 
 
@@ -46,7 +46,7 @@ def test_demo_writes_every_output_a_person_looks_at(demo_run):
 
 
 def test_demo_metrics_are_those_of_the_published_depth(demo_run):
-    from semantic_depth_ros.commands.demo import CAMERA_SIZE, HELDOUT_SEED
+    from semantic_depth_ros.commands.generated_scenes import CAMERA_SIZE, HELDOUT_SEED
     from semantic_depth_ros.data.synthetic import render_frame
 
     out, _ = demo_run

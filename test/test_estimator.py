@@ -513,7 +513,6 @@ def test_benchmark_model_times_the_estimator() -> None:
     stats = benchmark_model(CONFIG, device="cpu", height=30, width=70, warmup=1, iters=3, num_threads=1)
     assert set(stats) == {"p50_ms", "p95_ms", "fps", "peak_mem_mb"}
     assert 0 < stats["p50_ms"] <= stats["p95_ms"]
-    assert stats["fps"] == pytest.approx(1000.0 / stats["p50_ms"], rel=0.9)
     assert stats["peak_mem_mb"] > 50  # the process holds torch
     with pytest.raises(ConfigError, match="warmup >= 0 and iters >= 1, got warmup=0, iters=0"):
         benchmark_model(CONFIG, device="cpu", height=30, width=70, warmup=0, iters=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
+import os
 import subprocess
 import sys
 import threading
@@ -37,8 +37,10 @@ from semantic_depth_ros.errors import CheckpointError, ConfigError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.geometry.pointcloud import unpack_rgb
 from semantic_depth_ros.labels import CITYSCAPES_PALETTE
+from semantic_depth_ros.inference.colorize import colorize_depth
 from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.ros.node import OUTPUTS, DepthNode
+from semantic_depth_ros.ros.node_process import NodeProcess
 from semantic_depth_ros.ros.params import PARAMETER_NAMES
 
 HEIGHT, WIDTH = 48, 160
@@ -346,9 +348,11 @@ def test_every_output_encodings_sizes_headers_and_values(graph: dict[str, Any]) 
     semantic = image_array(out["semantic"])
     assert semantic.max() <= 18
     assert np.array_equal(image_array(out["semantic_color"]), CITYSCAPES_PALETTE[semantic])
-    confidence = image_array(out["confidence"])
-    assert np.all((confidence >= 0.0) & (confidence <= 1.0))
-    assert image_array(out["depth_color"]).shape == (HEIGHT, WIDTH, 3)
+    confidence = image_array(out["confidence"])  # the estimator's, from the bin distribution of this frame
+    np.testing.assert_allclose(confidence, reference.confidence.numpy(), rtol=1e-5, atol=1e-6)
+    assert confidence.std() > 0.0  # a picture, not a constant
+    expected_colours = colorize_depth(torch.from_numpy(depth.copy()), *node.estimator.depth_range()).numpy()
+    assert np.array_equal(image_array(out["depth_color"]), expected_colours)  # the published depth's colours
 
 
 def test_bgr_and_mono_inputs_are_converted_to_rgb(graph: dict[str, Any]) -> None:
@@ -412,6 +416,7 @@ def test_dynamic_parameters_take_effect_and_static_ones_are_rejected(graph: dict
     out = client.send(image_msg(make_image(s - 1), s), ("depth", "points", "depth_info"), node)
     capped = image_array(out["depth"])
     assert np.array_equal(np.isnan(capped), np.isnan(depth) | (depth > cut))  # same image: NaN beyond max_depth
+    assert node.estimator.depth_range() == (node.estimator.config.min_depth, cut)  # handed over once, as changed
     assert np.isnan(capped).any() and np.nanmax(capped) <= cut
     assert (out["points"].height, out["points"].width) == (math.ceil(HEIGHT / 3), math.ceil(WIDTH / 3))
     assert_points_match_depth(out["points"], out["depth"], out["depth_info"], stride=3)
@@ -594,44 +599,24 @@ def test_invalid_parameter_fails_start_up(ros: dict[str, Any]) -> None:
 
 def test_process_exits_1_with_one_line_for_a_bad_checkpoint_and_0_on_sigint(bad_checkpoints: dict[str, Path],
                                                                             tiny_checkpoint: Path) -> None:
-    missing = subprocess.Popen(_node_command("-p", f"model_path:={bad_checkpoints['missing']}", "-p", "device:=cpu"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # the `semantic-depth node` command path, with options turned into ROS arguments
-    good = subprocess.Popen([sys.executable, "-m", "semantic_depth_ros.cli", "node", "--model-path",
-                             str(tiny_checkpoint), "--device", "cpu", "--ros-args", "-r", "__node:=sigint_test_node"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stdout, stderr = missing.communicate(timeout=60)
-        assert missing.returncode == 1, stderr
-        lines = [line for line in (stdout + stderr).splitlines() if line.strip()]
-        assert lines == [f"error: checkpoint {bad_checkpoints['missing']}: file not found"]
-        ready = threading.Event()
-        captured: list[str] = []
-
-        def read_stderr() -> None:
-            for line in good.stderr:
-                captured.append(line)
-                if "ready: model tiny_test" in line:
-                    ready.set()
-
-        reader = threading.Thread(target=read_stderr, daemon=True)
-        reader.start()
-        assert ready.wait(timeout=60), "".join(captured)
-        assert any("[sigint_test_node]" in line for line in captured)  # ROS arguments were forwarded
+    missing = subprocess.run(_node_command("-p", f"model_path:={bad_checkpoints['missing']}", "-p", "device:=cpu"),
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1, missing.stderr
+    lines = [line for line in (missing.stdout + missing.stderr).splitlines() if line.strip()]
+    assert lines == [f"error: checkpoint {bad_checkpoints['missing']}: file not found"]
+    # the `semantic-depth node` command path, with options turned into ROS arguments, as bench and demo start it
+    good = NodeProcess(tiny_checkpoint, domain_id=int(os.environ["ROS_DOMAIN_ID"]), device="cpu",
+                       ros_args=["-r", "__node:=sigint_test_node"])
+    with good:
+        assert any("[sigint_test_node]" in line and "ready: model tiny_test" in line for line in good.log), good.log
         time.sleep(0.3)
-        good.send_signal(signal.SIGINT)
-        assert good.wait(timeout=20) == 0, "".join(captured)
-        reader.join(timeout=5)
-        assert not any("Traceback" in line or "Exception" in line for line in captured), "".join(captured)
-    finally:
-        for process in (missing, good):
-            if process.poll() is None:
-                process.kill()
+        assert good.stop() == 0, "\n".join(good.log)  # SIGINT: a clean exit
+    assert not any("Traceback" in line or "Exception" in line for line in good.log), "\n".join(good.log)
 
 
 def test_node_command_options_become_ros_arguments() -> None:
     from semantic_depth_ros.cli import build_parser
-    from semantic_depth_ros.ros.node import ros_argv
+    from semantic_depth_ros.commands.node import ros_argv
 
     parser = build_parser("node")
     args = parser.parse_args(["node", "--model-path", "m.pt", "--precision", "bf16", "--backend", "eager",

@@ -124,14 +124,39 @@ def test_console_scripts_point_at_existing_functions() -> None:
         assert f"def {function}(" in source, target  # checked without importing rclpy/torch-heavy modules
 
 
+ROS_LIBRARIES = ("rclpy", "cv_bridge", "image_geometry", "message_filters", "tf2_ros")
+
+
+def _ros_packages_imported() -> set[str]:
+    """Top-level ROS packages (rclpy, *_msgs, *_interfaces, ROS libraries) imported by the package and launch files."""
+    found = set()
+    for path in [*(REPO / PACKAGE).rglob("*.py"), *(REPO / "launch").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in ROS_LIBRARIES or top.endswith(("_msgs", "_interfaces")):
+                    found.add(top)
+    return found
+
+
 def test_package_xml() -> None:
     root = ET.parse(REPO / "package.xml").getroot()
     assert root.tag == "package" and root.get("format") == "3"
     assert root.findtext("name") == PACKAGE
     assert root.findtext("export/build_type") == "ament_python"
     exec_depends = {e.text for e in root.findall("exec_depend")}
-    assert {"rclpy", "sensor_msgs", "diagnostic_msgs", "cv_bridge", "launch", "launch_ros", "python3-numpy",
-            "python3-opencv"} <= exec_depends
+    assert {"launch", "launch_ros", "python3-numpy", "python3-opencv"} <= exec_depends
+    ros_imports = _ros_packages_imported()
+    assert {"rclpy", "sensor_msgs", "diagnostic_msgs", "std_msgs", "rcl_interfaces"} <= ros_imports
+    assert ros_imports <= exec_depends  # every ROS package a module imports is declared ...
+    ros_declared = {name for name in exec_depends if name in ROS_LIBRARIES or name.endswith(("_msgs", "_interfaces"))}
+    assert ros_declared <= ros_imports  # ... and no ROS library is declared that no module imports (cv_bridge)
     assert "python3-pytest" in {e.text for e in root.findall("test_depend")}
     assert root.findtext("version") == "0.1.0"
 

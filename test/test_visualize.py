@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import torch
 
-from semantic_depth_ros.evaluation.visualize import (confidence_image, error_map, read_ply_vertices, summary_sheet,
-                                                     write_ply, write_rgb_png)
+from plyread import read_ply_vertices
+
+from semantic_depth_ros.evaluation.visualize import confidence_image, error_map, summary_sheet, write_ply, write_rgb_png
 from semantic_depth_ros.geometry.pointcloud import pack_rgb
 
 

@@ -19,11 +19,11 @@ from typing import Any
 from ..errors import ConfigError
 from ..inference.benchmark import benchmark_model, random_checkpoint
 from ..inference.estimator import resolve_device, resolve_precision
+from ..messages import OUTPUT_TOPICS, estimator_outputs_for
 from ..model.checkpoint import save_checkpoint
 from ..model.config import available_presets, load_preset
 
-# the node's output keys (ros.node.OUTPUTS; named here so that the model table never imports rclpy)
-ALL_NODE_OUTPUTS = ("depth", "depth_info", "points", "semantic", "semantic_color", "confidence", "depth_color")
+ALL_NODE_OUTPUTS = tuple(OUTPUT_TOPICS)  # the node's output keys
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -122,7 +122,6 @@ def model_table(args: argparse.Namespace, precisions: list[str]) -> list[dict[st
 def node_section(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     """End-to-end runs through the node, plus the bare-model baseline for the same configuration."""
     from ..ros.bench_node import run_node_benchmark  # rclpy only when the node part runs
-    from ..ros.node import estimator_outputs_for
 
     height, width = parse_size(args.node_size)
     output_sets = [parse_outputs(text) for text in (args.node_outputs or ["depth,points", "all"])]

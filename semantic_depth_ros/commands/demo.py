@@ -15,7 +15,6 @@ Re-running with the same ``--out`` reuses finished training phases (and resumes 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -31,15 +30,18 @@ from ..evaluation.metrics import DepthMetricAccumulator, SemanticConfusion
 from ..evaluation.report import write_report
 from ..evaluation.visualize import confidence_image, error_map, summary_sheet, write_ply, write_rgb_png
 from ..labels import CITYSCAPES_TRAIN_ID_NAMES
-from ..resources import find_data_file
-from ..training.config import TrainConfig, load_config
-from ..training.trainer import MODEL_FILE, run_training
+from ..training.config import TrainConfig
+from ..training.trainer import MODEL_FILE
+from .generated_scenes import (
+    CAMERA_SIZE,
+    HELDOUT_SEED,
+    MIN_DEPTH_M,
+    load_demo_config,
+    train_or_reuse,
+    with_steps,
+)
 
-PHASE_CONFIGS = {1: "train_demo_phase1.yaml", 2: "train_demo_phase2.yaml"}
-HELDOUT_SEED = 5000  # training uses seed 0 and validation seed 1000: these frames were never seen
-CAMERA_SIZE = (188, 620)  # height, width of the streamed camera frames (the network input is smaller)
 CAP_M = 80.0
-MIN_DEPTH_M = 1.0
 TARGET_ABS_REL = 0.15
 
 
@@ -67,22 +69,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def load_demo_config(phase: int) -> TrainConfig:
-    """The installed demo training config of ``phase`` (1 or 2)."""
-    path = find_data_file("config", PHASE_CONFIGS[phase])
-    if path is None:
-        raise ConfigError(f"demo training config {PHASE_CONFIGS[phase]} is not installed")
-    return load_config(path)
-
-
-def with_steps(config: TrainConfig, steps: int) -> TrainConfig:
-    """``config`` shortened or lengthened to ``steps``, validating and saving at least once."""
-    every = max(1, min(config.validation.every, steps))
-    return config.replace(steps=steps,
-                          validation={**dataclasses.asdict(config.validation), "every": every},
-                          checkpoint={**dataclasses.asdict(config.checkpoint), "every": every})
-
-
 def phase_config(phase: int, paths: DemoPaths, args: argparse.Namespace) -> TrainConfig:
     """The demo config of ``phase`` with the run folder, device and step overrides applied."""
     config = load_demo_config(phase)
@@ -93,25 +79,6 @@ def phase_config(phase: int, paths: DemoPaths, args: argparse.Namespace) -> Trai
     if phase == 2:
         changes["init_from"] = str(paths.phase(1) / MODEL_FILE)
     return config.replace(**changes)
-
-
-def train_or_reuse(config: TrainConfig, *, retrain: bool, progress: bool) -> tuple[Path, dict[str, Any]]:
-    """Train ``config`` into its run folder, reusing a finished model and resuming an interrupted run.
-
-    Returns the model checkpoint and a training summary.
-    """
-    run_dir = config.run_dir()
-    model_path = run_dir / MODEL_FILE
-    if model_path.is_file() and not retrain:
-        print(f"{config.name}: reusing {model_path} (pass --retrain to train again)")
-        return model_path, {"reused": True}
-    print(f"{config.name}: training {config.steps} steps -> {run_dir}")
-    result = run_training(config, resume=run_dir.is_dir() and not retrain, progress=progress)
-    if result.checkpoint_path is None:
-        raise ConfigError(f"{config.name} stopped before its last step; run the command again to resume it")
-    return result.checkpoint_path, {"steps": result.steps, "seconds": round(result.seconds, 1),
-                                    "final_validation": result.final_metrics,
-                                    "validation_before": result.metrics_before}
 
 
 def evaluate_model(checkpoint: Path, args: argparse.Namespace) -> tuple[dict[float, dict], dict[str, Any]]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..data.fileio import encode_png, write_atomic
+from ..geometry.pointcloud import unpack_rgb
 
 ERROR_MAP_MAX_REL = 0.3  # relative error shown as the hottest colour of the error map
 
@@ -50,29 +50,17 @@ def write_ply(path: str | os.PathLike[str], cloud: np.ndarray) -> int:
     """
     points = np.ascontiguousarray(cloud, dtype=np.float32).reshape(-1, 4)
     points = points[np.isfinite(points[:, :3]).all(axis=1)]
-    packed = points[:, 3].view(np.uint32)
+    colours = unpack_rgb(points[:, 3])
     vertex = np.empty(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
                                           ("red", "u1"), ("green", "u1"), ("blue", "u1")])
     vertex["x"], vertex["y"], vertex["z"] = points[:, 0], points[:, 1], points[:, 2]
-    vertex["red"] = (packed >> 16) & 0xFF
-    vertex["green"] = (packed >> 8) & 0xFF
-    vertex["blue"] = packed & 0xFF
+    vertex["red"], vertex["green"], vertex["blue"] = colours[:, 0], colours[:, 1], colours[:, 2]
     header = ("ply\nformat binary_little_endian 1.0\n"
               f"element vertex {len(points)}\n"
               "property float x\nproperty float y\nproperty float z\n"
               "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
     write_atomic(path, header.encode("ascii") + vertex.tobytes())
     return len(points)
-
-
-def read_ply_vertices(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a PLY written by :func:`write_ply` back as a structured array (for tests and tools)."""
-    data = Path(path).read_bytes()
-    end = data.index(b"end_header\n") + len(b"end_header\n")
-    count = int(next(line for line in data[:end].decode("ascii").splitlines() if line.startswith("element vertex"))
-                .split()[2])
-    dtype = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
-    return np.frombuffer(data, dtype=dtype, count=count, offset=end)
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""Back-projection of a depth image to an organised XYZRGB buffer in the PointCloud2 layout of DESIGN.md.
+"""Back-projection of a depth image to an organised XYZRGB buffer in the node's PointCloud2 layout.
 
-Layout (matches DESIGN.md "ROS conventions"): one point per (decimated) depth pixel, row-major, ``POINT_STEP`` = 16
+Layout (the README's `points` topic; the message core ``messages.fields`` builds the PointCloud2 fields): one point per (decimated) depth pixel, row-major, ``POINT_STEP`` = 16
 bytes per point, fields ``x y z rgb`` all FLOAT32 (``sensor_msgs/PointField.FLOAT32`` = ``POINT_FIELD_DATATYPE``)
 at byte offsets 0, 4, 8, 12; little-endian; ``row_step = width * POINT_STEP``; invalid points have NaN x, y, z
 (``is_dense = false``). ``rgb`` holds the bits of the uint32 ``(r << 16) | (g << 8) | b`` as PCL and rviz2 expect.

@@ -43,9 +43,10 @@ def latency_stats(samples_ms: Collection[float], total_s: float) -> dict[str, fl
             "fps": len(values) / total_s}
 
 
-def process_peak_rss_mb() -> float:
-    """Peak resident memory of this process since it started (MiB; ``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def process_peak_rss_mb(*, children: bool = False) -> float:
+    """Peak resident memory (MiB) of this process since it started, or with ``children`` of the largest child
+    process that has exited and been waited for (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF).ru_maxrss
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 

@@ -43,7 +43,7 @@ from ..model.bins import confidence_from_probs
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.config import ModelConfig
 from ..model.network import HEADS
-from .image_input import MAX_IMAGE_SIDE
+from ..limits import MAX_IMAGE_SIDE
 from .preprocess import Letterbox, OutputGrid, letterbox, output_grid, resize_rgb, to_network_input
 from .runners import BACKENDS, NetworkRunner, make_runner, resolve_backend
 

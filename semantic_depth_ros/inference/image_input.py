@@ -22,11 +22,11 @@ import numpy as np
 
 from semantic_depth_ros.errors import InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics, camera_from_fields
+from semantic_depth_ros.limits import MAX_IMAGE_SIDE
 
 ByteBuffer = Union[bytes, bytearray, memoryview, np.ndarray, array.array]
 
 SUPPORTED_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-MAX_IMAGE_SIDE = 16384
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers carry the image size; 0xC4 (DHT), 0xC8 (JPG) and 0xCC (DAC) share the range but do not.

@@ -10,14 +10,13 @@ from typing import Any
 
 import yaml
 
+from ..cameras import KITTI_FOCAL_AT_620  # KITTI's fx at a 620 px wide network input
 from ..config_io import convert_fields, convert_value
 from ..errors import ConfigError
 from ..resources import find_data_file, list_data_files
 
 ENCODERS = ("resnet18", "resnet34", "resnet50")
 PRESET_SUBDIR = "models"
-# KITTI's left colour camera has fx = 721.5377 px at 1242x375; at a 620 px wide network input that is 360.2 px.
-KITTI_FOCAL_AT_620 = 721.5377 * 620 / 1242
 
 
 @dataclass

@@ -5,14 +5,18 @@ functions, and publishes. The subscription callback never runs the network: it h
 worker thread (``ros.worker``), so frames that arrive while the network runs replace each other and are counted
 as dropped. Each output is computed and published only while it has subscribers.
 
+What each output holds and how it is computed lives in the ROS-free message core (``semantic_depth_ros.messages``);
+the node only picks what subscribers want, wraps the core's fields into messages and publishes them. Parameter
+changes reach the estimator once, between frames, when they change.
+
 Run it with ``ros2 run semantic_depth_ros depth_node --ros-args -p model_path:=model.pt`` or
-``semantic-depth node --model-path model.pt``.
+``semantic-depth node --model-path model.pt`` (``commands/node.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,47 +35,30 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..errors import ConfigError, InvalidInputError, SemanticDepthError
 from ..geometry.intrinsics import Intrinsics
-from ..geometry.pointcloud import RayGridCache, backproject_organised
+from ..geometry.pointcloud import RayGridCache
 from ..inference.benchmark import process_peak_rss_mb
-from ..inference.colorize import colorize_depth, colorize_semantic
-from ..inference.estimator import OUTPUTS as ESTIMATOR_OUTPUTS
 from ..inference.estimator import DepthEstimator, EstimatorOutputs
-from .diagnostics import LogThrottle, NodeStats, diagnostic_array
-from .messages import (
+from ..messages import (
+    NEEDS_INTRINSICS,
+    OUTPUT_TOPICS,
     HostStaging,
-    camera_info_msg,
-    camera_info_to_intrinsics,
-    cloud_msg,
-    compressed_msg_to_rgb,
-    image_msg,
-    image_msg_to_rgb,
+    estimator_outputs_for,
+    frame_fields,
+    output_tensors,
 )
-from .params import PARAMETER_NAMES, SPECS, NodeSettings, apply_changes, declaration_list, settings_from_values
+from .diagnostics import LogThrottle, NodeStats, diagnostic_array
+from .messages import camera_info_to_intrinsics, compressed_msg_to_rgb, image_msg_to_rgb, to_msg
+from .params import PARAMETER_NAMES, NodeSettings, apply_changes, declaration_list, settings_from_values
 from .worker import LatestFrameWorker
 
 NODE_NAME = "depth_node"
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_THROTTLE_S = 5.0
 
-# output key -> (topic, message type)
-OUTPUTS: dict[str, tuple[str, type]] = {
-    "depth": ("depth", Image),
-    "depth_info": ("depth/camera_info", CameraInfo),
-    "points": ("points", PointCloud2),
-    "semantic": ("semantic", Image),
-    "semantic_color": ("semantic/color", Image),
-    "confidence": ("depth/confidence", Image),
-    "depth_color": ("depth/color", Image),
-}
-# estimator output each published output needs
-NEEDS: dict[str, tuple[str, ...]] = {
-    "depth": ("depth",), "depth_info": ("depth",), "points": ("depth", "image"), "depth_color": ("depth",),
-    "semantic": ("semantic",), "semantic_color": ("semantic",), "confidence": ("confidence",),
-}
-# encodings of the Image outputs
-IMAGE_ENCODINGS: dict[str, str] = {
-    "depth": "32FC1", "depth_color": "rgb8", "semantic": "mono8", "semantic_color": "rgb8", "confidence": "32FC1",
-}
+_MESSAGE_TYPES: dict[str, type] = {"depth_info": CameraInfo, "points": PointCloud2}
+# output key -> (topic, message type); topics and contents from the message core
+OUTPUTS: dict[str, tuple[str, type]] = {key: (topic, _MESSAGE_TYPES.get(key, Image))
+                                        for key, topic in OUTPUT_TOPICS.items()}
 InputMsg = Union[Image, CompressedImage]
 
 
@@ -81,12 +68,6 @@ class Frame:
 
     msg: InputMsg
     received: float
-
-
-def estimator_outputs_for(wanted: Sequence[str]) -> tuple[str, ...]:
-    """The estimator outputs (depth, semantic, confidence, image) that the subscribed outputs ``wanted`` need."""
-    needed = {name for key in wanted for name in NEEDS[key]}
-    return tuple(name for name in ESTIMATOR_OUTPUTS if name in needed)
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -115,6 +96,8 @@ class DepthNode(Node):
         self._rays = RayGridCache()
         self._staging = HostStaging()
         self._camera_info: CameraInfo | None = None
+        self._estimator_update: NodeSettings | None = None  # applied by the worker before its next frame
+        self._update_lock = threading.Lock()
         output_qos = _qos(self._settings.output_qos_reliability, self._settings.output_qos_depth)
         self._publishers_by_key = {key: self.create_publisher(msg_type, topic, output_qos)
                                    for key, (topic, msg_type) in OUTPUTS.items()}
@@ -182,8 +165,20 @@ class DepthNode(Node):
         return SetParametersResult(successful=True)
 
     def _after_set_parameters(self, params: list[Parameter]) -> None:
-        self._settings = apply_changes(self._settings, {p.name: p.value for p in params})
+        previous = self._settings
+        self._settings = apply_changes(previous, {p.name: p.value for p in params})
+        if (self._settings.mask_sky, self._settings.depth_range) != (previous.mask_sky, previous.depth_range):
+            with self._update_lock:
+                self._estimator_update = self._settings
         self.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params))
+
+    def _apply_estimator_update(self) -> None:
+        """Worker thread, between frames: hand changed ``mask_sky``/depth range to the estimator, once."""
+        with self._update_lock:
+            settings, self._estimator_update = self._estimator_update, None
+        if settings is not None:
+            self.estimator.mask_sky = settings.mask_sky
+            self.estimator.min_depth, self.estimator.max_depth = settings.depth_range
 
     # -------------------------------------------------------------------------------------------------- input
     def _on_image(self, msg: InputMsg) -> None:
@@ -221,6 +216,7 @@ class DepthNode(Node):
 
     def _process(self, frame: Frame) -> None:
         """Worker thread: decode, validate, estimate what subscribers need, publish."""
+        self._apply_estimator_update()
         settings = self._settings
         wanted = self.subscribed_outputs()
         if not wanted:
@@ -239,65 +235,28 @@ class DepthNode(Node):
         except InvalidInputError as exc:
             self._reject("camera_info", exc)
             return
-        if intrinsics is None and ("points" in wanted or "depth_info" in wanted):
+        if intrinsics is None and any(key in wanted for key in NEEDS_INTRINSICS):
             if self._throttle.allow("no_intrinsics", time.monotonic()):
                 self.get_logger().warning(
                     f"no camera_info on {self.resolve_topic_name('camera_info')} and no fallback fx/fy parameters: "
                     "publishing images but not points or depth/camera_info")
-            wanted = [key for key in wanted if key not in ("points", "depth_info")]
+            wanted = [key for key in wanted if key not in NEEDS_INTRINSICS]
             if not wanted:
                 return
-        self._configure_estimator(settings)
         outputs = self.estimator.estimate(rgb, intrinsics=intrinsics, output_resolution=settings.output_resolution,
                                           outputs=estimator_outputs_for(wanted))
         self._publish(frame, wanted, outputs, settings)
         self.stats.record_output(frame.received, time.monotonic())
 
-    def _configure_estimator(self, settings: NodeSettings) -> None:
-        """Hand the dynamic parameters to the estimator (on the worker thread, between frames)."""
-        self.estimator.mask_sky = settings.mask_sky
-        self.estimator.min_depth, self.estimator.max_depth = settings.depth_range
-
     def _publish(self, frame: Frame, wanted: list[str], outputs: EstimatorOutputs,
                  settings: NodeSettings) -> None:
-        """Build every wanted output on the device, bring them to the host together, publish depth first."""
-        with torch.inference_mode():
-            tensors = self._output_tensors(wanted, outputs, settings)
-        host = self._staging.fetch(tensors)
+        """Every wanted output from the message core (one host copy each), published depth first."""
+        tensors = output_tensors(wanted, outputs, depth_range=self.estimator.depth_range(),
+                                 point_stride=settings.point_stride, rays=self._rays)
+        fields = frame_fields(wanted, self._staging.fetch(tensors), outputs.intrinsics)
         header = frame.msg.header
-        pubs = self._publishers_by_key
-        if "depth" in host:
-            pubs["depth"].publish(image_msg(header, host["depth"], "32FC1"))
-        if "depth_info" in wanted and outputs.intrinsics is not None:
-            pubs["depth_info"].publish(camera_info_msg(header, outputs.intrinsics))
-        if "points" in host:
-            pubs["points"].publish(cloud_msg(header, host["points"]))
-        for key, encoding in IMAGE_ENCODINGS.items():
-            if key != "depth" and key in host:
-                pubs[key].publish(image_msg(header, host[key], encoding))
-
-    def _output_tensors(self, wanted: list[str], outputs: EstimatorOutputs,
-                        settings: NodeSettings) -> dict[str, torch.Tensor]:
-        """The wanted outputs as tensors on the estimator's device, each one packed buffer (no host copies)."""
-        depth = outputs.depth
-        tensors = {}
-        if "depth" in wanted:
-            tensors["depth"] = depth
-        if "points" in wanted and outputs.intrinsics is not None:
-            rays = self._rays.get(outputs.intrinsics, settings.point_stride, depth.device)
-            tensors["points"] = backproject_organised(depth, rays, outputs.image, stride=settings.point_stride)
-        if "depth_color" in wanted:
-            config = self.estimator.config
-            low = settings.min_depth or config.min_depth
-            high = settings.max_depth or config.max_depth
-            tensors["depth_color"] = colorize_depth(depth, low, high)
-        if "semantic" in wanted:
-            tensors["semantic"] = outputs.semantic
-        if "semantic_color" in wanted:
-            tensors["semantic_color"] = colorize_semantic(outputs.semantic)
-        if "confidence" in wanted:
-            tensors["confidence"] = outputs.confidence
-        return tensors
+        for key, message_fields in fields.items():
+            self._publishers_by_key[key].publish(to_msg(header, message_fields))
 
     # -------------------------------------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -347,32 +306,3 @@ def run(argv: Sequence[str]) -> int:
 def main_ros() -> int:
     """Entry point of ``ros2 run semantic_depth_ros depth_node`` (ROS arguments in ``sys.argv``)."""
     return run(sys.argv)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``semantic-depth node``; everything after ``--ros-args`` goes to ROS unchanged."""
-    parser.add_argument("--model-path", help="checkpoint file (sets the model_path parameter)")
-    parser.add_argument("--params-file", help="parameters YAML (e.g. the installed config/depth_node.yaml)")
-    parser.add_argument("--device", help="torch device: auto, cpu, cuda or cuda:N (sets the device parameter)")
-    parser.add_argument("--precision", choices=SPECS["precision"].choices, help="sets the precision parameter")
-    parser.add_argument("--backend", choices=SPECS["backend"].choices, help="sets the backend parameter")
-    parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
-                        help="ROS arguments, e.g. --ros-args -r image:=/camera/image_raw -p point_stride:=2")
-
-
-def ros_argv(args: argparse.Namespace) -> list[str]:
-    """The rclpy argument vector for ``semantic-depth node`` options (options come before user --ros-args)."""
-    ros: list[str] = []
-    if args.params_file:
-        ros += ["--params-file", args.params_file]
-    for name, value in (("model_path", args.model_path), ("device", args.device), ("precision", args.precision),
-                        ("backend", args.backend)):
-        if value:
-            ros += ["-p", f"{name}:={value}"]
-    ros += list(args.ros_args)
-    return ["semantic-depth-node", "--ros-args", *ros] if ros else ["semantic-depth-node"]
-
-
-def main(args: argparse.Namespace) -> int:
-    """``semantic-depth node``."""
-    return run(ros_argv(args))

@@ -1,0 +1,146 @@
+"""The message core without ROS: every output message's fields from host arrays, and their decoding back."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from semantic_depth_ros.errors import InvalidInputError
+from semantic_depth_ros.geometry.intrinsics import Intrinsics
+from semantic_depth_ros.geometry.pointcloud import RayGridCache, backproject_organised, pack_rgb
+from semantic_depth_ros.inference.colorize import colorize_depth, colorize_semantic
+from semantic_depth_ros.inference.estimator import EstimatorOutputs
+from semantic_depth_ros.messages import (
+    OUTPUT_ENCODINGS,
+    OUTPUT_TOPICS,
+    HostStaging,
+    PointFieldSpec,
+    RegionOfInterest,
+    camera_info_fields,
+    cloud_array,
+    cloud_fields,
+    estimator_outputs_for,
+    frame_fields,
+    image_array,
+    image_fields,
+    output_tensors,
+)
+
+LITTLE = sys.byteorder == "little"
+
+
+def test_depth_image_fields_are_packed_float32_rows() -> None:
+    depth = np.array([[1.5, np.nan, 3.0], [4.0, 5.0, 80.0]], dtype=np.float32)
+    fields = image_fields(depth, "32FC1")
+    assert (fields.height, fields.width, fields.encoding, fields.step) == (2, 3, "32FC1", 12)
+    assert fields.is_bigendian is (not LITTLE)
+    assert fields.data.dtype == np.uint8 and bytes(fields.data) == depth.tobytes()
+    assert np.shares_memory(fields.data, depth)  # no copy until a wrapper copies it into its message
+    np.testing.assert_array_equal(image_array(fields), depth)
+
+
+@pytest.mark.parametrize(("encoding", "pixels", "step"), [
+    ("mono8", np.arange(6, dtype=np.uint8).reshape(2, 3), 3),
+    ("rgb8", np.arange(18, dtype=np.uint8).reshape(2, 3, 3), 9),
+])
+def test_byte_image_fields(encoding: str, pixels: np.ndarray, step: int) -> None:
+    fields = image_fields(pixels, encoding)
+    assert (fields.height, fields.width, fields.step, bytes(fields.data)) == (2, 3, step, pixels.tobytes())
+    np.testing.assert_array_equal(image_array(fields), pixels)
+
+
+@pytest.mark.parametrize(("pixels", "encoding", "error"), [
+    (np.zeros((2, 3), np.float64), "32FC1", "cannot be published as 32FC1"),
+    (np.zeros((2, 3, 3), np.uint8), "mono8", "cannot be published as mono8"),
+    (np.zeros((2, 6, 3), np.uint8)[:, ::2], "rgb8", "cannot be published as rgb8"),  # not contiguous
+    (np.zeros((2, 3), np.uint8), "bgr8", "output encoding 'bgr8' is not one of"),
+])
+def test_image_fields_refuse_arrays_that_do_not_fit_the_encoding(pixels: np.ndarray, encoding: str,
+                                                                 error: str) -> None:
+    with pytest.raises(InvalidInputError, match=error):
+        image_fields(pixels, encoding)
+
+
+def test_image_array_honours_a_padded_step_and_refuses_short_data() -> None:
+    class Padded:
+        height, width, encoding, step = 2, 2, "mono8", 4
+        data = bytes([1, 2, 0, 0, 3, 4, 0, 0])
+
+    np.testing.assert_array_equal(image_array(Padded), [[1, 2], [3, 4]])
+    Padded.data = Padded.data[:-1]
+    with pytest.raises(InvalidInputError, match="cannot hold 7 bytes"):
+        image_array(Padded)
+
+
+def test_cloud_fields_are_the_organised_xyzrgb_layout() -> None:
+    points = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    points[0, 1, :3] = np.nan
+    fields = cloud_fields(points)
+    assert (fields.height, fields.width, fields.point_step, fields.row_step) == (2, 3, 16, 48)
+    assert fields.fields == (PointFieldSpec("x", 0, 7, 1), PointFieldSpec("y", 4, 7, 1),
+                             PointFieldSpec("z", 8, 7, 1), PointFieldSpec("rgb", 12, 7, 1))
+    assert (fields.is_dense, fields.is_bigendian) == (False, not LITTLE)
+    assert bytes(fields.data) == points.tobytes() and len(fields.data) == fields.height * fields.row_step
+    np.testing.assert_array_equal(cloud_array(fields), points)
+    with pytest.raises(InvalidInputError, match=r"are not an \(h, w, 4\) float32 cloud"):
+        cloud_fields(points[..., :3].copy())
+
+
+def test_camera_info_fields_are_complete_for_an_undistorted_image() -> None:
+    fields = camera_info_fields(Intrinsics(fx=150.0, fy=140.0, cx=79.5, cy=23.5, width=160, height=48))
+    assert (fields.width, fields.height, fields.distortion_model) == (160, 48, "plumb_bob")
+    assert fields.d == (0.0,) * 5
+    assert fields.k == (150.0, 0.0, 79.5, 0.0, 140.0, 23.5, 0.0, 0.0, 1.0)
+    assert fields.r == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    assert fields.p == (150.0, 0.0, 79.5, 0.0, 0.0, 140.0, 23.5, 0.0, 0.0, 0.0, 1.0, 0.0)
+    assert (fields.binning_x, fields.binning_y, fields.roi) == (0, 0, RegionOfInterest(0, 0, 0, 0, False))
+
+
+def test_output_tables_cover_every_output() -> None:
+    assert list(OUTPUT_TOPICS) == ["depth", "depth_info", "points", "semantic", "semantic_color", "confidence",
+                                   "depth_color"]
+    assert set(OUTPUT_ENCODINGS) == set(OUTPUT_TOPICS) - {"depth_info", "points"}
+    assert estimator_outputs_for(["points"]) == ("depth", "image")
+    assert estimator_outputs_for(["semantic_color", "depth_info"]) == ("depth", "semantic")
+
+
+def _estimator_outputs(height: int = 4, width: int = 6) -> EstimatorOutputs:
+    generator = torch.Generator().manual_seed(0)
+    depth = torch.rand(height, width, generator=generator) * 50 + 2
+    depth[0, 0] = float("nan")
+    return EstimatorOutputs(
+        depth=depth, semantic=torch.randint(0, 19, (height, width), dtype=torch.uint8, generator=generator),
+        confidence=torch.rand(height, width, generator=generator),
+        intrinsics=Intrinsics(fx=5.0, fy=5.0, cx=2.5, cy=1.5, width=width, height=height),
+        image=torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, generator=generator))
+
+
+def test_a_frame_of_every_output_from_estimator_outputs() -> None:
+    outputs = _estimator_outputs()
+    wanted = list(OUTPUT_TOPICS)
+    tensors = output_tensors(wanted, outputs, depth_range=(1.0, 80.0), point_stride=2, rays=RayGridCache())
+    fields = frame_fields(wanted, HostStaging().fetch(tensors), outputs.intrinsics)
+    assert list(fields) == wanted  # depth first: the order of publication
+    np.testing.assert_array_equal(image_array(fields["depth"]), outputs.depth.numpy())
+    np.testing.assert_array_equal(image_array(fields["semantic"]), outputs.semantic.numpy())
+    np.testing.assert_array_equal(image_array(fields["confidence"]), outputs.confidence.numpy())
+    np.testing.assert_array_equal(image_array(fields["semantic_color"]), colorize_semantic(outputs.semantic).numpy())
+    np.testing.assert_array_equal(image_array(fields["depth_color"]),
+                                  colorize_depth(outputs.depth, 1.0, 80.0).numpy())
+    expected_cloud = backproject_organised(outputs.depth, RayGridCache().get(outputs.intrinsics, 2, "cpu"),
+                                           outputs.image, stride=2)
+    np.testing.assert_array_equal(cloud_array(fields["points"]), expected_cloud.numpy())
+    assert cloud_array(fields["points"])[..., 3].view(np.int32).tolist() == \
+        pack_rgb(outputs.image[::2, ::2]).view(torch.int32).tolist()
+    assert fields["depth_info"].k == outputs.intrinsics.k()
+
+
+def test_without_intrinsics_there_are_no_points_and_no_camera_info() -> None:
+    outputs = _estimator_outputs()
+    outputs = EstimatorOutputs(depth=outputs.depth, semantic=None, confidence=None, intrinsics=None, image=None)
+    wanted = ["depth", "depth_info", "points"]
+    tensors = output_tensors(wanted, outputs, depth_range=(1.0, 80.0), point_stride=1, rays=RayGridCache())
+    assert list(frame_fields(wanted, HostStaging().fetch(tensors), None)) == ["depth"]
