@@ -160,8 +160,10 @@ def resolve_onnx_precision(precision: str, provider: str, weights_precision: str
             raise ConfigError(f"precision fp16 cannot be honoured: model file {path} has fp32 weights and the "
                               f"{provider} computes in the file's precision (export with --fp16, or use TensorRT)")
         return "fp16"
-    raise ConfigError(f"precision '{precision}' cannot be honoured by an ONNX model ({path}): choose "
-                      f"{', '.join(ONNX_PRECISIONS)}")
+    if precision == "bf16":
+        raise ConfigError(f"precision bf16 cannot be honoured by an ONNX model ({path}): onnxruntime has no bf16 "
+                          f"path for it; choose {', '.join(ONNX_PRECISIONS)}")
+    raise ConfigError(f"precision '{precision}' is not one of {', '.join(ONNX_PRECISIONS)} for an ONNX model ({path})")
 
 
 class OnnxRunner:
