@@ -95,9 +95,10 @@ def export_onnx(checkpoint: Checkpoint, *, heads: Collection[str] | None = None,
     user_heads = parse_user_heads(USER_HEADS if heads is None else heads)
     has_drn = config.use_drn
     net_heads = network_heads(user_heads, has_drn)
-    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
-        raise ConfigError(f"opset {opset!r} must be an integer between {MIN_OPSET} and "
-                          f"{onnx.defs.onnx_opset_version()} (this onnx package's newest)")
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ConfigError(f"opset {opset!r} must be an integer between {MIN_OPSET} and {newest} (this onnx "
+                          "package's newest)")
     config = config.replace(input_height=config.input_height if height is None else height,
                             input_width=config.input_width if width is None else width)
     dtype = torch.float16 if fp16 else torch.float32
