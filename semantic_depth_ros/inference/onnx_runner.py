@@ -8,6 +8,8 @@ Execution providers are tried in the order TensorRT (fp16, engine cache), CUDA, 
 onnxruntime offers. Inputs and outputs are host (CPU) tensors: ORT copies to and from its device itself. IO binding
 of device tensors would save those copies on CUDA, but no CUDA/TensorRT provider can be installed where this
 package is tested, so it is not done (an untested zero-copy path is worse than a copy).
+onnxruntime executes the whole graph whatever outputs are requested (measured: all heads and semantic alone cost
+the same), so a file should be exported with only the heads it will serve.
 """
 
 from __future__ import annotations
