@@ -30,6 +30,10 @@ setup(
         "tqdm",
         "rosbags",
         "tensorboard",
+        # ONNX export and the onnxruntime backend; on a GPU vehicle install onnxruntime-gpu instead of onnxruntime
+        # (it provides the same module with the CUDA and TensorRT execution providers).
+        "onnx",
+        "onnxruntime",
     ],
     extras_require={"test": ["pytest", "colcon-common-extensions"]},
     zip_safe=True,
@@ -39,6 +43,7 @@ setup(
             "semantic-depth = semantic_depth_ros.cli:main",
             "train = semantic_depth_ros.cli:train_main",
             "extract_rosbag = semantic_depth_ros.cli:extract_main",
+            "export = semantic_depth_ros.cli:export_main",
         ],
     },
 )

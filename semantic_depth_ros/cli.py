@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("semantic_depth_ros.commands.evaluate",
                  "KITTI Eigen / extracted / generated evaluation of a checkpoint"),
     "extract": ("semantic_depth_ros.commands.extract", "extract images + LiDAR depth from a rosbag into a dataset"),
+    "export": ("semantic_depth_ros.commands.export",
+               "export a checkpoint to ONNX (with metadata) and check its parity with PyTorch"),
     "ablate": ("semantic_depth_ros.commands.ablate", "train DRN, DC-DRN and DSC-DRN on generated scenes and compare"),
 }
 
@@ -80,6 +82,11 @@ def train_main() -> int:
 def extract_main() -> int:
     """Entry point of ``ros2 run semantic_depth_ros extract_rosbag``."""
     return run_command("extract", sys.argv[1:])
+
+
+def export_main() -> int:
+    """Entry point of ``ros2 run semantic_depth_ros export``."""
+    return run_command("export", sys.argv[1:])
 
 
 if __name__ == "__main__":
