@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "train (phase 1 conditional flow / phase 2 regression) from a YAML config"),
     "evaluate": ("semantic_depth_ros.commands.evaluate",
                  "KITTI Eigen / extracted / generated evaluation of a checkpoint"),
+    "export-gt": ("semantic_depth_ros.commands.export_gt",
+                  "KITTI ground truth of a split (published reference projection) as one compressed npz"),
     "extract": ("semantic_depth_ros.data.extract_command", "extract images + LiDAR depth from a rosbag into a dataset"),
     "ablate": ("semantic_depth_ros.commands.ablate", "train DRN, DC-DRN and DSC-DRN on generated scenes and compare"),
 }

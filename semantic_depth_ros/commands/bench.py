@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..data.fileio import write_json
 from ..errors import ConfigError
 from ..inference.benchmark import benchmark_model, random_checkpoint
 from ..inference.estimator import resolve_device, resolve_precision
@@ -198,6 +199,6 @@ def main(args: argparse.Namespace) -> int:
             print_node_section(section)
             report["node"] = section
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        write_json(args.json, report)
         print(f"\nwrote {args.json}")
     return 0

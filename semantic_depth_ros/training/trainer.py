@@ -35,7 +35,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data.fileio import write_atomic
+from ..data.fileio import write_atomic, write_json
 from ..errors import ConfigError
 from ..model.bins import DepthBins
 from ..model.checkpoint import Checkpoint, load_checkpoint, load_weights, save_checkpoint
@@ -378,7 +378,7 @@ def write_metrics_file(run: Run) -> None:
     if not run.ctx.is_main:
         return
     document = {"history": run.history, "best": run.best, "metrics_before": run.extra.get("metrics_before", {})}
-    write_atomic(run.run_dir / METRICS_FILE, json.dumps(document, indent=1, default=float).encode())
+    write_json(run.run_dir / METRICS_FILE, document, indent=1)
 
 
 def save_state(run: Run) -> None:
