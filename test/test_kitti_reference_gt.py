@@ -3,6 +3,7 @@ lists (both formats, shipped by name), and `semantic-depth export-gt` / `evaluat
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import cv2
@@ -156,6 +157,8 @@ def test_gt_file_is_checked_and_replaces_the_projection(tmp_path: Path) -> None:
     write_depth_archive(good, [expected_map() * 2, expected_map() * 3])
     dataset = KittiDepthDataset(tmp_path / "kitti", split, gt_file=good)
     np.testing.assert_array_equal(dataset[1]["depth"][0].numpy(), expected_map() * 3)
+    copied = pickle.loads(pickle.dumps(dataset.gt_archive))  # as DataLoader workers get it: no shared handle
+    np.testing.assert_array_equal(copied[0], expected_map() * 2)
     short = tmp_path / "short.npz"
     write_depth_archive(short, [expected_map()])
     with pytest.raises(DatasetError, match=f"^gt file {short} holds 1 frames, the split lists 2$"):

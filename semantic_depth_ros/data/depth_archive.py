@@ -14,6 +14,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -95,12 +96,18 @@ class DepthArchive:
                 raise DatasetError(f"gt file {self.path} frame {key} has shape {shape}, expected HxW "
                                    f"with sides 1..{MAX_SIDE}")
         self.shapes = {index: headers[archive_key(index)][0] for index in range(expected_count)}
-        self._npz = np.load(self.path, allow_pickle=False)
+        self._npz: Any = None
+        self._pid = -1
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_npz": None, "_pid": -1}  # each process opens its own file handle
 
     def __len__(self) -> int:
         return len(self.shapes)
 
     def __getitem__(self, index: int) -> np.ndarray:
+        if self._pid != os.getpid():  # DataLoader workers forked from this process must not share its file offset
+            self._npz, self._pid = np.load(self.path, allow_pickle=False), os.getpid()
         try:
             return np.asarray(self._npz[archive_key(index)], dtype=np.float32)
         except (ValueError, OSError, zipfile.BadZipFile) as exc:
