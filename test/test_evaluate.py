@@ -370,7 +370,8 @@ def test_cli_missing_checkpoint_and_dataset_are_one_line_errors(
                            "--root", str(tmp_path / "absent"))
     assert code == 1 and err == f"error: extracted dataset folder not found: {tmp_path / 'absent'}\n"
     code, _, err = run_cli(capsys, "--checkpoint", str(checkpoint), "--dataset", "kitti", "--root", str(tmp_path))
-    assert code == 1 and err == f"error: missing KITTI calibration file: {tmp_path / '2011_09_26' / 'calib_cam_to_cam.txt'}\n"
+    calib = tmp_path / "2011_09_26" / "calib_cam_to_cam.txt"  # the default split, eigen_test, starts on that date
+    assert code == 1 and err == f"error: missing KITTI calibration file: {calib}\n"
     code, _, err = run_cli(capsys, "--checkpoint", str(checkpoint), "--caps", "0.5", "--no-progress")
     assert code == 1 and err == "error: depth cap 0.5 must be finite and larger than min_depth 1\n"
     code, _, err = run_cli(capsys, "--checkpoint", str(checkpoint), "--dataset", "none")
@@ -423,7 +424,8 @@ def test_cli_kitti_defaults_to_the_garg_crop(capsys: pytest.CaptureFixture[str],
     assert code == 0, err
     from_file = json.loads((tmp_path / "f" / "evaluation.json").read_text())
     assert from_file["depth"] == data["depth"]
-    assert from_file["depth_dataset"] == f"kitti (root={root}, split_file={split}, gt=velodyne, gt_file={tmp_path / 'gt.npz'})"
+    gt_file = tmp_path / "gt.npz"
+    assert from_file["depth_dataset"] == f"kitti (root={root}, split_file={split}, gt=velodyne, gt_file={gt_file})"
     code, _, err = run_cli(capsys, "--checkpoint", str(checkpoint), "--dataset", "kitti", "--root", str(root),
                            "--split", "eigen_test", "--gt-file", str(tmp_path / "gt.npz"), "--no-progress")
     assert code == 1 and err == f"error: gt file {tmp_path / 'gt.npz'} holds 1 frames, the split lists 697\n"

@@ -24,8 +24,8 @@ PACKAGE = "semantic_depth_ros"
 EXECUTABLES = ("depth_node", "train", "extract_rosbag", "semantic-depth")
 PACKAGE_FILES = ("setup.py", "setup.cfg", "package.xml", "resource", PACKAGE, "launch", "config", "models",
                  "reference")
-REFERENCE_FILES = ("reference/paper_table1.csv", "reference/kitti_eigen_split/eigen_train_files.txt",
-                   "reference/kitti_eigen_split/eigen_val_files.txt", "reference/kitti_eigen_split/eigen_test_files.txt")
+REFERENCE_FILES = ("reference/paper_table1.csv", *(f"reference/kitti_eigen_split/eigen_{name}_files.txt"
+                                                    for name in ("train", "val", "test")))
 FIND_SPLIT = ("from semantic_depth_ros.data.kitti_split import resolve_split_file; "
               "from semantic_depth_ros.evaluation.paper_table import paper_rows; "
               "print(resolve_split_file('eigen_test')); print(len(paper_rows()))")

@@ -28,8 +28,9 @@ def test_paper_rows_are_the_whole_installed_table_i() -> None:
     assert len(rows) == 22 and {row.cap for row in rows} == {50.0, 80.0}
     at80 = {row.method: row for row in paper_rows_at(80)}
     assert list(at80)[:3] == ["Liu fine-tune", "Godard K", "Godard K+CS"]
-    assert at80["DSC-DRN (paper)"].metrics == {"abs_rel": 0.100, "sq_rel": 0.601, "rmse": 4.298, "rmse_log": 0.174,
-                                               "log10": 0.0440, "a1": 0.874, "a2": 0.966, "a3": 0.989}
+    assert at80["DSC-DRN (paper)"].metrics == {"abs_rel": 0.100, "sq_rel": 0.601, "rmse": 4.298,
+                                               "rmse_log": 0.174, "log10": 0.0440, "a1": 0.874, "a2": 0.966,
+                                               "a3": 0.989}
     assert set(at80["Cao"].cells) == {"abs_rel", "rmse", "rmse_log", "a1", "a2", "a3"}  # the paper omits the rest
     assert {row.method for row in paper_rows_at(50)} >= {"Garg", "DRN (paper)", "DC-DRN (paper)", "DSC-DRN (paper)"}
 
