@@ -67,12 +67,16 @@ def depth_scale_bar(width: int, min_depth: float, max_depth: float) -> np.ndarra
     bar[:GRADIENT_HEIGHT] = gradient
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
     ticks = depth_scale_ticks(min_depth, max_depth)
-    for index, value in enumerate(ticks):
-        column = column_of_depth(value, width, min_depth, max_depth)
+    drawn: list[tuple[int, int]] = []  # (left, right) of the labels drawn; the ends first, so they always show
+    for index in [0, len(ticks) - 1, *range(1, len(ticks) - 1)]:
+        column = column_of_depth(ticks[index], width, min_depth, max_depth)
         bar[GRADIENT_HEIGHT:GRADIENT_HEIGHT + 4, column] = 0
-        text = _tick_label(value) + (" m" if index == len(ticks) - 1 else "")
+        text = _tick_label(ticks[index]) + (" m" if index == len(ticks) - 1 else "")
         (text_width, _), _ = cv2.getTextSize(text, font, scale, 1)
         left = int(min(max(column - text_width // 2, 0), width - text_width))
+        if any(left < right + 4 and other_left < left + text_width + 4 for other_left, right in drawn):
+            continue  # a label that would overlap another keeps only its tick mark
+        drawn.append((left, left + text_width))
         cv2.putText(bar, text, (left, GRADIENT_HEIGHT + 17), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return bar
 
