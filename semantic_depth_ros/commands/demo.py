@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.synthetic import SyntheticFrame, render_frame
 from ..data.fileio import write_json
+from ..data.synthetic import SyntheticFrame, render_frame
 from ..errors import ConfigError
 from ..evaluation.colorbar import with_depth_scale
 from ..evaluation.evaluate import build_eval_dataset, evaluate_depth, evaluate_semantic, load_eval_estimator
@@ -172,11 +172,12 @@ def run_node_stage(paths: DemoPaths, checkpoint: Path, args: argparse.Namespace)
     confusion = SemanticConfusion()
     latencies, tile_rows, points = [], [], 0
     inputs = ((frame.rgb, frame.intrinsics) for frame in frames)
+    depth_range = node_depth_range(checkpoint)
     for index, (frame, out) in enumerate(zip(frames, stream_through_node(checkpoint, inputs, device=args.device))):
         depth_metrics.add(out.depth, frame.depth)
         confusion.add(out.semantic, frame.semantic)
         latencies.append(out.latency_ms)
-        tiles = save_frame(paths, index, frame, out, node_depth_range(checkpoint))
+        tiles = save_frame(paths, index, frame, out, depth_range)
         points += int(np.isfinite(out.points[..., 2]).sum())
         if index < 3:
             tile_rows.append(list(tiles.items()))
@@ -223,7 +224,7 @@ def main(args: argparse.Namespace) -> int:
              f"RMSE {node['depth']['rmse']:.2f} m, d<1.25 {node['depth']['a1']:.3f}, mIoU {node['semantic_miou']:.3f}",
              f"latency image -> all outputs p50 {node['latency_ms']['p50']:.1f} ms, "
              f"p95 {node['latency_ms']['p95']:.1f} ms"]
-    sheet = summary_sheet(tile_rows, lines + ["depth colours (log scale, metres):"])
+    sheet = summary_sheet(tile_rows, lines)
     write_rgb_png(paths.root / "summary.png", with_depth_scale(sheet, *node_depth_range(phase2)))
     print("\n".join(lines))
     print(f"wrote {paths.root / 'summary.png'}, {paths.root / 'metrics.json'}, {md_path}, frames in "
