@@ -9,7 +9,6 @@ rate, with the node's overhead over the bare model and its peak memory. Random w
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 from dataclasses import asdict
