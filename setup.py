@@ -20,6 +20,8 @@ setup(
         (f"{SHARE}/launch", sorted(glob("launch/*.launch.py"))),
         (f"{SHARE}/config", sorted(glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml"))),
         (f"{SHARE}/models", sorted(glob("models/*.yaml"))),
+        (f"{SHARE}/reference", ["reference/README.md", "reference/paper_table1.csv"]),
+        (f"{SHARE}/reference/kitti_eigen_split", sorted(glob("reference/kitti_eigen_split/*_files.txt"))),
     ],
     install_requires=[
         "setuptools",

@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "train (phase 1 conditional flow / phase 2 regression) from a YAML config"),
     "evaluate": ("semantic_depth_ros.commands.evaluate",
                  "KITTI Eigen / extracted / generated evaluation of a checkpoint"),
+    "export-gt": ("semantic_depth_ros.commands.export_gt",
+                  "KITTI ground truth of a split (published reference projection) as one compressed npz"),
     "extract": ("semantic_depth_ros.commands.extract", "extract images + LiDAR depth from a rosbag into a dataset"),
     "export": ("semantic_depth_ros.commands.export",
                "export a checkpoint to ONNX (with metadata) and check its parity with PyTorch"),

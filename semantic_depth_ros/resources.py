@@ -1,4 +1,4 @@
-"""Locate the package's installed data files (model presets, configs, launch files).
+"""Locate the package's installed data files (model presets, configs, launch files, reference data).
 
 The same lookup works for a colcon install (ament index), a pip install (``<prefix>/share``) and a source
 checkout (the repository's top-level folders), in that order.
@@ -6,8 +6,11 @@ checkout (the repository's top-level folders), in that order.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+from .errors import DatasetError
 
 PACKAGE_NAME = "semantic_depth_ros"
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -43,3 +46,29 @@ def list_data_files(subdir: str, pattern: str) -> list[Path]:
         if found:
             return found
     return []
+
+
+REFERENCE_DIR = "reference"
+"""Installed reference data: ``reference/paper_table1.csv`` and ``reference/kitti_eigen_split/*_files.txt``."""
+
+
+def find_named_file(value: str | os.PathLike[str], subdir: str, file_pattern: str, what: str) -> Path:
+    """``value`` as an existing file path, else as the name of an installed data file.
+
+    A name ``n`` is looked up as ``<subdir>/<file_pattern.format(n)>`` over :func:`share_directories`, e.g.
+    ``find_named_file("eigen_test", "reference/kitti_eigen_split", "{}_files.txt", "KITTI split")``.
+    Raises DatasetError naming the value and the installed names when it is neither.
+    """
+    path = Path(value)
+    if path.is_file():
+        return path
+    name = os.fspath(value)
+    if name and "/" not in name and os.sep not in name:
+        found = find_data_file(subdir, file_pattern.format(name))
+        if found is not None:
+            return found
+    prefix, _, suffix = file_pattern.partition("{}")
+    installed = list_data_files(subdir, file_pattern.format("*"))
+    names = sorted(p.name[len(prefix):len(p.name) - len(suffix)] for p in installed)
+    raise DatasetError(f"{what} {name!r} is neither a file nor an installed name (installed: "
+                       f"{', '.join(names) if names else 'none'})")

@@ -13,8 +13,14 @@ from plyread import read_ply_vertices
 
 from semantic_depth_ros.commands.ablate import summarise, variant_configs
 from semantic_depth_ros.commands.generated_scenes import load_demo_config
+from semantic_depth_ros.evaluation.colorbar import depth_scale_bar
 from semantic_depth_ros.evaluation.metrics import DEPTH_METRIC_KEYS, compute_depth_metrics
+from semantic_depth_ros.model.checkpoint import load_checkpoint
 from semantic_depth_ros.training.trainer import MODEL_FILE
+
+
+def reject_constant(name: str) -> None:
+    raise ValueError(f"non-standard JSON constant {name}")
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +38,23 @@ def test_demo_writes_every_output_a_person_looks_at(demo_run):
     assert (out / "phase1" / MODEL_FILE).is_file() and (out / "phase2" / MODEL_FILE).is_file()
     for index in range(2):
         frame = out / "frames" / f"{index:03d}"
-        for name in ("input", "depth_color", "semantic_color", "confidence", "error_map"):
+        for name in ("input", "semantic_color", "confidence", "error_map"):
             image = cv2.imread(str(frame / f"{name}.png"))
             assert image is not None and image.shape == (188, 620, 3), name
+        config = load_checkpoint(out / "phase2" / MODEL_FILE).config  # the node colours depth over its range
+        scale = depth_scale_bar(620, config.min_depth, config.max_depth)
+        depth_color = cv2.imread(str(frame / "depth_color.png"))[..., ::-1]
+        assert depth_color.shape == (188 + scale.shape[0], 620, 3)
+        np.testing.assert_array_equal(depth_color[188:], scale)  # the colour scale in metres under the picture
         depth = np.load(frame / "depth.npy")
         assert depth.shape == (188, 620) and depth.dtype == np.float32
         assert not (depth == 0).any()  # invalid depth is NaN, never 0
         vertices = read_ply_vertices(frame / "points.ply")
         assert len(vertices) == int(np.isfinite(depth).sum())  # one point per valid depth pixel (stride 1)
-    summary = cv2.imread(str(out / "summary.png"))
+    summary = cv2.imread(str(out / "summary.png"))[..., ::-1]
     assert summary is not None and summary.shape[1] > 1000
+    scale = depth_scale_bar(summary.shape[1], config.min_depth, config.max_depth)
+    np.testing.assert_array_equal(summary[-scale.shape[0]:], scale)
     assert "summary.png" in result.stdout and "latency" in result.stdout
 
 
@@ -50,7 +63,7 @@ def test_demo_metrics_are_those_of_the_published_depth(demo_run):
     from semantic_depth_ros.data.synthetic import render_frame
 
     out, _ = demo_run
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=reject_constant)
     assert set(DEPTH_METRIC_KEYS) <= set(metrics["depth"]) and metrics["depth"]["count"] == 2
     assert metrics["node"]["frames"] == 2 and metrics["node"]["latency_ms"]["p50"] > 0
     assert set(metrics["evaluation"]["depth"]) == {"50.0", "80.0"}

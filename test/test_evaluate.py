@@ -287,7 +287,12 @@ def test_fake_kitti_velodyne_and_annotated_ground_truth(tmp_path: Path) -> None:
     annotated = tmp_path / "annotated" / "val" / KITTI_DRIVE / "proj_depth" / "groundtruth" / "image_02"
     annotated.mkdir(parents=True)
     cv2.imwrite(str(annotated / "0000000005.png"), depth_to_uint16(gt))
-    for options in ({"gt": "velodyne"}, {"gt": "annotated", "annotated_root": tmp_path / "annotated"}):
+    reference = build_eval_dataset("kitti", root=root, split_file=split)[0]["depth"][0].numpy()
+    shifted = np.zeros_like(gt)
+    shifted[:-1, :-1] = gt[1:, 1:]  # the default, reference procedure puts a point at round(u) - 1, round(v) - 1
+    np.testing.assert_allclose(reference, shifted, rtol=1e-6)
+    for options in ({"gt": "velodyne", "projection": "geometric"},
+                    {"gt": "annotated", "annotated_root": tmp_path / "annotated"}):
         dataset = build_eval_dataset("kitti", root=root, split_file=split, **options)
         read = dataset[0]["depth"][0].numpy()
         np.testing.assert_allclose(read, gt, atol=1 / 256)
@@ -311,7 +316,7 @@ def test_fake_kitti_velodyne_and_annotated_ground_truth(tmp_path: Path) -> None:
 def test_dataset_factory_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=f"extracted dataset folder not found: {tmp_path / 'none'}"):
         build_eval_dataset("extracted", root=tmp_path / "none")
-    with pytest.raises(DatasetError, match="KITTI split file not found"):
+    with pytest.raises(DatasetError, match="KITTI split '.*missing.txt' is neither a file nor an installed name"):
         build_eval_dataset("kitti", root=tmp_path, split_file=tmp_path / "missing.txt")
     with pytest.raises(ConfigError, match="kitti dataset needs option\\(s\\) split_file"):
         build_eval_dataset("kitti", root=tmp_path)
@@ -365,7 +370,8 @@ def test_cli_missing_checkpoint_and_dataset_are_one_line_errors(
                            "--root", str(tmp_path / "absent"))
     assert code == 1 and err == f"error: extracted dataset folder not found: {tmp_path / 'absent'}\n"
     code, _, err = run_cli(capsys, "--checkpoint", str(checkpoint), "--dataset", "kitti", "--root", str(tmp_path))
-    assert code == 1 and err == "error: kitti dataset needs option(s) split_file\n"
+    calib = tmp_path / "2011_09_26" / "calib_cam_to_cam.txt"  # the default split, eigen_test, starts on that date
+    assert code == 1 and err == f"error: missing KITTI calibration file: {calib}\n"
     code, _, err = run_cli(capsys, "--checkpoint", str(checkpoint), "--caps", "0.5", "--no-progress")
     assert code == 1 and err == "error: depth cap 0.5 must be finite and larger than min_depth 1\n"
     code, _, err = run_cli(capsys, "--checkpoint", str(checkpoint), "--dataset", "none")
@@ -405,5 +411,25 @@ def test_cli_kitti_defaults_to_the_garg_crop(capsys: pytest.CaptureFixture[str],
     assert code == 0, err
     data = json.loads((tmp_path / "r" / "evaluation.json").read_text())
     assert data["crop"] == "garg" and data["caps"] == [80.0] and data["method"] == "tiny (untrained)"
-    assert data["depth_dataset"].startswith(f"kitti (root={root}, split_file={split}, gt=velodyne")
+    assert data["depth_dataset"] == f"kitti (root={root}, split_file={split}, gt=velodyne, projection=reference)"
     assert "## Depth, cap 80 m" in out and "## Depth, cap 50 m" not in out
+    assert "| Godard K+CS | 80 m | 0.124 | 1.240 | 5.393 | 0.230 | 0.052 | 0.855 | 0.946 | 0.975 |" in out
+    json.loads((tmp_path / "r" / "evaluation.json").read_text(), parse_constant=reject_constant)
+    # The same frames scored from an exported gt file give the same numbers.
+    assert cli.main(["export-gt", "--root", str(root), "--split", str(split), "--out", str(tmp_path / "gt.npz"),
+                     "--no-progress"]) == 0
+    code, _, err = run_cli(capsys, "--checkpoint", str(checkpoint), "--dataset", "kitti", "--root", str(root),
+                           "--split", str(split), "--gt-file", str(tmp_path / "gt.npz"), "--caps", "80",
+                           "--no-progress", "--device", "cpu", "--out", str(tmp_path / "f"))
+    assert code == 0, err
+    from_file = json.loads((tmp_path / "f" / "evaluation.json").read_text())
+    assert from_file["depth"] == data["depth"]
+    gt_file = tmp_path / "gt.npz"
+    assert from_file["depth_dataset"] == f"kitti (root={root}, split_file={split}, gt=velodyne, gt_file={gt_file})"
+    code, _, err = run_cli(capsys, "--checkpoint", str(checkpoint), "--dataset", "kitti", "--root", str(root),
+                           "--split", "eigen_test", "--gt-file", str(tmp_path / "gt.npz"), "--no-progress")
+    assert code == 1 and err == f"error: gt file {tmp_path / 'gt.npz'} holds 1 frames, the split lists 697\n"
+
+
+def reject_constant(name: str) -> None:
+    raise ValueError(f"non-standard JSON constant {name}")

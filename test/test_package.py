@@ -22,7 +22,13 @@ from semantic_depth_ros.ros.params import PARAMETER_NAMES, NodeSettings, setting
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "semantic_depth_ros"
 EXECUTABLES = ("depth_node", "train", "extract_rosbag", "export", "semantic-depth")
-PACKAGE_FILES = ("setup.py", "setup.cfg", "package.xml", "resource", PACKAGE, "launch", "config", "models")
+PACKAGE_FILES = ("setup.py", "setup.cfg", "package.xml", "resource", PACKAGE, "launch", "config", "models",
+                 "reference")
+REFERENCE_FILES = ("reference/paper_table1.csv", *(f"reference/kitti_eigen_split/eigen_{name}_files.txt"
+                                                    for name in ("train", "val", "test")))
+FIND_SPLIT = ("from semantic_depth_ros.data.kitti_split import resolve_split_file; "
+              "from semantic_depth_ros.evaluation.paper_table import paper_rows; "
+              "print(resolve_split_file('eigen_test')); print(len(paper_rows()))")
 SITE = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 
 
@@ -83,8 +89,10 @@ def test_colcon_build_installs_executables_and_data_where_ros2_run_and_launch_lo
         assert executable.is_file() and os.access(executable, os.X_OK), executable
     share = prefix / "share" / PACKAGE
     for relative in ("package.xml", "launch/depth.launch.py", "config/depth_node.yaml", "config/depth.rviz",
-                     "models/resnet18.yaml", "models/resnet50.yaml"):
+                     "models/resnet18.yaml", "models/resnet50.yaml", *REFERENCE_FILES):
         assert (share / relative).is_file(), relative
+        if relative.startswith("reference/"):
+            assert (share / relative).read_bytes() == (REPO / relative).read_bytes(), relative
     assert (prefix / "share/ament_index/resource_index/packages" / PACKAGE).is_file()
     # The installed command runs, and finds its data files through the ament index of this install.
     env = _installed_env(prefix / SITE, {"AMENT_PREFIX_PATH": str(prefix)})
@@ -93,6 +101,8 @@ def test_colcon_build_installs_executables_and_data_where_ros2_run_and_launch_lo
     code = "from semantic_depth_ros.resources import find_data_file; print(find_data_file('config', 'depth_node.yaml'))"
     out = _run([sys.executable, "-c", code], cwd=tmp_path, env=env)
     assert Path(out.strip()) == share / "config" / "depth_node.yaml"
+    split, rows = _run([sys.executable, "-c", FIND_SPLIT], cwd=tmp_path, env=env).split()
+    assert Path(split) == share / "reference" / "kitti_eigen_split" / "eigen_test_files.txt" and rows == "22"
 
 
 def test_pip_install_gives_the_commands_and_data_files(source_copy: Path, tmp_path: Path) -> None:
@@ -108,6 +118,8 @@ def test_pip_install_gives_the_commands_and_data_files(source_copy: Path, tmp_pa
     assert (share / "config" / "depth_node.yaml").is_file()
     assert (share / "launch" / "depth.launch.py").is_file()
     assert (share / "models" / "resnet18.yaml").is_file()
+    for relative in REFERENCE_FILES:
+        assert (share / relative).read_bytes() == (REPO / relative).read_bytes(), relative
     out = _run([str(prefix / "bin" / "semantic-depth"), "--version"], cwd=tmp_path, env=_installed_env(prefix / SITE))
     assert out.strip() == "semantic-depth 0.1.0"
 

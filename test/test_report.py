@@ -8,8 +8,8 @@ import pytest
 
 from semantic_depth_ros.errors import ConfigError, InvalidInputError
 from semantic_depth_ros.evaluation import report
+from semantic_depth_ros.evaluation.paper_table import PAPER_METRICS, paper_rows, paper_rows_at, read_paper_table
 from semantic_depth_ros.evaluation.report import (
-    PAPER_ROWS,
     format_depth_table,
     format_semantic_table,
     write_report,
@@ -23,37 +23,55 @@ def _cells(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
-def test_paper_rows_hold_only_the_recorded_numbers() -> None:
-    recorded = {(row.method, row.cap): dict(row.metrics) for row in PAPER_ROWS if row.metrics}
-    assert recorded == {("DSC-DRN (paper)", 80.0): {"abs_rel": 0.100, "rmse": 4.298, "a1": 0.874}}
-    assert {row.method for row in PAPER_ROWS} == {"DRN (paper)", "DC-DRN (paper)", "DSC-DRN (paper)"}
-    assert {row.cap for row in PAPER_ROWS} == {50.0, 80.0}
+def test_paper_rows_are_the_whole_installed_table_i() -> None:
+    rows = paper_rows()
+    assert len(rows) == 22 and {row.cap for row in rows} == {50.0, 80.0}
+    at80 = {row.method: row for row in paper_rows_at(80)}
+    assert list(at80)[:3] == ["Liu fine-tune", "Godard K", "Godard K+CS"]
+    assert at80["DSC-DRN (paper)"].metrics == {"abs_rel": 0.100, "sq_rel": 0.601, "rmse": 4.298,
+                                               "rmse_log": 0.174, "log10": 0.0440, "a1": 0.874, "a2": 0.966,
+                                               "a3": 0.989}
+    assert set(at80["Cao"].cells) == {"abs_rel", "rmse", "rmse_log", "a1", "a2", "a3"}  # the paper omits the rest
+    assert {row.method for row in paper_rows_at(50)} >= {"Garg", "DRN (paper)", "DC-DRN (paper)", "DSC-DRN (paper)"}
 
 
-def test_depth_table_layout_numbers_and_paper_row() -> None:
+def test_depth_table_layout_numbers_and_every_paper_row() -> None:
     text = format_depth_table([("ours (DSC-DRN)", OURS)], cap=80)
     lines = text.splitlines()
     assert _cells(lines[0]) == [
-        "Method", "Cap", "Abs Rel ↓", "Sq Rel ↓", "RMSE ↓", "RMSE log ↓", "δ<1.25 ↑", "δ<1.25² ↑", "δ<1.25³ ↑",
+        "Method", "Cap", "Abs Rel ↓", "Sq Rel ↓", "RMSE ↓", "RMSE log ↓", "log10 ↓", "δ<1.25 ↑", "δ<1.25² ↑",
+        "δ<1.25³ ↑",
     ]
-    assert _cells(lines[1]) == ["---", "---"] + ["---:"] * 7
-    ours = ["ours (DSC-DRN)", "80 m", "0.123", "0.900", "4.500", "0.200", "0.856", "0.950", "0.980"]
-    assert _cells(lines[2]) == ours
-    assert _cells(lines[3]) == ["DRN (paper)", "80 m"] + ["n/a"] * 7
-    assert _cells(lines[4]) == ["DC-DRN (paper)", "80 m"] + ["n/a"] * 7
-    assert _cells(lines[5]) == ["DSC-DRN (paper)", "80 m", "0.100", "n/a", "4.298", "n/a", "0.874", "n/a", "n/a"]
-    assert lines[6] == ""
-    assert lines[7].startswith("Paper rows: Gurram et al.") and "n/a = value not recorded in this package" in lines[7]
-    assert len(lines) == 8
+    assert _cells(lines[1]) == ["---", "---"] + ["---:"] * 8
+    assert _cells(lines[2]) == ["ours (DSC-DRN)", "80 m", "0.123", "0.900", "4.500", "0.200", "0.050", "0.856",
+                                "0.950", "0.980"]
+    body = {_cells(line)[0]: _cells(line) for line in lines[3:] if line.startswith("|")}
+    assert len(body) == 12
+    assert body["Cao"] == ["Cao", "80 m", "0.115", "n/a", "4.712", "0.198", "n/a", "0.887", "0.963", "0.982"]
+    assert body["DRN (paper)"] == ["DRN (paper)", "80 m", "0.112", "0.701", "4.424", "0.188", "0.0492", "0.848",
+                                   "0.958", "0.986"]
+    na_cells = sum(cells.count("n/a") for cells in body.values())
+    blank_cells = sum(row.cells.get(key) is None for row in paper_rows_at(80) for key in PAPER_METRICS)
+    assert na_cells == blank_cells == 9  # n/a exactly where the paper reports nothing
+    assert lines[-1].startswith("Paper rows: Gurram et al.") and "n/a = not reported in the paper" in lines[-1]
 
 
-def test_depth_table_at_50_m_has_only_na_paper_cells_and_can_omit_paper() -> None:
+def test_depth_table_at_50_m_has_the_50_m_rows_and_can_omit_paper() -> None:
     lines = format_depth_table([("ours", OURS)], cap=50.0).splitlines()
-    assert [_cells(line)[0] for line in lines[2:5]] == ["ours", "DRN (paper)", "DC-DRN (paper)"]
-    assert _cells(lines[5]) == ["DSC-DRN (paper)", "50 m"] + ["n/a"] * 7
+    assert [_cells(line)[0] for line in lines[2:4]] == ["ours", "Garg"]
+    assert _cells(lines[12]) == ["DSC-DRN (paper)", "50 m", "0.096", "0.482", "3.338", "0.166", "0.0420", "0.886",
+                                 "0.980", "0.995"]
     bare = format_depth_table([("ours", {"abs_rel": float("nan")})], cap=50.0, include_paper=False).splitlines()
     assert len(bare) == 3 and "Paper rows" not in "".join(bare)
-    assert _cells(bare[2]) == ["ours", "50 m", "nan"] + ["n/a"] * 6
+    assert _cells(bare[2]) == ["ours", "50 m", "nan"] + ["n/a"] * 7
+    assert "Paper rows" not in format_depth_table([("ours", OURS)], cap=30.0)
+
+
+def test_a_malformed_paper_table_is_a_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "t.csv"
+    bad.write_text("# c\nmethod,cap_m,abs_rel,sq_rel,rmse,rmse_log,log10,a1,a2,a3\nX,80,0.1,,zero,,,,,\n")
+    with pytest.raises(ConfigError, match="t.csv: data row 1 \\('X'\\) is malformed"):
+        read_paper_table(bad)
 
 
 def test_depth_table_rejects_a_bad_cap() -> None:
@@ -83,7 +101,7 @@ def test_write_report_writes_strict_json_and_markdown(tmp_path: Path) -> None:
     }
     json_path, md_path = write_report(tmp_path / "out" / "eval", results)
     assert (json_path, md_path) == (tmp_path / "out" / "eval.json", tmp_path / "out" / "eval.md")
-    loaded = json.loads(json_path.read_text(encoding="utf-8"))
+    loaded = json.loads(json_path.read_text(encoding="utf-8"), parse_constant=reject_constant)
     assert loaded["depth"][0]["metrics"]["count"] == 697
     assert loaded["depth"][1]["metrics"]["sq_rel"] is None
     assert loaded["semantic"][0]["iou"] == {"road": 0.5, "sky": None}
@@ -91,7 +109,7 @@ def test_write_report_writes_strict_json_and_markdown(tmp_path: Path) -> None:
     markdown = md_path.read_text(encoding="utf-8")
     assert markdown.index("## Depth, cap 50 m") < markdown.index("## Depth, cap 80 m") < markdown.index("## Semantic")
     assert '- checkpoint: "runs/a/best.pt"' in markdown
-    assert "| DSC-DRN (paper) | 80 m | 0.100 | n/a | 4.298 |" in markdown
+    assert "| DSC-DRN (paper) | 80 m | 0.100 | 0.601 | 4.298 |" in markdown
     assert "| sky | nan |" in markdown
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["eval.json", "eval.md"]  # no temp files left
 
@@ -113,8 +131,29 @@ def test_write_report_replaces_atomically_and_leaves_old_file_on_failure(tmp_pat
 def test_write_report_names_malformed_fields(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"report field depth\[0\] lacks 'cap'"):
         write_report(tmp_path / "r", {"depth": [{"method": "a", "metrics": {}}]})
-    with pytest.raises(InvalidInputError, match=r"report field extra.inner has type object, which JSON cannot hold"):
+    with pytest.raises(InvalidInputError, match=r"field extra.inner has type object, which JSON cannot hold"):
         write_report(tmp_path / "r", {"extra": {"inner": object()}})
     with pytest.raises(InvalidInputError, match="semantic iou of 'a' must map class names"):
         write_report(tmp_path / "r", {"semantic": [{"method": "a", "iou": [0.5]}]})
     assert not any(tmp_path.iterdir())
+
+
+def reject_constant(name: str) -> None:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def test_strict_json_writer_turns_nan_and_infinity_into_null(tmp_path: Path) -> None:
+    import torch
+
+    from semantic_depth_ros.data.fileio import dumps_json, write_json
+
+    value = {"nan": float("nan"), "inf": np.float32(np.inf), 80.0: [-np.inf, 1.5], "t": torch.tensor([1.0, np.nan]),
+             "path": tmp_path, "n": np.int64(3)}
+    path = write_json(tmp_path / "x.json", value)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=reject_constant) == {
+        "nan": None, "inf": None, "80.0": [None, 1.5], "t": [1.0, None], "path": str(tmp_path), "n": 3}
+    with pytest.raises(ValueError, match="non-standard JSON constant NaN"):  # the checker itself works
+        json.loads('{"a": NaN}', parse_constant=reject_constant)
+    assert json.loads(dumps_json([float("nan")], indent=None), parse_constant=reject_constant) == [None]

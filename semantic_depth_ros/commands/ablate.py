@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..data.fileio import write_json
 from ..errors import ConfigError
 from ..evaluation.evaluate import build_eval_dataset, evaluate_depth, load_eval_estimator
 from ..evaluation.metrics import DEPTH_METRIC_KEYS
@@ -118,8 +118,7 @@ def main(args: argparse.Namespace) -> int:
                         for variant in args.variants for cap in CAPS],
               "dataset": f"{args.eval_count} held-out generated kitti_like frames {width}x{height}",
               "budget": {"depth_steps": depth_steps, "phase2_steps": phase2_steps, "seeds": args.seeds}}
-    (root / "ablation.json").parent.mkdir(parents=True, exist_ok=True)
-    (root / "ablation.json").write_text(json.dumps({"results": results, **report}, indent=2, default=str) + "\n")
+    write_json(root / "ablation.json", {"results": results, **report})
     _, md_path = write_report(root / "ablation_report", report)
     print(format_report(report))
     for cap in CAPS:

@@ -9,13 +9,13 @@ rate, with the node's overhead over the bare model and its peak memory. Random w
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..data.fileio import write_json
 from ..errors import ConfigError
 from ..inference.benchmark import benchmark_model, random_checkpoint
 from ..inference.estimator import resolve_device, resolve_precision
@@ -197,6 +197,6 @@ def main(args: argparse.Namespace) -> int:
             print_node_section(section)
             report["node"] = section
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        write_json(args.json, report)
         print(f"\nwrote {args.json}")
     return 0

@@ -15,7 +15,6 @@ Re-running with the same ``--out`` reuses finished training phases (and resumes 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from ..data.fileio import write_json
 from ..data.synthetic import SyntheticFrame, render_frame
 from ..errors import ConfigError
+from ..evaluation.colorbar import with_depth_scale
 from ..evaluation.evaluate import build_eval_dataset, evaluate_depth, evaluate_semantic, load_eval_estimator
 from ..evaluation.metrics import DepthMetricAccumulator, SemanticConfusion
 from ..evaluation.report import write_report
 from ..evaluation.visualize import confidence_image, error_map, summary_sheet, write_ply, write_rgb_png
 from ..labels import CITYSCAPES_TRAIN_ID_NAMES
+from ..model.checkpoint import load_checkpoint
 from ..training.config import TrainConfig
 from ..training.trainer import MODEL_FILE
 from .generated_scenes import (
@@ -102,8 +104,10 @@ def heldout_frames(count: int) -> list[SyntheticFrame]:
             for index in range(count)]
 
 
-def save_frame(paths: DemoPaths, index: int, frame: SyntheticFrame, out: Any) -> dict[str, np.ndarray]:
-    """Write one frame's pictures and point cloud; returns the tiles used on the summary sheet."""
+def save_frame(paths: DemoPaths, index: int, frame: SyntheticFrame, out: Any,
+               depth_range: tuple[float, float]) -> dict[str, np.ndarray]:
+    """Write one frame's pictures (the depth colours with their scale over ``depth_range`` metres) and point
+    cloud; returns the tiles used on the summary sheet."""
     folder = paths.frame(index)
     tiles = {
         "input": frame.rgb,
@@ -113,10 +117,17 @@ def save_frame(paths: DemoPaths, index: int, frame: SyntheticFrame, out: Any) ->
         "rel. error vs truth": error_map(out.depth, frame.depth),
     }
     for name, file_name in zip(tiles, ("input", "depth_color", "semantic_color", "confidence", "error_map")):
-        write_rgb_png(folder / f"{file_name}.png", tiles[name])
+        image = with_depth_scale(tiles[name], *depth_range) if file_name == "depth_color" else tiles[name]
+        write_rgb_png(folder / f"{file_name}.png", image)
     write_ply(folder / "points.ply", out.points)
     np.save(folder / "depth.npy", out.depth)
     return tiles
+
+
+def node_depth_range(checkpoint: Path) -> tuple[float, float]:
+    """Metres over which the node colours ``depth/color`` with its default parameters: the checkpoint's range."""
+    config = load_checkpoint(checkpoint).config
+    return config.min_depth, config.max_depth
 
 
 def run_node_stage(paths: DemoPaths, checkpoint: Path, args: argparse.Namespace) -> tuple[dict[str, Any], list]:
@@ -128,11 +139,12 @@ def run_node_stage(paths: DemoPaths, checkpoint: Path, args: argparse.Namespace)
     confusion = SemanticConfusion()
     latencies, tile_rows, points = [], [], 0
     inputs = ((frame.rgb, frame.intrinsics) for frame in frames)
+    depth_range = node_depth_range(checkpoint)
     for index, (frame, out) in enumerate(zip(frames, stream_through_node(checkpoint, inputs, device=args.device))):
         depth_metrics.add(out.depth, frame.depth)
         confusion.add(out.semantic, frame.semantic)
         latencies.append(out.latency_ms)
-        tiles = save_frame(paths, index, frame, out)
+        tiles = save_frame(paths, index, frame, out, depth_range)
         points += int(np.isfinite(out.points[..., 2]).sum())
         if index < 3:
             tile_rows.append(list(tiles.items()))
@@ -165,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
                                                                       "semantic": semantic},
                "training": {"phase1": training1, "phase2": training2}, "checkpoint": str(phase2),
                "seconds": round(time.perf_counter() - started, 1)}
-    (paths.root / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float, allow_nan=True) + "\n")
+    write_json(paths.root / "metrics.json", metrics)
     report = {"depth": [{"method": f"DSC-DRN demo ({cap:g} m, {depth[cap]['count']} frames)", "cap": cap,
                          "metrics": depth[cap]} for cap in sorted(depth)]
               + [{"method": "DSC-DRN demo via the ROS node", "cap": CAP_M, "metrics": node["depth"]}],
@@ -179,7 +191,8 @@ def main(args: argparse.Namespace) -> int:
              f"RMSE {node['depth']['rmse']:.2f} m, d<1.25 {node['depth']['a1']:.3f}, mIoU {node['semantic_miou']:.3f}",
              f"latency image -> all outputs p50 {node['latency_ms']['p50']:.1f} ms, "
              f"p95 {node['latency_ms']['p95']:.1f} ms"]
-    write_rgb_png(paths.root / "summary.png", summary_sheet(tile_rows, lines))
+    sheet = summary_sheet(tile_rows, lines)
+    write_rgb_png(paths.root / "summary.png", with_depth_scale(sheet, *node_depth_range(phase2)))
     print("\n".join(lines))
     print(f"wrote {paths.root / 'summary.png'}, {paths.root / 'metrics.json'}, {md_path}, frames in "
           f"{paths.root / 'frames'}")

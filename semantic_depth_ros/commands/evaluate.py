@@ -1,6 +1,7 @@
 """`semantic-depth evaluate`: Eigen depth metrics (caps 50/80 m) and semantic mIoU of a checkpoint.
 
-Depth on KITTI (Eigen split file, Velodyne or annotated ground truth), on a folder written by
+Depth on KITTI (the Eigen split by name or any split file; Velodyne ground truth by the published reference
+procedure unless ``--gt-projection geometric``, precomputed with ``--gt-file``, or annotated), on a folder written by
 ``semantic-depth extract``, or on generated scenes; semantics on Cityscapes or generated scenes. Prints the
 Markdown report (the paper's Table I rows beside ours) and, with ``--out DIR``, writes ``DIR/evaluation.json``
 and ``DIR/evaluation.md``.
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..data.kitti import PROJECTIONS
 from ..errors import ConfigError
 from ..evaluation.evaluate import (
     DEFAULT_CAPS,
@@ -44,9 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     depth.add_argument("--dataset", choices=(*DEPTH_DATASET_KINDS, "none"), default="synthetic",
                        help="depth dataset (default: synthetic)")
     depth.add_argument("--root", default=None, help="KITTI raw root, or the folder written by `semantic-depth extract`")
-    depth.add_argument("--split-file", default=None, help="KITTI split file, e.g. Eigen's test_files.txt")
+    depth.add_argument("--split-file", "--split", dest="split_file", default="eigen_test",
+                       help="KITTI split file, or an installed split's name (default: eigen_test; eigen_val)")
     depth.add_argument("--gt", choices=("velodyne", "annotated"), default="velodyne",
                        help="KITTI ground truth: projected Velodyne scans or the depth-completion maps")
+    depth.add_argument("--gt-projection", choices=PROJECTIONS, default="reference",
+                       help="Velodyne projection: reference (published Eigen procedure, default) or geometric")
+    depth.add_argument("--gt-file", default=None,
+                       help="ground truth written by `semantic-depth export-gt` (npz), instead of projecting scans")
     depth.add_argument("--annotated-root", default=None, help="root of KITTI data_depth_annotated (default: --root)")
     depth.add_argument("--caps", type=float, nargs="+", default=list(DEFAULT_CAPS), metavar="M",
                        help="maximum evaluated depths in metres (default: 50 80)")
@@ -90,7 +97,9 @@ def _synthetic_options(args: argparse.Namespace, domain: str | None, task: str) 
 def _depth_options(args: argparse.Namespace) -> dict[str, Any]:
     """``build_eval_dataset`` options of the depth dataset selected by ``--dataset``."""
     if args.dataset == "kitti":
-        return {"root": args.root, "split_file": args.split_file, "gt": args.gt, "annotated_root": args.annotated_root}
+        projection = args.gt_projection if args.gt == "velodyne" and args.gt_file is None else None
+        return {"root": args.root, "split_file": args.split_file, "gt": args.gt, "projection": projection,
+                "gt_file": args.gt_file, "annotated_root": args.annotated_root}
     if args.dataset == "extracted":
         return {"root": args.root}
     return _synthetic_options(args, args.domain, "depth")

@@ -6,9 +6,9 @@ Several GPUs: ``torchrun --nproc_per_node N -m semantic_depth_ros.cli train --co
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from ..data.fileio import dumps_json
 from ..resources import find_data_file
 from ..training.config import PRECISIONS, load_config
 from ..training.distributed import detect_context
@@ -64,5 +64,5 @@ def main(args: argparse.Namespace) -> int:
         }
         if result.metrics_before:
             summary["metrics_before"] = {k: v for k, v in result.metrics_before.items() if "/" not in k}
-        print(json.dumps(summary, indent=1))
+        print(dumps_json(summary, indent=1))
     return 0

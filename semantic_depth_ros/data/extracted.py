@@ -28,10 +28,12 @@ from torch.utils.data import Dataset
 from semantic_depth_ros.data.fileio import (
     DEPTH_PNG_SCALE,
     depth_to_tensor,
+    dumps_json,
     image_to_tensor,
     read_depth_png,
     read_rgb,
     write_atomic,
+    write_json,
 )
 from semantic_depth_ros.errors import DatasetError, ExtractionError, InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
@@ -113,7 +115,7 @@ class ExtractedFolderWriter:
         """Whether ``intrinsics`` are the folder's camera (writes intrinsics.json on the first frame)."""
         current = intrinsics_json(intrinsics, frame_id)
         if self.intrinsics is None:
-            write_atomic(self.intrinsics_path, (json.dumps(current, indent=2) + "\n").encode())
+            write_json(self.intrinsics_path, current)
             self.intrinsics = current
             return True
         if not all(isinstance(self.intrinsics.get(key), (int, float)) for key in _INTRINSICS_KEYS):
@@ -134,7 +136,7 @@ class ExtractedFolderWriter:
         """Rewrite the manifest (sorted by stamp) if frames were added since the last flush."""
         if self.unflushed == 0:
             return
-        lines = [json.dumps(self.entries[stamp], sort_keys=True) for stamp in sorted(self.entries)]
+        lines = [dumps_json(dict(sorted(self.entries[stamp].items())), indent=None) for stamp in sorted(self.entries)]
         write_atomic(self.manifest_path, ("\n".join(lines) + "\n" if lines else "").encode())
         self.unflushed = 0
 

@@ -3,20 +3,26 @@
 - RGB images: 8-bit PNG/JPEG, returned as HxWx3 uint8 RGB.
 - Depth maps: the KITTI depth-completion convention, a single-channel uint16 PNG holding
   ``round(metres * 256)``, 0 = no measurement (largest depth 65535 / 256 = 255.996 m).
+- JSON: strict (RFC 8259) everywhere: NaN and infinities are written as ``null``, so ``jq``, browsers and other
+  languages read every file; numpy and torch values become plain numbers and lists.
 - Every written file is written atomically: a temporary file in the same folder, then ``os.replace``.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from semantic_depth_ros.errors import DatasetError
+from semantic_depth_ros.errors import DatasetError, InvalidInputError
 
 DEPTH_PNG_SCALE = 256.0
 """uint16 value per metre in depth PNGs (KITTI depth-completion convention)."""
@@ -101,3 +107,36 @@ def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
 def depth_to_tensor(depth: np.ndarray) -> torch.Tensor:
     """HxW float metres -> float32 1xHxW tensor."""
     return torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]
+
+
+def to_json_data(value: Any, where: str = "") -> Any:
+    """``value`` as strict JSON data: mappings (keys as str), lists, numbers, str, bool, None; numpy and torch
+    scalars/arrays to Python, paths to str, NaN and infinities to None. InvalidInputError naming the field
+    (``where``, dotted) for anything else."""
+    if isinstance(value, Mapping):
+        return {str(key): to_json_data(item, f"{where}.{key}" if where else str(key)) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_data(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return to_json_data(value.tolist(), where)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise InvalidInputError(f"field {where or '<root>'} has type {type(value).__name__}, which JSON cannot hold")
+
+
+def dumps_json(value: Any, *, indent: int | None = 2) -> str:
+    """Strict JSON text of ``value`` (see :func:`to_json_data`); never ``NaN`` or ``Infinity``."""
+    return json.dumps(to_json_data(value), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike[str], value: Any, *, indent: int | None = 2) -> Path:
+    """Write ``value`` as strict JSON (UTF-8, trailing newline) atomically; returns the path."""
+    path = Path(path)
+    write_atomic(path, (dumps_json(value, indent=indent) + "\n").encode("utf-8"))
+    return path

@@ -7,15 +7,24 @@ Layout read (the raw "sync" download)::
     root/2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000069.png
     root/2011_09_26/2011_09_26_drive_0002_sync/velodyne_points/data/0000000069.bin   float32 x y z reflectance
 
-Split files list one frame per line, ``2011_09_26/2011_09_26_drive_0002_sync 0000000069 l`` (``l`` = camera 2,
-``r`` = camera 3; the frame number may be zero-padded or not).
+Split files (:mod:`semantic_depth_ros.data.kitti_split`): monodepth or monodepth2 lines, a path or the name of
+an installed split (``eigen_train``, ``eigen_val``, ``eigen_test``).
 
-Ground truth, ``gt="velodyne"``: the Velodyne points with x > 0 (in front of the car) are taken to the
-rectified camera frame with ``P_rect @ R_rect_00 @ velo_to_cam`` and projected with
-:func:`semantic_depth_ros.data.projection.project_points_to_depth` (nearest point wins) at the image size;
-optionally densified with :func:`semantic_depth_ros.data.densify.densify_depth`. ``gt="annotated"``: the
-KITTI depth-completion maps (uint16 PNG / 256, 0 = invalid) from the ``data_depth_annotated`` layout
-``<annotated_root>/{train,val}/<drive>/proj_depth/groundtruth/image_02/<frame>.png``.
+Ground truth, ``gt="velodyne"``: the Velodyne points projected with the calibration, by one of two procedures:
+
+- ``projection="geometric"`` (default, training): points with x > 0 taken to the rectified camera frame with
+  ``P_rect @ R_rect_00 @ velo_to_cam`` and projected with
+  :func:`semantic_depth_ros.data.projection.project_points_to_depth` (pixel ``floor(u + 0.5)``, camera z,
+  nearest point wins) at the image size; optionally densified with
+  :func:`semantic_depth_ros.data.densify.densify_depth`;
+- ``projection="reference"`` (evaluation): the published Eigen-split procedure
+  (:mod:`semantic_depth_ros.data.kitti_reference_gt`: devkit pixel ``round(u) - 1``, Velodyne-x depth) at the
+  calibration's ``S_rect`` size, so numbers compare with the literature.
+
+``gt="annotated"``: the KITTI depth-completion maps (uint16 PNG / 256, 0 = invalid) from the
+``data_depth_annotated`` layout ``<annotated_root>/{train,val}/<drive>/proj_depth/groundtruth/image_02/<frame>.png``.
+``gt_file``: the maps of every frame precomputed by ``semantic-depth export-gt``
+(:class:`semantic_depth_ros.data.depth_archive.DepthArchive`).
 """
 
 from __future__ import annotations
@@ -28,12 +37,19 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from semantic_depth_ros.data.densify import densify_depth
+from semantic_depth_ros.data.depth_archive import DepthArchive
 from semantic_depth_ros.data.fileio import depth_to_tensor, image_to_tensor, read_depth_png, read_rgb
+from semantic_depth_ros.data.kitti_reference_gt import reference_velodyne_depth
+from semantic_depth_ros.data.kitti_split import KittiFrame, read_split_file
 from semantic_depth_ros.data.projection import project_points_to_depth, transform_points
 from semantic_depth_ros.errors import DatasetError
 
 GT_SOURCES = ("velodyne", "annotated")
-_SIDE_TO_CAMERA = {"l": 2, "r": 3}
+PROJECTIONS = ("geometric", "reference")
+"""How Velodyne ground truth is projected: ours (training) or the published Eigen-split procedure (evaluation)."""
+
+__all__ = ["GT_SOURCES", "PROJECTIONS", "KittiCalibration", "KittiDepthDataset", "KittiFrame", "load_kitti_calibration",
+           "parse_calib_file", "read_split_file", "read_velodyne_bin", "velodyne_depth"]
 
 
 class KittiCalibration(NamedTuple):
@@ -45,16 +61,8 @@ class KittiCalibration(NamedTuple):
     """4x4, p_cam = velo_to_cam @ p_velo, camera = the rectified frame of this camera (baseline included)."""
     image_size: tuple[int, int]
     """(width, height) of the rectified image, pixels (S_rect)."""
-
-
-class KittiFrame(NamedTuple):
-    """One line of a split file."""
-
-    drive: str
-    """``<date>/<drive>`` folder relative to the root."""
-    frame: int
-    camera: int
-    """2 (left colour) or 3 (right colour)."""
+    velo_to_image: np.ndarray
+    """3x4 ``P_rect_0c @ R_rect_00 @ velo_to_cam0``, multiplied in the reference procedure's order."""
 
 
 def parse_calib_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -106,7 +114,8 @@ def load_kitti_calibration(date_dir: str | os.PathLike[str], camera: int = 2) ->
     # P_rect = K [I | t]: t is this camera's offset from rectified camera 0 (the stereo baseline).
     offset = np.eye(4)
     offset[:3, 3] = np.linalg.solve(K, projection[:, 3])
-    return KittiCalibration(K=K, velo_to_cam=offset @ rect @ velo_to_cam0, image_size=(int(size[0]), int(size[1])))
+    return KittiCalibration(K=K, velo_to_cam=offset @ rect @ velo_to_cam0, image_size=(int(size[0]), int(size[1])),
+                            velo_to_image=np.dot(np.dot(projection, rect), velo_to_cam0))
 
 
 def read_velodyne_bin(path: str | os.PathLike[str]) -> np.ndarray:
@@ -126,28 +135,6 @@ def velodyne_depth(points: np.ndarray, calibration: KittiCalibration, width: int
     return project_points_to_depth(transform_points(calibration.velo_to_cam, forward), calibration.K, width, height)
 
 
-def read_split_file(path: str | os.PathLike[str]) -> list[KittiFrame]:
-    """Parse a split file (``<date>/<drive> <frame> [l|r]`` per line; blank lines ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"missing split file: {path}")
-    frames: list[KittiFrame] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        side = tokens[2] if len(tokens) == 3 else "l"
-        if len(tokens) not in (2, 3) or not tokens[1].isdigit() or side not in _SIDE_TO_CAMERA:
-            raise DatasetError(f"{path}:{number}: expected '<date>/<drive> <frame> <l|r>', got {line.strip()!r}")
-        drive = tokens[0].strip("/")
-        if len(Path(drive).parts) != 2 or ".." in Path(drive).parts:
-            raise DatasetError(f"{path}:{number}: drive must be '<date>/<drive>', got {tokens[0]!r}")
-        frames.append(KittiFrame(drive=drive, frame=int(tokens[1]), camera=_SIDE_TO_CAMERA[side]))
-    if not frames:
-        raise DatasetError(f"split file lists no frames: {path}")
-    return frames
-
-
 class KittiDepthDataset(Dataset):
     """KITTI raw frames of a split file as depth samples.
 
@@ -161,6 +148,8 @@ class KittiDepthDataset(Dataset):
         split_file: str | os.PathLike[str],
         *,
         gt: str = "velodyne",
+        projection: str = "geometric",
+        gt_file: str | os.PathLike[str] | None = None,
         densify: bool = False,
         annotated_root: str | os.PathLike[str] | None = None,
         densify_window: int = 11,
@@ -169,16 +158,22 @@ class KittiDepthDataset(Dataset):
     ) -> None:
         if gt not in GT_SOURCES:
             raise DatasetError(f"gt must be one of {GT_SOURCES}, got {gt!r}")
+        if projection not in PROJECTIONS:
+            raise DatasetError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
+        if gt_file is not None and gt != "velodyne":
+            raise DatasetError(f"gt_file holds projected Velodyne depth; it cannot be combined with gt={gt!r}")
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"missing KITTI root folder: {self.root}")
         self.gt = gt
+        self.projection = projection
         self.densify = densify
         self.densify_window = densify_window
         self.densify_band = densify_band
         self.annotated_root = Path(annotated_root) if annotated_root is not None else self.root
         self.transform = transform
         self.frames = read_split_file(split_file)
+        self.gt_archive = DepthArchive(gt_file, len(self.frames)) if gt_file is not None else None
         self.calibrations: dict[tuple[str, int], KittiCalibration] = {}
         for item in self.frames:
             key = (Path(item.drive).parts[0], item.camera)
@@ -211,10 +206,33 @@ class KittiDepthDataset(Dataset):
                 return candidate
         raise DatasetError(f"missing annotated depth: {candidates[0]} (also looked in val/ and {candidates[2]})")
 
-    def load_depth(self, index: int, width: int, height: int) -> np.ndarray:
-        """HxW float32 ground-truth depth (metres, 0 = invalid) of sample ``index``."""
+    def calibration(self, index: int) -> KittiCalibration:
+        """Calibration of the camera of sample ``index``."""
         item = self.frames[index]
-        if self.gt == "annotated":
+        return self.calibrations[(Path(item.drive).parts[0], item.camera)]
+
+    def _velodyne(self, index: int, width: int, height: int) -> np.ndarray:
+        """HxW depth of sample ``index`` from its Velodyne scan, by ``self.projection``."""
+        item = self.frames[index]
+        scan = read_velodyne_bin(self.root / item.drive / "velodyne_points" / "data" / f"{item.frame:010d}.bin")
+        calibration = self.calibration(index)
+        if self.projection == "geometric":
+            return velodyne_depth(scan, calibration, width, height)
+        if (width, height) != calibration.image_size:
+            raise DatasetError(f"image of {item.drive} frame {item.frame} is {width}x{height}, calibration S_rect "
+                               f"is {calibration.image_size[0]}x{calibration.image_size[1]}: reference ground "
+                               "truth is defined at the S_rect size")
+        return reference_velodyne_depth(scan, calibration.velo_to_image, width, height)
+
+    def load_depth(self, index: int, width: int, height: int) -> np.ndarray:
+        """HxW float32 ground-truth depth (metres, 0 = invalid) of sample ``index`` for an image ``width`` x
+        ``height`` (DatasetError when a stored map has another size)."""
+        if self.gt_archive is not None:
+            depth = self.gt_archive[index]
+            if depth.shape != (height, width):
+                raise DatasetError(f"gt file {self.gt_archive.path} frame {index:05d} is {depth.shape[1]}x"
+                                   f"{depth.shape[0]}, the image is {width}x{height}")
+        elif self.gt == "annotated":
             path = self.annotated_path(index)
             depth = read_depth_png(path)
             if depth.shape != (height, width):
@@ -222,19 +240,16 @@ class KittiDepthDataset(Dataset):
                     f"annotated depth is {depth.shape[1]}x{depth.shape[0]}, image {width}x{height}: {path}"
                 )
         else:
-            scan = read_velodyne_bin(self.root / item.drive / "velodyne_points" / "data" / f"{item.frame:010d}.bin")
-            calibration = self.calibrations[(Path(item.drive).parts[0], item.camera)]
-            depth = velodyne_depth(scan, calibration, width, height)
+            depth = self._velodyne(index, width, height)
         if self.densify:
             depth = densify_depth(depth, window=self.densify_window, band=self.densify_band)
         return depth
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.frames[index]
         rgb = read_rgb(self.image_path(index))
         height, width = rgb.shape[:2]
         depth = self.load_depth(index, width, height)
-        calibration = self.calibrations[(Path(item.drive).parts[0], item.camera)]
+        calibration = self.calibration(index)
         sample: dict[str, Any] = {
             "image": image_to_tensor(rgb),
             "depth": depth_to_tensor(depth),

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from semantic_depth_ros.data.cityscapes import CityscapesDataset
 from semantic_depth_ros.data.extracted import ExtractedDepthDataset
 from semantic_depth_ros.data.kitti import KittiDepthDataset
+from semantic_depth_ros.data.kitti_split import resolve_split_file
 from semantic_depth_ros.data.synthetic import SyntheticDataset, domain_intrinsics
 from semantic_depth_ros.errors import ConfigError, DatasetError, InvalidInputError
 from semantic_depth_ros.evaluation.metrics import CROPS, DepthMetricAccumulator, SemanticConfusion
@@ -249,7 +250,7 @@ def evaluate_semantic(
 
 _DATASET_OPTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # kind: (required options, optional options)
-    "kitti": (("root", "split_file"), ("gt", "annotated_root")),
+    "kitti": (("root", "split_file"), ("gt", "projection", "gt_file", "annotated_root")),
     "extracted": (("root",), ()),
     "synthetic": (("domain",), ("task", "count", "seed", "height", "width")),
     "cityscapes": (("root",), ("split",)),
@@ -282,8 +283,11 @@ def _existing(path: Any, what: str, *, folder: bool) -> Path:
 def build_eval_dataset(kind: str, **options: Any) -> Dataset:
     """The evaluation dataset ``kind`` built from its options (None values are ignored).
 
-    * ``kitti``: ``root`` (KITTI raw), ``split_file`` (e.g. Eigen's test list), ``gt`` ``velodyne`` (default) or
-      ``annotated``, ``annotated_root`` (depth-completion maps; default ``root``);
+    * ``kitti``: ``root`` (KITTI raw), ``split_file`` (a path or an installed split's name, e.g. ``eigen_test``),
+      ``gt`` ``velodyne`` (default) or ``annotated``, ``projection`` of the Velodyne points ``reference`` (default:
+      the published Eigen-split procedure, so numbers compare with the literature) or ``geometric`` (our
+      training targets), ``gt_file`` (the maps written by ``semantic-depth export-gt``, instead of projecting),
+      ``annotated_root`` (depth-completion maps; default ``root``);
     * ``extracted``: ``root`` (a folder written by ``semantic-depth extract``);
     * ``synthetic``: ``domain`` (``kitti_like``, ``cityscapes_like``), ``task`` ``depth`` (default) or
       ``semantic``, ``count`` (default 20), ``seed`` (default 0), ``height``, ``width`` (px; the domain's native
@@ -295,11 +299,16 @@ def build_eval_dataset(kind: str, **options: Any) -> Dataset:
     given = _check_options(kind, options)
     if kind == "kitti":
         root = _existing(given["root"], "KITTI root", folder=True)
-        split_file = _existing(given["split_file"], "KITTI split", folder=False)
+        split_file = resolve_split_file(given["split_file"])
         annotated_root = given.get("annotated_root")
         if annotated_root is not None:
             annotated_root = _existing(annotated_root, "KITTI annotated depth", folder=True)
-        return KittiDepthDataset(root, split_file, gt=given.get("gt", "velodyne"), annotated_root=annotated_root)
+        gt_file = given.get("gt_file")
+        if gt_file is not None:
+            gt_file = _existing(gt_file, "ground-truth", folder=False)
+        return KittiDepthDataset(root, split_file, gt=given.get("gt", "velodyne"),
+                                 projection=given.get("projection", "reference"), gt_file=gt_file,
+                                 annotated_root=annotated_root)
     if kind == "extracted":
         return ExtractedDepthDataset(_existing(given["root"], "extracted dataset", folder=True))
     if kind == "cityscapes":

@@ -1,8 +1,8 @@
 """Evaluation reports: Markdown tables in the layout of the paper's Table I, and JSON, written atomically.
 
-The paper's rows hold only the numbers this package actually records from the paper (Gurram et al., IEEE ITS
-Magazine 2021, KITTI Eigen split): DSC-DRN at the 80 m cap, abs_rel 0.100, rmse 4.298, a1 0.874. Every other cell
-of the paper's rows is printed as ``n/a`` with a footnote saying so; no value is guessed.
+The paper's rows are its whole Table I (:mod:`semantic_depth_ros.evaluation.paper_table`, installed
+``reference/paper_table1.csv``): every method at the table's cap, printed as the paper prints them, with ``n/a``
+only where the paper reports nothing.
 
 ``results`` layout for :func:`write_report` (every key optional; other keys are metadata, kept in the JSON and
 listed in the Markdown)::
@@ -17,20 +17,19 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
-from semantic_depth_ros.data.fileio import write_atomic
+from semantic_depth_ros.data.fileio import to_json_data, write_atomic, write_json
 from semantic_depth_ros.errors import ConfigError, InvalidInputError
+from semantic_depth_ros.evaluation.paper_table import PAPER_SOURCE, paper_rows_at
 
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("abs_rel", "Abs Rel ↓"),
     ("sq_rel", "Sq Rel ↓"),
     ("rmse", "RMSE ↓"),
     ("rmse_log", "RMSE log ↓"),
+    ("log10", "log10 ↓"),
     ("a1", "δ<1.25 ↑"),
     ("a2", "δ<1.25² ↑"),
     ("a3", "δ<1.25³ ↑"),
@@ -38,27 +37,8 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
 """(metric key, column header) of the depth table, after the Method and Cap columns, in the paper's order."""
 
 NOT_AVAILABLE = "n/a"
-PAPER_SOURCE = "Gurram et al., IEEE Intelligent Transportation Systems Magazine 2021, Table I (KITTI Eigen split)"
-PAPER_FOOTNOTE = (
-    f"Paper rows: {PAPER_SOURCE}. n/a = value not recorded in this package; only DSC-DRN at the 80 m cap "
-    "(abs_rel 0.100, rmse 4.298, a1 0.874) is recorded."
-)
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    """One method of the paper's Table I at one cap (metres); ``metrics`` holds only the recorded values."""
-
-    method: str
-    cap: float
-    metrics: Mapping[str, float] = field(default_factory=dict)
-
-
-PAPER_ROWS: tuple[PaperRow, ...] = tuple(
-    PaperRow(f"{method} (paper)", cap, {"abs_rel": 0.100, "rmse": 4.298, "a1": 0.874} if recorded else {})
-    for cap in (50.0, 80.0)
-    for method, recorded in (("DRN", False), ("DC-DRN", False), ("DSC-DRN", cap == 80.0))
-)
+PAPER_FOOTNOTE = (f"Paper rows: {PAPER_SOURCE}, as printed there; n/a = not reported in the paper. "
+                  "(paper) rows are the paper's own DRN, DC-DRN and DSC-DRN.")
 
 
 def _format_value(value: Any) -> str:
@@ -90,20 +70,19 @@ def _table(header: list[str], align: list[str], body: list[list[str]]) -> list[s
 
 
 def format_depth_table(rows: list[tuple[str, Mapping[str, float]]], *, cap: float, include_paper: bool = True) -> str:
-    """Markdown depth table (Method, Cap, Abs Rel, Sq Rel, RMSE, RMSE log, δ<1.25, δ<1.25², δ<1.25³).
+    """Markdown depth table (Method, Cap, Abs Rel, Sq Rel, RMSE, RMSE log, log10, δ<1.25, δ<1.25², δ<1.25³).
 
     Args:
         rows: (method name, metrics dict as returned by ``compute_depth_metrics``/the accumulator) of our runs.
         cap: maximum evaluated depth, metres; selects the paper rows of that cap.
-        include_paper: append the paper's rows for ``cap`` (with their footnote) when the paper has any.
+        include_paper: append every row of the paper's Table I at ``cap`` (with their footnote), if it has any.
     """
     cap = _check_cap(cap)
-    paper = [row for row in PAPER_ROWS if row.cap == cap] if include_paper else []
-    named = list(rows) + [(row.method, row.metrics) for row in paper]
-    body = [
-        [method, _format_cap(cap)] + [_format_value(metrics.get(key)) for key, _ in TABLE_COLUMNS]
-        for method, metrics in named
-    ]
+    paper = paper_rows_at(cap) if include_paper else []
+    body = [[method, _format_cap(cap)] + [_format_value(metrics.get(key)) for key, _ in TABLE_COLUMNS]
+            for method, metrics in rows]
+    body += [[row.method, _format_cap(cap)] + [row.cells.get(key, NOT_AVAILABLE) for key, _ in TABLE_COLUMNS]
+             for row in paper]
     header = ["Method", "Cap"] + [title for _, title in TABLE_COLUMNS]
     lines = _table(header, ["---", "---"] + ["---:"] * len(TABLE_COLUMNS), body)
     if paper:
@@ -132,25 +111,6 @@ def format_semantic_table(rows: list[tuple[str, Mapping[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _jsonable(value: Any, where: str) -> Any:
-    """``value`` as strict JSON data: numpy scalars/arrays to Python, non-finite floats to None."""
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item, f"{where}.{key}" if where else str(key)) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item, f"{where}[{index}]") for index, item in enumerate(value)]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist(), where)
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise InvalidInputError(f"report field {where} has type {type(value).__name__}, which JSON cannot hold")
-
-
 def _entries(results: Mapping[str, Any], key: str, required: tuple[str, ...]) -> list[Mapping[str, Any]]:
     """The list ``results[key]``, checking that every entry is a mapping with the ``required`` fields."""
     entries = results.get(key, [])
@@ -171,7 +131,8 @@ def format_report(results: Mapping[str, Any]) -> str:
     semantic = _entries(results, "semantic", ("method",))
     lines = ["# Evaluation report", ""]
     metadata = {key: value for key, value in results.items() if key not in ("depth", "semantic")}
-    lines += [f"- {key}: {json.dumps(_jsonable(value, key), ensure_ascii=False)}" for key, value in metadata.items()]
+    lines += [f"- {key}: {json.dumps(to_json_data(value, key), ensure_ascii=False, allow_nan=False)}"
+              for key, value in metadata.items()]
     if metadata:
         lines.append("")
     for cap in sorted({_check_cap(entry["cap"]) for entry in depth}):
@@ -180,11 +141,6 @@ def format_report(results: Mapping[str, Any]) -> str:
     if semantic:
         lines += ["## Semantic segmentation", "", format_semantic_table([(str(e["method"]), e) for e in semantic])]
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
-    write_atomic(path, text.encode("utf-8"))
 
 
 def write_report(path_stem: str | os.PathLike[str], results: Mapping[str, Any]) -> tuple[Path, Path]:
@@ -198,7 +154,6 @@ def write_report(path_stem: str | os.PathLike[str], results: Mapping[str, Any]) 
     stem = os.fspath(path_stem)
     json_path, md_path = Path(stem + ".json"), Path(stem + ".md")
     markdown = format_report(results)
-    payload = json.dumps(_jsonable(results, ""), indent=2, ensure_ascii=False, allow_nan=False)
-    _atomic_write_text(json_path, payload + "\n")
-    _atomic_write_text(md_path, markdown)
+    write_json(json_path, results)
+    write_atomic(md_path, markdown.encode("utf-8"))
     return json_path, md_path

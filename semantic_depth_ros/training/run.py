@@ -3,7 +3,6 @@ produces (run-state checkpoints, the best and final model checkpoints, ``metrics
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import torch
 import yaml
 
-from ..data.fileio import write_atomic
+from ..data.fileio import write_atomic, write_json
 from ..devices import autocast_factory
 from ..errors import ConfigError
 from ..model.bins import DepthBins
@@ -167,7 +166,7 @@ def write_metrics_file(run: Run) -> None:
     if not run.ctx.is_main:
         return
     document = {"history": run.history, "best": run.best, "metrics_before": run.extra.get("metrics_before", {})}
-    write_atomic(run.run_dir / METRICS_FILE, json.dumps(document, indent=1, default=float).encode())
+    write_json(run.run_dir / METRICS_FILE, document, indent=1)
 
 
 def save_state(run: Run) -> None:
