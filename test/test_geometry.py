@@ -14,7 +14,6 @@ from semantic_depth_ros.geometry.intrinsics import (
     CameraModel,
     Intrinsics,
     camera_from_info,
-    crop_intrinsics,
     scale_intrinsics,
     transform_intrinsics,
 )
@@ -104,9 +103,8 @@ def test_scaled_intrinsics_project_points_where_resize_moves_them() -> None:
     assert v_small == pytest.approx((v + 0.5) * 188 / 375 - 0.5)
 
 
-def test_crop_and_transform_intrinsics() -> None:
+def test_transform_intrinsics() -> None:
     intr = Intrinsics(fx=500.0, fy=400.0, cx=100.0, cy=50.0, width=640, height=480)
-    assert crop_intrinsics(intr, 10, 20, 300, 200) == Intrinsics(500.0, 400.0, 90.0, 30.0, 300, 200)
     # Letterbox: halve, then pad 7 rows on top of a 320x254 canvas.
     padded = transform_intrinsics(intr, 0.5, 0.0, 7.0, 320, 254)
     assert padded == Intrinsics(250.0, 200.0, 49.75, 24.75 + 7.0, 320, 254)

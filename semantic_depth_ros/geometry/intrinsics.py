@@ -132,11 +132,6 @@ def scale_intrinsics(intr: Intrinsics, new_width: int, new_height: int) -> Intri
     )
 
 
-def crop_intrinsics(intr: Intrinsics, left: int, top: int, new_width: int, new_height: int) -> Intrinsics:
-    """Intrinsics of the ``new_width`` x ``new_height`` crop whose top-left pixel is ``(left, top)``."""
-    return transform_intrinsics(intr, 1.0, -left, -top, new_width, new_height)
-
-
 @dataclass(frozen=True)
 class CameraModel:
     """The lens model of a ``sensor_msgs/CameraInfo``: pinhole ``intrinsics``, the ``distortion_model`` name
