@@ -7,12 +7,9 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from conftest import TINY_MODEL
 
 from semantic_depth_ros.errors import CheckpointError, ConfigError
-from semantic_depth_ros.inference.backend_benchmark import benchmark_backends
 from semantic_depth_ros.model.checkpoint import load_checkpoint
-from semantic_depth_ros.model.config import ModelConfig
 from semantic_depth_ros.model.onnx_export import export_onnx
 from semantic_depth_ros.model.onnx_format import METADATA_KEYS
 from semantic_depth_ros.inference.onnx_runner import (CPU, CUDA, TENSORRT, OnnxRunner, check_onnx_backend,
@@ -163,14 +160,3 @@ def test_precision_and_backend_an_onnx_model_cannot_honour_are_refused(tiny_onnx
             OnnxRunner(tiny_onnx, device="cpu", precision=precision)
     with pytest.raises(ConfigError, match="num_threads = 0 must be a positive integer"):
         OnnxRunner(tiny_onnx, num_threads=0)
-
-
-def test_backend_benchmark_rows() -> None:
-    rows = benchmark_backends(ModelConfig.from_dict(dict(TINY_MODEL)), warmup=0, iters=2, num_threads=1)
-    assert [r["backend"] for r in rows] == ["pytorch eager fp32 (cpu)", "onnxruntime CPUExecutionProvider (fp32)"]
-    for row in rows:
-        assert row["p50_ms"] > 0 and row["p95_ms"] >= row["p50_ms"] and row["fps"] > 0
-    assert rows[0]["speedup"] == 1.0
-    assert rows[1]["speedup"] == pytest.approx(rows[0]["p50_ms"] / rows[1]["p50_ms"])
-    with pytest.raises(ConfigError, match="iters >= 1"):
-        benchmark_backends(ModelConfig.from_dict(dict(TINY_MODEL)), iters=0)
