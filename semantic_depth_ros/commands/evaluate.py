@@ -126,6 +126,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("nothing to evaluate: --dataset none and --semantic none")
 
     estimator = load_eval_estimator(args.checkpoint, device=args.device, precision=args.precision)
+    estimator.require_outputs(tuple(datasets))  # the tasks are the outputs: an .onnx may lack a head
     if not estimator.trained:
         print(f"WARNING: {args.checkpoint} is an UNTRAINED checkpoint: its metrics are meaningless.", file=sys.stderr)
     method = method_name(args.checkpoint, args.label, trained=estimator.trained)

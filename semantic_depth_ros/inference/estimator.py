@@ -153,6 +153,7 @@ class DepthEstimator:
         self.config = config
         self.model_name = config.name
         self.trained = trained
+        self.source = source
         if not trained:
             logger.warning("checkpoint %s is UNTRAINED (random weights): its depth, labels and confidence are "
                            "MEANINGLESS; use it only to test plumbing", source)
@@ -225,6 +226,16 @@ class DepthEstimator:
         if "sc" in heads:
             available.add("semantic")
         return frozenset(available)
+
+    def require_outputs(self, outputs: Collection[str]) -> None:
+        """ConfigError naming the model file unless it can give every one of ``outputs`` (see
+        ``available_outputs``): lets a command refuse, before any work, a model exported without a head it needs."""
+        lacking = [name for name in OUTPUTS if name in _check_outputs(outputs) - self.available_outputs]
+        if lacking:
+            have = ", ".join(name for name in OUTPUTS if name in self.available_outputs)
+            raise ConfigError(f"model file {self.source} cannot give {', '.join(lacking)}: it was exported without "
+                              f"the head(s) for it (it gives {have}); re-export with `semantic-depth export --heads "
+                              "...`")
 
     def warmup(self, height: int, width: int, *, batch_size: int = 1) -> None:
         """Run two batches of ``batch_size`` frames of ``height`` x ``width`` with every available output
@@ -312,6 +323,9 @@ class DepthEstimator:
             heads.add("dc")
         if "semantic" in wanted or ("depth" in wanted and mask_sky):
             heads.add("sc")
+        if "depth" in wanted and mask_sky and "sc" not in self.runner.heads:
+            raise ConfigError(f"mask_sky needs the semantic head, which model file {self.source} was exported "
+                              "without; re-export with `semantic-depth export --heads depth,semantic` or unset mask_sky")
         return tuple(h for h in HEADS if h in heads)
 
     def _upload(self, image: np.ndarray, slot: int) -> torch.Tensor:
