@@ -325,7 +325,8 @@ class DepthEstimator:
             heads.add("sc")
         if "depth" in wanted and mask_sky and "sc" not in self.runner.heads:
             raise ConfigError(f"mask_sky needs the semantic head, which model file {self.source} was exported "
-                              "without; re-export with `semantic-depth export --heads depth,semantic` or unset mask_sky")
+                              "without; re-export with `semantic-depth export --heads depth,semantic` or unset "
+                              "mask_sky")
         return tuple(h for h in HEADS if h in heads)
 
     def _upload(self, image: np.ndarray, slot: int) -> torch.Tensor:
