@@ -4,7 +4,8 @@ Prints two tables for this machine: (1) ``DepthEstimator.estimate`` latency p50/
 for each preset, precision and input size, on PyTorch and, beside it, on onnxruntime (the preset exported to
 ONNX, the same pre- and post-processing) with the ratio of the PyTorch fp32 p50 to the onnxruntime p50; (2) the
 node in its own process: image published -> outputs received latency (one frame in flight), and the sustained
-output rate at fixed input rates (30 Hz) and at a saturating rate, with the node's overhead over the bare model and its peak memory. Random weights: timing only.
+output rate at fixed input rates (30 Hz) and at a saturating rate, with the node's overhead over the bare model
+and its peak memory. Random weights: timing only.
 """
 
 from __future__ import annotations
