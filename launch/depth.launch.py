@@ -47,7 +47,7 @@ def generate_launch_description() -> LaunchDescription:
     dds_profile = LaunchConfiguration("dds_profile")
     return LaunchDescription([
         DeclareLaunchArgument("model_path", default_value="",
-                              description="checkpoint file (.pt); overrides model_path of the params file"),
+                              description="model file (.pt or .onnx); overrides model_path of the params file"),
         DeclareLaunchArgument("image", default_value="/camera/image_raw",
                               description="camera image topic (its /compressed sub-topic with input_transport "
                                           "compressed)"),

@@ -59,10 +59,22 @@ def test_bench_model_table_and_node_run(tmp_path: Path, tiny_checkpoint: Path,
     assert cli_main(["bench", "--presets", str(preset), "--sizes", "48x160,20x30", "--precisions", "fp32",
                      "--iters", "2", "--warmup", "0", "--threads", "1", "--no-node", "--json", str(report)]) == 0
     rows = json.loads(report.read_text())["model"]
-    assert [(r["preset"], r["precision"], r["size"]) for r in rows] == [
-        (str(preset), "fp32", "48x160"), (str(preset), "fp32", "20x30")]
+    # PyTorch and, beside it, the same preset exported to ONNX, per size, with the ratio of their p50
+    assert [(r["preset"], r["size"], r["backend"], r["precision"], r["runtime"]) for r in rows] == [
+        (str(preset), "48x160", "auto", "fp32", "torch eager fp32 on cpu"),
+        (str(preset), "48x160", "onnxruntime", "fp32", "onnxruntime CPUExecutionProvider (fp32)"),
+        (str(preset), "20x30", "auto", "fp32", "torch eager fp32 on cpu"),
+        (str(preset), "20x30", "onnxruntime", "fp32", "onnxruntime CPUExecutionProvider (fp32)")]
     assert all(r["p95_ms"] >= r["p50_ms"] > 0 and r["peak_mem_mb"] > 0 for r in rows)
-    assert "p50" in capsys.readouterr().out
+    for torch_row, onnx_row in (rows[0:2], rows[2:4]):
+        assert "vs_pytorch_fp32" not in torch_row
+        assert onnx_row["vs_pytorch_fp32"] == pytest.approx(torch_row["p50_ms"] / onnx_row["p50_ms"])
+    out = capsys.readouterr().out
+    assert "p50" in out and "onnxruntime CPUExecutionProvider (fp32)" in out
+    assert cli_main(["bench", "--presets", str(preset), "--sizes", "20x30", "--precisions", "fp32", "--iters", "1",
+                     "--warmup", "0", "--threads", "1", "--no-node", "--no-onnx", "--json", str(report)]) == 0
+    assert [r["backend"] for r in json.loads(report.read_text())["model"]] == ["auto"]
+    capsys.readouterr()
 
     report = tmp_path / "node.json"
     assert cli_main(["bench", "--no-model", "--checkpoint", str(tiny_checkpoint), "--device", "cpu",

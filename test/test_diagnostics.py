@@ -48,7 +48,8 @@ def test_diagnostic_array_fields() -> None:
     stats.record_input(1.0)
     stats.record_output(1.0, 1.02)
     array = diagnostic_array(stats.snapshot(2.0), stamp=Time(sec=7), name="depth_node: semantic depth",
-                             hardware_id="cpu", device="cpu", model_name="tiny", precision="fp32", trained=False)
+                             hardware_id="cpu", device="cpu", model_name="tiny", precision="fp32", trained=False,
+                             runtime="onnxruntime CPUExecutionProvider (fp32)")
     assert array.header.stamp.sec == 7
     (status,) = array.status
     assert (status.name, status.hardware_id, status.level) == ("depth_node: semantic depth", "cpu", DiagnosticStatus.OK)
@@ -57,6 +58,7 @@ def test_diagnostic_array_fields() -> None:
     assert values["latency_p50_ms"] == "20.00" and values["latency_p95_ms"] == "20.00"
     assert (values["frames_dropped"], values["device"], values["model"], values["trained"]) == ("0", "cpu", "tiny",
                                                                                                 "false")
+    assert values["runtime"] == "onnxruntime CPUExecutionProvider (fp32)"
 
 
 def test_status_warns_when_frames_arrive_but_nothing_is_published() -> None:

@@ -511,7 +511,8 @@ def test_latency_stats() -> None:
 
 def test_benchmark_model_times_the_estimator() -> None:
     stats = benchmark_model(CONFIG, device="cpu", height=30, width=70, warmup=1, iters=3, num_threads=1)
-    assert set(stats) == {"p50_ms", "p95_ms", "fps", "peak_mem_mb"}
+    assert set(stats) == {"p50_ms", "p95_ms", "fps", "peak_mem_mb", "precision", "runtime"}
+    assert (stats["precision"], stats["runtime"]) == ("fp32", "torch eager fp32 on cpu")
     assert 0 < stats["p50_ms"] <= stats["p95_ms"]
     assert stats["peak_mem_mb"] > 50  # the process holds torch
     with pytest.raises(ConfigError, match="warmup >= 0 and iters >= 1, got warmup=0, iters=0"):

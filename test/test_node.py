@@ -516,6 +516,7 @@ def test_diagnostics_report_rates_latency_drops_device_and_model(graph: dict[str
     assert {"input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "frames_dropped"} <= set(values)
     assert (values["device"], values["model"], values["trained"]) == ("cpu", "tiny_test", "false")
     assert values["precision"] == node.estimator.precision and values["precision"] in ("fp32", "bf16")
+    assert values["runtime"] == f"torch eager {values['precision']} on cpu"  # what executes the network
     assert int(values["frames_published"]) >= 1 and float(values["latency_p50_ms"]) > 0.0
     assert float(values["input_rate_hz"]) > 0.0
     assert float(values["peak_rss_mb"]) > 100.0  # this test process holds torch and rclpy

@@ -24,7 +24,7 @@ from semantic_depth_ros.ros.params import (
 
 ISSUE_PARAMETERS = {"model_path", "device", "precision", "output_resolution", "min_depth", "max_depth", "mask_sky",
                     "point_stride", "fx", "fy", "cx", "cy", "input_transport"}
-EXTRA_PARAMETERS = {"backend"}
+EXTRA_PARAMETERS = {"backend", "trt_cache_dir"}
 QOS_PARAMETERS = {"input_qos_reliability", "input_qos_depth", "output_qos_reliability", "output_qos_depth"}
 
 
@@ -40,7 +40,8 @@ def test_the_table_has_the_issue_parameters_plus_qos_and_matches_node_settings()
 def test_dynamic_and_static_split() -> None:
     assert DYNAMIC_PARAMETERS == {"output_resolution", "min_depth", "max_depth", "mask_sky", "point_stride",
                                   "fx", "fy", "cx", "cy"}
-    assert STATIC_PARAMETERS == {"model_path", "device", "precision", "backend", "input_transport"} | QOS_PARAMETERS
+    assert STATIC_PARAMETERS == {"model_path", "device", "precision", "backend", "trt_cache_dir",
+                                 "input_transport"} | QOS_PARAMETERS
 
 
 def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> None:
@@ -51,7 +52,8 @@ def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> Non
 
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("precision", "fp64", "parameter precision = 'fp64' must be one of auto, fp32, fp16, bf16"),
-    ("backend", "tensorrt", "parameter backend = 'tensorrt' must be one of auto, eager, compile, cudagraphs"),
+    ("backend", "tensorrt", "parameter backend = 'tensorrt' must be one of auto, eager, compile, cudagraphs, "
+                 "onnxruntime"),
     ("input_transport", "theora", "parameter input_transport = 'theora' must be one of raw, compressed"),
     ("output_resolution", "half", "parameter output_resolution = 'half' must be one of input, network"),
     ("point_stride", 0, "parameter point_stride = 0 is outside [1, 64]"),

@@ -1,9 +1,11 @@
 """`semantic-depth bench`: model latency per preset/precision/size and end-to-end node latency over DDS.
 
 Prints two tables for this machine: (1) ``DepthEstimator.estimate`` latency p50/p95, throughput and peak memory
-for each preset, precision and input size; (2) the node in its own process: image published -> outputs received
-latency (one frame in flight), and the sustained output rate at fixed input rates (30 Hz) and at a saturating
-rate, with the node's overhead over the bare model and its peak memory. Random weights: timing only.
+for each preset, precision and input size, on PyTorch and, beside it, on onnxruntime (the preset exported to
+ONNX, the same pre- and post-processing) with the ratio of the PyTorch fp32 p50 to the onnxruntime p50; (2) the
+node in its own process: image published -> outputs received latency (one frame in flight), and the sustained
+output rate at fixed input rates (30 Hz) and at a saturating rate, with the node's overhead over the bare model
+and its peak memory. Random weights: timing only.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..data.fileio import write_json
 from ..errors import ConfigError
 from ..inference.benchmark import benchmark_model, random_checkpoint
 from ..inference.estimator import resolve_device, resolve_precision
+from ..inference.onnx_runner import is_onnx_path
 from ..messages import OUTPUT_TOPICS, estimator_outputs_for
 from ..model.checkpoint import save_checkpoint
 from ..model.config import available_presets, load_preset
@@ -78,9 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads, model table and node process (1 is fastest on a busy small CPU)")
     parser.add_argument("--no-model", action="store_true", help="skip the model table")
+    parser.add_argument("--no-onnx", action="store_true",
+                        help="model table without the onnxruntime rows (default: each preset exported to ONNX too)")
     parser.add_argument("--no-node", action="store_true", help="skip the end-to-end node measurements")
     parser.add_argument("--node-preset", default="resnet18", help="preset the node runs (random weights)")
-    parser.add_argument("--checkpoint", default=None, help="run the node on this checkpoint instead")
+    parser.add_argument("--checkpoint", default=None, help="run the node on this checkpoint (.pt or .onnx) instead")
     parser.add_argument("--node-precision", default=None, help="node precision (default: what auto picks here)")
     parser.add_argument("--node-size", default="375x1242", help="camera image size HxW published to the node")
     parser.add_argument("--node-outputs", action="append", default=None,
@@ -101,21 +106,45 @@ def _precisions(args: argparse.Namespace) -> list[str]:
     return ["fp32"] if automatic == "fp32" else ["fp32", automatic]
 
 
+def _print_row(row: dict[str, Any]) -> None:
+    ratio = f"{row['vs_pytorch_fp32']:5.2f}x" if row.get("vs_pytorch_fp32") is not None else ""
+    print(f"  {row['preset']:<14} {row['size']:<9} {row['runtime']:<42} p50 {row['p50_ms']:8.2f} ms  "
+          f"p95 {row['p95_ms']:8.2f} ms  {row['fps']:7.1f} fps  peak {row['peak_mem_mb']:7.0f} MiB  {ratio}",
+          flush=True)
+
+
 def model_table(args: argparse.Namespace, precisions: list[str]) -> list[dict[str, Any]]:
-    """One row per preset x precision x size: p50/p95 ms, fps and peak memory of ``estimate`` (all outputs)."""
+    """One row per preset x size x (each precision on PyTorch, then onnxruntime unless ``--no-onnx``): p50/p95 ms,
+    fps, peak memory, precision and runtime of ``estimate`` (all outputs); onnxruntime rows also carry
+    ``vs_pytorch_fp32`` = PyTorch fp32 p50 / onnxruntime p50 (> 1: onnxruntime is faster)."""
     rows = []
     sizes = [parse_size(s) for s in _csv(args.sizes)]
+    options = {"device": args.device, "warmup": args.warmup, "iters": args.iters, "num_threads": args.threads}
+    onnx_skipped: str | None = "--no-onnx" if args.no_onnx else None
     for preset in _csv(args.presets):
         config = load_preset(preset)
-        for precision in precisions:
-            for height, width in sizes:
-                stats = benchmark_model(config, device=args.device, precision=precision, height=height, width=width,
-                                        warmup=args.warmup, iters=args.iters, backend=args.backend,
-                                        num_threads=args.threads)
-                rows.append({"preset": preset, "precision": precision, "size": f"{height}x{width}", **stats})
-                print(f"  {preset:<14} {precision:<6} {height}x{width:<6} p50 {stats['p50_ms']:8.2f} ms  "
-                      f"p95 {stats['p95_ms']:8.2f} ms  {stats['fps']:7.1f} fps  peak {stats['peak_mem_mb']:8.0f} MiB",
-                      flush=True)
+        for height, width in sizes:
+            size = {"preset": preset, "size": f"{height}x{width}"}
+            torch_fp32 = None
+            for precision in precisions:
+                stats = benchmark_model(config, precision=precision, height=height, width=width,
+                                        backend=args.backend, **options)
+                rows.append({**size, "backend": args.backend, **stats})
+                torch_fp32 = stats["p50_ms"] if precision == "fp32" else torch_fp32
+                _print_row(rows[-1])
+            if onnx_skipped is not None:
+                continue
+            try:
+                stats = benchmark_model(config, precision="auto", height=height, width=width, backend="onnxruntime",
+                                        **options)
+            except ConfigError as exc:  # e.g. --device cuda without onnxruntime-gpu: the PyTorch rows still count
+                onnx_skipped = str(exc)
+                continue
+            ratio = torch_fp32 / stats["p50_ms"] if torch_fp32 is not None else None
+            rows.append({**size, "backend": "onnxruntime", **stats, "vs_pytorch_fp32": ratio})
+            _print_row(rows[-1])
+    if onnx_skipped is not None and not args.no_onnx:
+        print(f"  (no onnxruntime rows: {onnx_skipped})")
     return rows
 
 
@@ -185,10 +214,12 @@ def main(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"device": str(device), "backend": args.backend}
     print(f"semantic-depth bench on {device} (random weights; timing only)")
     if not args.no_model:
-        print("\nModel latency: DepthEstimator.estimate, numpy image in -> depth, semantic, confidence on the host")
+        print("\nModel latency: DepthEstimator.estimate, numpy image in -> depth, semantic, confidence on the host "
+              "(x: PyTorch fp32 p50 / onnxruntime p50)")
         report["model"] = model_table(args, precisions)
     if not args.no_node:
-        precision = args.node_precision or resolve_precision("auto", device)
+        onnx_node = bool(args.checkpoint) and is_onnx_path(args.checkpoint)  # onnxruntime resolves its own auto
+        precision = args.node_precision or ("auto" if onnx_node else resolve_precision("auto", device))
         try:
             section = node_section(args, precision)
         except ImportError as exc:

@@ -40,7 +40,7 @@ DEFAULT_SYNTHETIC_SEED = 2024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file (.pt) to evaluate")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint (.pt) or ONNX model (.onnx) to evaluate")
     parser.add_argument("--label", default=None, help="method name in the tables (default: checkpoint file name)")
     depth = parser.add_argument_group("depth dataset")
     depth.add_argument("--dataset", choices=(*DEPTH_DATASET_KINDS, "none"), default="synthetic",
@@ -126,6 +126,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("nothing to evaluate: --dataset none and --semantic none")
 
     estimator = load_eval_estimator(args.checkpoint, device=args.device, precision=args.precision)
+    estimator.require_outputs(tuple(datasets))  # the tasks are the outputs: an .onnx may lack a head
     if not estimator.trained:
         print(f"WARNING: {args.checkpoint} is an UNTRAINED checkpoint: its metrics are meaningless.", file=sys.stderr)
     method = method_name(args.checkpoint, args.label, trained=estimator.trained)
@@ -147,7 +148,8 @@ def main(args: argparse.Namespace) -> int:
         semantic_dataset=datasets["semantic"][1] if "semantic" in datasets else None,
         min_depth=args.min_depth if depth is not None else None,
         crop=crop if depth is not None else None,
-        extra={"model": estimator.model_name, "device": str(estimator.device), "precision": args.precision},
+        extra={"model": estimator.model_name, "device": str(estimator.device), "precision": args.precision,
+               "runtime": estimator.runner.description},
     )
     print(format_report(results), end="")
     if args.out is not None:

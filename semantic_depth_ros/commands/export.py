@@ -13,6 +13,7 @@ from pathlib import Path
 from ..data.fileio import write_atomic
 from ..errors import ConfigError
 from ..inference.onnx_parity import parity_check
+from ..inference.onnx_runner import is_onnx_path
 from ..model.checkpoint import load_checkpoint
 from ..model.onnx_export import DEFAULT_OPSET, USER_HEADS, export_onnx
 
@@ -48,6 +49,9 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.parity_frames < 1:
         raise ConfigError(f"--parity-frames {args.parity_frames} must be at least 1")
+    if is_onnx_path(args.checkpoint):
+        raise ConfigError(f"--checkpoint {args.checkpoint} is an ONNX model already: export takes the PyTorch "
+                          "checkpoint (.pt) it came from")
     check_output_path(out)
     checkpoint = load_checkpoint(args.checkpoint)
     heads = None if args.heads is None else args.heads

@@ -9,9 +9,9 @@ from ..ros.params import SPECS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``semantic-depth node``; everything after ``--ros-args`` goes to ROS unchanged."""
-    parser.add_argument("--model-path", help="checkpoint file (sets the model_path parameter)")
+    parser.add_argument("--model-path", help="checkpoint (.pt) or ONNX model (.onnx) (sets the model_path parameter)")
     parser.add_argument("--params-file", help="parameters YAML (e.g. the installed config/depth_node.yaml)")
-    parser.add_argument("--device", help="torch device: auto, cpu, cuda or cuda:N (sets the device parameter)")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (sets the device parameter)")
     parser.add_argument("--precision", choices=SPECS["precision"].choices, help="sets the precision parameter")
     parser.add_argument("--backend", choices=SPECS["backend"].choices, help="sets the backend parameter")
     parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],

@@ -1,7 +1,10 @@
 """Model latency on this machine: ``DepthEstimator.estimate`` end to end, numpy image in, outputs on the host.
 
 Used by ``semantic-depth bench``. Random weights are fine for timing (the work does not depend on the values),
-so a ``ModelConfig`` (a preset) can be timed without a checkpoint file.
+so a ``ModelConfig`` (a preset) can be timed without a checkpoint file. PyTorch and ONNX Runtime are timed the same
+way, through the estimator (one path): a ``.onnx`` file, or a preset with ``backend="onnxruntime"`` (its random
+checkpoint exported to a temporary file), runs on onnxruntime with the same pre- and post-processing.
+``time_calls`` is the one timing loop.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ import contextlib
 import logging
 import resource
 import sys
+import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +27,7 @@ from ..geometry.intrinsics import Intrinsics
 from ..model.checkpoint import Checkpoint
 from ..model.config import ModelConfig
 from ..model.network import SemanticDepthNet
+from ..model.onnx_export import export_onnx
 from .estimator import OUTPUTS, DepthEstimator, EstimatorOutputs
 
 
@@ -43,6 +49,21 @@ def latency_stats(samples_ms: Collection[float], total_s: float) -> dict[str, fl
             "fps": len(values) / total_s}
 
 
+def time_calls(call: Callable[[], object], *, warmup: int, iters: int) -> dict[str, float]:
+    """Latency statistics (``latency_stats``) of ``iters`` timed calls of ``call`` after ``warmup`` untimed ones."""
+    if warmup < 0 or iters < 1:
+        raise ConfigError(f"benchmark needs warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
+    for _ in range(warmup):
+        call()
+    samples = []
+    start = time.perf_counter()
+    for _ in range(iters):
+        begin = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - begin) * 1000.0)
+    return latency_stats(samples, time.perf_counter() - start)
+
+
 def process_peak_rss_mb(*, children: bool = False) -> float:
     """Peak resident memory (MiB) of this process since it started, or with ``children`` of the largest child
     process that has exited and been waited for (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
@@ -53,13 +74,15 @@ def process_peak_rss_mb(*, children: bool = False) -> float:
 def benchmark_model(checkpoint_or_config: str | Path | Checkpoint | ModelConfig, *, device: str = "auto",
                     precision: str = "fp32", height: int, width: int, warmup: int = 5, iters: int = 30,
                     outputs: Collection[str] = OUTPUTS, output_resolution: str = "input", backend: str = "auto",
-                    num_threads: int | None = None) -> dict[str, float]:
+                    num_threads: int | None = None) -> dict[str, Any]:
     """Time ``estimate`` on a random ``height`` x ``width`` image with intrinsics, outputs copied to the host.
 
-    Returns ``p50_ms``, ``p95_ms`` (per frame, milliseconds), ``fps`` (frames per second over the timed loop) and
-    ``peak_mem_mb``: on CUDA the peak memory allocated by torch on the device since the model loaded; on the CPU
-    the process's peak resident memory (it includes whatever the process did before). ``num_threads`` sets
-    torch's CPU thread count for the run (restored afterwards).
+    ``checkpoint_or_config``: a ``.pt`` or ``.onnx`` file, a Checkpoint, or a ModelConfig (random weights; with
+    ``backend="onnxruntime"`` exported to ONNX first). Returns ``p50_ms``, ``p95_ms`` (per frame, milliseconds),
+    ``fps`` (frames per second over the timed loop), ``peak_mem_mb`` (on CUDA the peak memory allocated by torch on
+    the device since the model loaded; on the CPU the process's peak resident memory, which includes whatever the
+    process did before), ``precision`` (the one in use) and ``runtime`` (the runner's description).
+    ``num_threads`` sets torch's (and onnxruntime's) CPU thread count for the run (torch's restored afterwards).
     """
     if warmup < 0 or iters < 1:
         raise ConfigError(f"benchmark needs warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
@@ -68,7 +91,8 @@ def benchmark_model(checkpoint_or_config: str | Path | Checkpoint | ModelConfig,
     if num_threads is not None and num_threads < 1:
         raise ConfigError(f"benchmark num_threads = {num_threads} must be at least 1")
     with _threads(num_threads):
-        estimator = _load(checkpoint_or_config, device=device, precision=precision, backend=backend)
+        estimator = _load(checkpoint_or_config, device=device, precision=precision, backend=backend,
+                          num_threads=num_threads)
         cuda = estimator.device.type == "cuda"
         if cuda:
             torch.cuda.synchronize(estimator.device)
@@ -82,31 +106,32 @@ def benchmark_model(checkpoint_or_config: str | Path | Checkpoint | ModelConfig,
                                         outputs=outputs)
             _to_host(result)
 
-        for _ in range(warmup):
-            frame()
-        samples = []
-        start = time.perf_counter()
-        for _ in range(iters):
-            begin = time.perf_counter()
-            frame()
-            samples.append((time.perf_counter() - begin) * 1000.0)
-        total = time.perf_counter() - start
-        stats = latency_stats(samples, total)
+        stats: dict[str, Any] = dict(time_calls(frame, warmup=warmup, iters=iters))
         stats["peak_mem_mb"] = (torch.cuda.max_memory_allocated(estimator.device) / 2**20 if cuda
                                 else process_peak_rss_mb())
+        stats["precision"] = estimator.precision
+        stats["runtime"] = estimator.runner.description
     return stats
 
 
-def _load(source: str | Path | Checkpoint | ModelConfig, *, device: str, precision: str,
-          backend: str) -> DepthEstimator:
-    """The estimator; random weights for a config, with the untrained warning silenced (timing only)."""
+def _load(source: str | Path | Checkpoint | ModelConfig, *, device: str, precision: str, backend: str,
+          num_threads: int | None) -> DepthEstimator:
+    """The estimator; random weights for a config (exported to a temporary .onnx for ``backend="onnxruntime"``),
+    with the untrained warning silenced (timing only)."""
+    options = {"device": device, "precision": precision, "backend": backend, "num_threads": num_threads}
     if not isinstance(source, ModelConfig):
-        return DepthEstimator(source, device=device, precision=precision, backend=backend)
+        return DepthEstimator(source, **options)
     estimator_logger = logging.getLogger("semantic_depth_ros.inference.estimator")
     previous = estimator_logger.disabled
     estimator_logger.disabled = True
     try:
-        return DepthEstimator(random_checkpoint(source), device=device, precision=precision, backend=backend)
+        checkpoint = random_checkpoint(source)
+        if backend != "onnxruntime":
+            return DepthEstimator(checkpoint, **options)
+        with tempfile.TemporaryDirectory(prefix="semantic_depth_bench_") as folder:
+            path = Path(folder) / f"{source.name}.onnx"  # onnxruntime holds the model in memory once loaded
+            path.write_bytes(export_onnx(checkpoint).SerializeToString())
+            return DepthEstimator(path, **options)
     finally:
         estimator_logger.disabled = previous
 

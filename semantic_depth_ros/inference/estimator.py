@@ -19,6 +19,8 @@ on the estimator's device):
 
 The estimator needs no torch module: the model's metadata comes from its ``ModelConfig`` and trained flag, the
 network from a :class:`~.runners.NetworkRunner` (``DepthEstimator.from_runner`` for runners built elsewhere).
+A ``.onnx`` file (``semantic-depth export``) runs on onnxruntime (``onnx_runner.load_onnx_runner``): the same steps
+1-2 and 4-7 around it, on the runner's device (the CPU unless ORT runs on a GPU that torch can also use).
 Not thread-safe: one estimator serves one worker thread.
 """
 
@@ -44,6 +46,7 @@ from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.config import ModelConfig
 from ..model.network import HEADS
 from ..limits import MAX_IMAGE_SIDE
+from .onnx_runner import is_onnx_path, load_onnx_runner
 from .preprocess import Letterbox, OutputGrid, letterbox, output_grid, resize_rgb, to_network_input
 from .runners import BACKENDS, NetworkRunner, make_runner, resolve_backend
 
@@ -97,16 +100,31 @@ class DepthEstimator:
     ``num_threads``: torch's CPU thread count for this process (None leaves it). On a CPU shared with other busy
     processes, fewer threads than cores avoids the collapse of oversubscribed thread pools (measured on 2 cores
     next to a 2-thread training job: 1 thread 66 ms per frame, 2 threads 370-860 ms).
+
+    An ``.onnx`` ``checkpoint`` runs on onnxruntime (backend ``auto`` or ``onnxruntime``; the PyTorch backends are
+    refused): ``device`` picks the execution provider (``auto``: TensorRT, CUDA, CPU, the first installed; ``cuda``:
+    TensorRT or CUDA, refused without onnxruntime-gpu), ``precision`` is ``auto`` (fp16 on TensorRT, else the
+    file's), ``fp32`` or ``fp16`` (refused with the reason where the provider and file cannot honour it),
+    ``trt_cache_dir`` keeps TensorRT engines (None: ``onnx_runner.default_trt_cache_dir()``) and ``num_threads``
+    also sets ORT's CPU threads. ``runner.description`` names the provider in use.
     """
 
     def __init__(self, checkpoint: str | Path | Checkpoint, *, device: str = "auto", precision: str = "fp32",
                  mask_sky: bool = False, min_depth: float | None = None, max_depth: float | None = None,
-                 backend: str = "auto", num_threads: int | None = None) -> None:
-        torch_device = resolve_device(device)
+                 backend: str = "auto", num_threads: int | None = None,
+                 trt_cache_dir: str | Path | None = None) -> None:
         if num_threads is not None:
             if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
                 raise ConfigError(f"num_threads = {num_threads!r} must be a positive integer")
             torch.set_num_threads(num_threads)
+        if is_onnx_path(checkpoint):
+            runner = load_onnx_runner(checkpoint, device=device, precision=precision, backend=backend,
+                                      trt_cache_dir=trt_cache_dir, num_threads=num_threads)
+            self._attach(runner, runner.config, trained=runner.trained, source=str(checkpoint),
+                         precision=runner.precision, backend="onnxruntime", mask_sky=mask_sky, min_depth=min_depth,
+                         max_depth=max_depth)
+            return
+        torch_device = resolve_device(device)
         used_precision = resolve_precision(precision, torch_device)
         used_backend = resolve_backend(backend, torch_device)
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
@@ -135,13 +153,16 @@ class DepthEstimator:
         self.config = config
         self.model_name = config.name
         self.trained = trained
+        self.source = source
         if not trained:
             logger.warning("checkpoint %s is UNTRAINED (random weights): its depth, labels and confidence are "
                            "MEANINGLESS; use it only to test plumbing", source)
         self.mask_sky = mask_sky
         self.min_depth = min_depth
         self.max_depth = max_depth
-        self._has_drn = "drn" in runner.heads
+        # the model's own depth head, also when a runner (an .onnx exported with fewer heads) lacks it
+        self._has_drn = config.use_drn
+        logger.info("model %s (%s) runs on %s", config.name, source, runner.description)
         self._grids: OrderedDict[tuple, OutputGrid] = OrderedDict()
         self._pinned: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
 
@@ -192,16 +213,40 @@ class DepthEstimator:
             results.append(self._finish(frame_raw, plan, heads, wanted, mask_sky, (low, high), colour))
         return results
 
+    @property
+    def available_outputs(self) -> frozenset[str]:
+        """The outputs the runner's heads can give (all of ``OUTPUTS`` for a checkpoint; an ``.onnx`` exported with
+        fewer heads gives fewer: asking for another raises ConfigError naming the file)."""
+        heads = self.runner.heads
+        available = {"image"}
+        if ("drn" if self._has_drn else "dc") in heads:
+            available.add("depth")
+        if "dc" in heads:
+            available.add("confidence")
+        if "sc" in heads:
+            available.add("semantic")
+        return frozenset(available)
+
+    def require_outputs(self, outputs: Collection[str]) -> None:
+        """ConfigError naming the model file unless it can give every one of ``outputs`` (see
+        ``available_outputs``): lets a command refuse, before any work, a model exported without a head it needs."""
+        lacking = [name for name in OUTPUTS if name in _check_outputs(outputs) - self.available_outputs]
+        if lacking:
+            have = ", ".join(name for name in OUTPUTS if name in self.available_outputs)
+            raise ConfigError(f"model file {self.source} cannot give {', '.join(lacking)}: it was exported without "
+                              f"the head(s) for it (it gives {have}); re-export with `semantic-depth export --heads "
+                              "...`")
+
     def warmup(self, height: int, width: int, *, batch_size: int = 1) -> None:
-        """Run two batches of ``batch_size`` frames of ``height`` x ``width`` with every output (allocations,
-        kernels, compilation).
+        """Run two batches of ``batch_size`` frames of ``height`` x ``width`` with every available output
+        (allocations, kernels, compilation).
 
         With CUDA graphs it also captures the graph of every head combination that some choice of outputs and
         ``mask_sky`` can need at that batch size, so that a change of subscriptions never stalls on a capture.
         """
         frames = [(np.zeros((height, width, 3), dtype=np.uint8), None)] * batch_size
         for _ in range(2):
-            self.estimate_batch(frames)
+            self.estimate_batch(frames, outputs=self.available_outputs)
         if self.backend == "cudagraphs":
             mask_sky = self.mask_sky
             try:
@@ -278,6 +323,10 @@ class DepthEstimator:
             heads.add("dc")
         if "semantic" in wanted or ("depth" in wanted and mask_sky):
             heads.add("sc")
+        if "depth" in wanted and mask_sky and "sc" not in self.runner.heads:
+            raise ConfigError(f"mask_sky needs the semantic head, which model file {self.source} was exported "
+                              "without; re-export with `semantic-depth export --heads depth,semantic` or unset "
+                              "mask_sky")
         return tuple(h for h in HEADS if h in heads)
 
     def _upload(self, image: np.ndarray, slot: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import CheckpointError
 from ..model.checkpoint import Checkpoint
 from .estimator import _resample
 from .onnx_runner import OnnxRunner
@@ -86,6 +87,10 @@ def parity_check(checkpoint: Checkpoint, onnx_path: str | Path, *, frames: int =
     frames at the file's input size and compare the post-processed outputs (see the module docstring)."""
     runner = OnnxRunner(onnx_path, device="cpu", precision="auto", num_threads=num_threads)
     config = runner.config
+    size = {"input_height": config.input_height, "input_width": config.input_width}
+    if checkpoint.config.replace(**size) != config:
+        raise CheckpointError(f"model file {onnx_path} was not exported from checkpoint {checkpoint.path}: their "
+                              "model configs differ (beyond the input size)")
     model = checkpoint.build_model().float()
     heads = tuple(h for h in ("dc", "sc", "drn") if h in runner.heads)
     wanted = frozenset({"depth"} if {"dc", "drn"} & runner.heads else set()) | frozenset(

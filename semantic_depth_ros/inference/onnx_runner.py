@@ -5,9 +5,15 @@ outputs of those heads, keyed like ``SemanticDepthNet.forward(x, heads, upsample
 ``dc_depth`` and ``depth_probs`` (dc), ``semantic_logits`` (sc); ``depth_logits`` is not exported (nothing reads it).
 
 Execution providers are tried in the order TensorRT (fp16, engine cache), CUDA, CPU among those the installed
-onnxruntime offers. Inputs and outputs are host (CPU) tensors: ORT copies to and from its device itself. IO binding
-of device tensors would save those copies on CUDA, but no CUDA/TensorRT provider can be installed where this
-package is tested, so it is not done (an untested zero-copy path is worse than a copy).
+onnxruntime offers. ORT is fed and read on the host (CPU): it copies to and from its device itself. The runner's
+``device`` (where the estimator pre- and post-processes) is the provider's GPU when ORT runs on TensorRT/CUDA AND
+this torch build has CUDA, else the CPU: a CPU-only torch (typical beside onnxruntime-gpu on a Jetson) still works,
+with the post-processing on the CPU. IO binding of device tensors would save the host copies on CUDA, but no
+CUDA/TensorRT provider can be installed where this package is tested, so it is not done (an untested zero-copy
+path is worse than a copy).
+
+``load_onnx_runner`` is what ``DepthEstimator`` calls for an ``.onnx`` file: it refuses PyTorch backends and resolves
+the TensorRT engine cache folder (``trt_cache_dir``; default ``default_trt_cache_dir()``).
 onnxruntime executes the whole graph whatever outputs are requested (measured: all heads and semantic alone cost
 the same), so a file should be exported with only the heads it will serve.
 """
@@ -15,7 +21,7 @@ the same), so a file should be exported with only the heads it will serve.
 from __future__ import annotations
 
 import json
-import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +36,6 @@ from ..model.config import ModelConfig
 from ..model.network import HEADS
 from ..model.onnx_format import FORMAT_NAME, FORMAT_VERSION, INPUT_NAME, METADATA_KEYS, output_names
 
-logger = logging.getLogger(__name__)
-
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -40,6 +44,34 @@ ONNX_BACKENDS = ("auto", "onnxruntime")
 ONNX_PRECISIONS = ("auto", "fp32", "fp16")
 
 ProviderSpec = tuple[str, dict[str, str]]
+ONNX_SUFFIX = ".onnx"
+
+
+def is_onnx_path(path: object) -> bool:
+    """Whether ``path`` (str or Path; anything else is not) names an ONNX model file, by its ``.onnx`` suffix."""
+    return isinstance(path, (str, os.PathLike)) and Path(path).suffix.lower() == ONNX_SUFFIX
+
+
+def default_trt_cache_dir() -> Path:
+    """Where TensorRT engines are cached when no folder is given: ``$XDG_CACHE_HOME/semantic_depth_ros/trt``,
+    ``~/.cache/semantic_depth_ros/trt`` without that variable."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "semantic_depth_ros" / "trt"
+
+
+def resolve_trt_cache_dir(folder: str | Path | None) -> Path:
+    """``folder`` with ``~`` expanded; None or "" -> ``default_trt_cache_dir()``."""
+    if folder is None or str(folder).strip() == "":
+        return default_trt_cache_dir()
+    return Path(os.path.expanduser(str(folder)))
+
+
+def io_device_for(provider: str, device_id: int, *, cuda_available: bool, cuda_count: int) -> torch.device:
+    """The torch device the estimator works on around a session running on ``provider``: GPU ``device_id`` for
+    TensorRT/CUDA when torch has CUDA and that GPU, else the CPU (ORT takes and gives host arrays either way)."""
+    if provider in (TENSORRT, CUDA) and cuda_available and 0 <= device_id < cuda_count:
+        return torch.device("cuda", device_id)
+    return torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -99,9 +131,16 @@ def read_metadata(path: Path, session: ort.InferenceSession) -> OnnxMetadata:
     if len(shape) != 4 or shape[1] != 3 or tuple(shape[2:]) != size:
         raise CheckpointError(f"{where}: graph input shape {shape} does not match the metadata input size "
                               f"Bx3x{size[0]}x{size[1]}")
-    missing = sorted(set(output_names(heads)) - {o.name for o in session.get_outputs()})
+    outputs = {o.name: list(o.shape) for o in session.get_outputs()}
+    missing = sorted(set(output_names(heads)) - set(outputs))
     if missing:
         raise CheckpointError(f"{where}: graph lacks the output(s) {', '.join(missing)} of its heads {heads}")
+    channels = {"depth": 1, "dc_depth": 1, "depth_probs": config.num_depth_bins, "semantic_logits": config.num_classes}
+    for name in output_names(heads):
+        shape = outputs[name]
+        if len(shape) != 4 or shape[1] != channels[name]:
+            raise CheckpointError(f"{where}: graph output {name} has shape {shape}, expected Bx{channels[name]}xhxw "
+                                  f"for its model config")
     return OnnxMetadata(path=path, config=config, trained=trained, heads=frozenset(heads), class_names=tuple(names),
                         weights_precision=precision, source=props.get(METADATA_KEYS["source"], ""))
 
@@ -172,8 +211,9 @@ class OnnxRunner:
     """An .onnx model behind the estimator's runner interface (``device``, ``input_dtype``, ``description``,
     ``heads``, ``__call__(x, heads)``); see the module docstring.
 
-    ``device``: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (the execution provider's device, see
-    ``select_providers``). ``precision``: ``auto`` | ``fp32`` | ``fp16`` (``resolve_onnx_precision``).
+    ``device`` (argument): ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (the execution provider's device, see
+    ``select_providers``); the attribute ``device`` is the torch device of the input and outputs
+    (``io_device_for``). ``batch_size``: None for a dynamic batch axis, else the graph's fixed batch. ``precision``: ``auto`` | ``fp32`` | ``fp16`` (``resolve_onnx_precision``).
     ``trt_cache_dir``: TensorRT engine cache folder (None: engines are rebuilt at every start, minutes on a
     Jetson). ``num_threads``: CPU provider threads (None: onnxruntime's default, one per core).
     ``available_providers``: for tests; default ``onnxruntime.get_available_providers()``.
@@ -192,7 +232,7 @@ class OnnxRunner:
         wants_fp16 = precision in ("auto", "fp16")
         specs = select_providers(device, available, fp16=wants_fp16, trt_cache_dir=trt_cache_dir)
         if trt_cache_dir is not None and specs[0][0] == TENSORRT:
-            Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
+            _make_cache_dir(Path(trt_cache_dir))
         self._session = _open_session(self.path, specs, optimize=True, num_threads=num_threads)
         self.metadata = read_metadata(self.path, self._session)
         self.config = self.metadata.config
@@ -200,10 +240,14 @@ class OnnxRunner:
         self.heads: frozenset[str] = self.metadata.heads
         self.provider: str = self._session.get_providers()[0]
         self.precision = resolve_onnx_precision(precision, self.provider, self.metadata.weights_precision, self.path)
-        self.device = torch.device("cpu")
+        batch = self._session.get_inputs()[0].shape[0]
+        self.batch_size: int | None = batch if isinstance(batch, int) and batch > 0 else None  # None: dynamic
+        device_id = int(dict(specs[0][1]).get("device_id", "0"))
+        self.device = io_device_for(self.provider, device_id, cuda_available=torch.cuda.is_available(),
+                                    cuda_count=torch.cuda.device_count() if torch.cuda.is_available() else 0)
         self.input_dtype = torch.float32
-        self.description = f"onnxruntime {self.provider} ({self.precision})"
-        logger.info("model %s runs on %s", self.path, self.description)
+        where = "" if self.provider == CPU else f" gpu {device_id}"
+        self.description = f"onnxruntime {self.provider}{where} ({self.precision})"  # logged by the estimator
 
     def __call__(self, x: torch.Tensor, heads: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """Bx3xHxW float32 in [0, 1] -> {output name: host float32 tensor at output stride} of ``heads``."""
@@ -216,10 +260,37 @@ class OnnxRunner:
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ConfigError(f"network input shape {tuple(x.shape)} must be Bx{expected[0]}x{expected[1]}x"
                               f"{expected[2]} for model file {self.path}")
+        if self.batch_size is not None and x.shape[0] != self.batch_size:
+            raise ConfigError(f"model file {self.path} takes batches of exactly {self.batch_size} frame(s), got "
+                              f"{x.shape[0]}; re-export it with `semantic-depth export` (dynamic batch)")
         names = list(output_names(heads))
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         results = self._session.run(names, {INPUT_NAME: array})
-        return {name: torch.from_numpy(value) for name, value in zip(names, results)}
+        if self.device.type == "cpu":
+            return {name: torch.from_numpy(value) for name, value in zip(names, results)}
+        return {name: torch.from_numpy(value).to(self.device, non_blocking=True) for name, value in zip(names, results)}
+
+
+def load_onnx_runner(path: str | Path, *, device: str = "auto", precision: str = "auto", backend: str = "auto",
+                     trt_cache_dir: str | Path | None = None, num_threads: int | None = None) -> OnnxRunner:
+    """The runner of an ``.onnx`` file for the estimator's options; ConfigError (one line, with the reason) for a
+    backend or precision the file cannot honour, CheckpointError for a missing, corrupt or foreign file.
+
+    ``trt_cache_dir``: TensorRT engine cache (None or "": ``default_trt_cache_dir()``; used only by TensorRT).
+    """
+    check_onnx_backend(backend, path)
+    return OnnxRunner(path, device=device, precision=precision, trt_cache_dir=resolve_trt_cache_dir(trt_cache_dir),
+                      num_threads=num_threads)
+
+
+def _make_cache_dir(folder: Path) -> None:
+    """Create the TensorRT engine cache folder; ConfigError naming it when that is impossible."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"trt_cache_dir {folder}: cannot be created ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"trt_cache_dir {folder}: is not writable (TensorRT keeps its engines there)")
 
 
 def _open_session(path: Path, providers: list[ProviderSpec], *, optimize: bool,

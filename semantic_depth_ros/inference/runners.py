@@ -47,6 +47,9 @@ class NetworkRunner(Protocol):
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """``auto`` -> ``cudagraphs`` on CUDA, ``eager`` elsewhere; ConfigError for an unknown or impossible backend."""
+    if backend == "onnxruntime":
+        raise ConfigError("backend onnxruntime runs .onnx models: export the checkpoint with `semantic-depth export` "
+                          "and give the .onnx file")
     if backend not in BACKENDS:
         raise ConfigError(f"backend '{backend}' is not one of {', '.join(BACKENDS)}")
     if backend == "cudagraphs" and device.type != "cuda":

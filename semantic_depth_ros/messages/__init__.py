@@ -15,6 +15,7 @@ from .fields import (
     image_fields,
 )
 from .outputs import (
+    NEEDS,
     NEEDS_INTRINSICS,
     OUTPUT_ENCODINGS,
     OUTPUT_TOPICS,
@@ -28,6 +29,6 @@ from .outputs import (
 __all__ = [
     "CLOUD_FIELDS", "IMAGE_ENCODINGS", "CameraInfoFields", "CloudFields", "ImageFields", "PointFieldSpec",
     "RegionOfInterest", "camera_info_fields", "cloud_array", "cloud_fields", "image_array", "image_fields",
-    "NEEDS_INTRINSICS", "OUTPUT_ENCODINGS", "OUTPUT_TOPICS", "HostStaging", "OutputFields", "estimator_outputs_for",
+    "NEEDS", "NEEDS_INTRINSICS", "OUTPUT_ENCODINGS", "OUTPUT_TOPICS", "HostStaging", "OutputFields", "estimator_outputs_for",
     "frame_fields", "output_tensors",
 ]

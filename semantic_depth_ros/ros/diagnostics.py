@@ -139,9 +139,10 @@ def status_level(snapshot: StatsSnapshot) -> tuple[bytes, str]:
 
 def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardware_id: str, device: str,
                      model_name: str, precision: str, trained: bool,
-                     memory_mb: dict[str, float] | None = None) -> DiagnosticArray:
-    """One ``DiagnosticStatus`` named ``name`` with rates (Hz), latency percentiles (ms), counters, the model and
-    ``memory_mb`` figures (e.g. ``{"peak_rss_mb": ..., "peak_gpu_mb": ...}``, MiB)."""
+                     memory_mb: dict[str, float] | None = None, runtime: str = "") -> DiagnosticArray:
+    """One ``DiagnosticStatus`` named ``name`` with rates (Hz), latency percentiles (ms), counters, the model,
+    ``runtime`` (what executes the network, e.g. "onnxruntime TensorrtExecutionProvider gpu 0 (fp16)": the
+    runner's ``description``) and ``memory_mb`` figures (e.g. ``{"peak_rss_mb": ..., "peak_gpu_mb": ...}``, MiB)."""
     level, message = status_level(snapshot)
     values = {
         "input_rate_hz": _format(snapshot.input_rate_hz),
@@ -156,6 +157,7 @@ def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardwar
         "device": device,
         "model": model_name,
         "precision": precision,
+        "runtime": runtime,
         "trained": str(bool(trained)).lower(),
     }
     values.update({key: _format(value) for key, value in (memory_mb or {}).items()})

@@ -39,6 +39,7 @@ from ..geometry.pointcloud import RayGridCache
 from ..inference.benchmark import process_peak_rss_mb
 from ..inference.estimator import DepthEstimator, EstimatorOutputs
 from ..messages import (
+    NEEDS,
     NEEDS_INTRINSICS,
     OUTPUT_TOPICS,
     HostStaging,
@@ -100,7 +101,8 @@ class DepthNode(Node):
         self._update_lock = threading.Lock()
         output_qos = _qos(self._settings.output_qos_reliability, self._settings.output_qos_depth)
         self._publishers_by_key = {key: self.create_publisher(msg_type, topic, output_qos)
-                                   for key, (topic, msg_type) in OUTPUTS.items()}
+                                   for key, (topic, msg_type) in OUTPUTS.items()
+                                   if set(NEEDS[key]) <= self.estimator.available_outputs}  # .onnx: its heads
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.worker: LatestFrameWorker[Frame] = LatestFrameWorker(self._process, name="depth_worker",
                                                                   on_error=self._on_worker_error)
@@ -121,17 +123,18 @@ class DepthNode(Node):
                                       "labels are meaningless")
         self.get_logger().info(
             f"ready: model {self.estimator.model_name} on {self.estimator.device} ({self.estimator.precision}, "
-            f"{self.estimator.backend}), "
+            f"{self.estimator.backend}; {self.estimator.runner.description}), "
             f"input {self.resolve_topic_name(self.image_topic)}, warm-up {warmup_ms:.0f} ms")
 
     def _load_model(self) -> float:
         """Load the checkpoint and run the warm-up frame; return the warm-up time in milliseconds."""
         if not self._settings.model_path:
-            raise ConfigError("parameter model_path is empty: set it to a checkpoint file (.pt)")
+            raise ConfigError("parameter model_path is empty: set it to a checkpoint (.pt) or ONNX model (.onnx)")
         low, high = self._settings.depth_range
         self.estimator = DepthEstimator(self._settings.model_path, device=self._settings.device,
                                         precision=self._settings.precision, mask_sky=self._settings.mask_sky,
-                                        min_depth=low, max_depth=high, backend=self._settings.backend)
+                                        min_depth=low, max_depth=high, backend=self._settings.backend,
+                                        trt_cache_dir=self._settings.trt_cache_dir)
         config = self.estimator.config
         start = time.monotonic()
         self.estimator.warmup(config.input_height, config.input_width)
@@ -269,7 +272,8 @@ class DepthNode(Node):
         self._diagnostics_pub.publish(diagnostic_array(
             snapshot, stamp=self.get_clock().now().to_msg(), name=f"{self.get_name()}: semantic depth",
             hardware_id=str(device), device=str(device), model_name=self.estimator.model_name,
-            precision=self.estimator.precision, trained=self.estimator.trained, memory_mb=memory))
+            precision=self.estimator.precision, trained=self.estimator.trained, memory_mb=memory,
+            runtime=self.estimator.runner.description))
 
     def close(self) -> None:
         """Stop the worker (finishing its current frame) and destroy the node."""

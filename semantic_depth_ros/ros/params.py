@@ -43,14 +43,21 @@ class ParamSpec:
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", "", "checkpoint file (.pt) written by `semantic-depth train` or `init-checkpoint`",
+    ParamSpec("model_path", "", "model file: a checkpoint (.pt) written by `semantic-depth train` or "
+              "`init-checkpoint`, or an ONNX model (.onnx) written by `semantic-depth export` (runs on onnxruntime)",
               dynamic=False),
-    ParamSpec("device", "auto", "torch device: auto (CUDA when available), cpu, cuda or cuda:N", dynamic=False),
+    ParamSpec("device", "auto", "device: auto (CUDA when available), cpu, cuda or cuda:N; for an .onnx model the "
+              "onnxruntime execution provider's (auto: TensorRT, CUDA, CPU, the first installed)", dynamic=False),
     ParamSpec("precision", "auto", "network precision: auto (fp16 on CUDA, bf16 on CPUs with native bf16, else "
-              "fp32), fp32, fp16 (CUDA only) or bf16", dynamic=False, choices=("auto", "fp32", "fp16", "bf16")),
-    ParamSpec("backend", "auto", "network execution: auto (cudagraphs on CUDA, eager on the CPU), eager, compile "
-              "(torch.compile; slow first frames) or cudagraphs (CUDA only)", dynamic=False,
-              choices=("auto", "eager", "compile", "cudagraphs")),
+              "fp32; .onnx: fp16 on TensorRT, else the file's), fp32, fp16 (CUDA only; .onnx: TensorRT or an fp16 "
+              "file) or bf16 (not for .onnx)", dynamic=False, choices=("auto", "fp32", "fp16", "bf16")),
+    ParamSpec("backend", "auto", "network execution: auto (.onnx: onnxruntime; .pt: cudagraphs on CUDA, eager on "
+              "the CPU), eager, compile (torch.compile; slow first frames), cudagraphs (CUDA only) or onnxruntime "
+              "(.onnx only)", dynamic=False, choices=("auto", "eager", "compile", "cudagraphs", "onnxruntime")),
+    ParamSpec("trt_cache_dir", "", "folder where onnxruntime's TensorRT provider keeps the engines it builds from an "
+              ".onnx model, so they are built once (empty: $XDG_CACHE_HOME/semantic_depth_ros/trt, by default "
+              "~/.cache/semantic_depth_ros/trt); "
+              "unused by other providers and by .pt models", dynamic=False),
     ParamSpec("input_transport", "raw", "raw: subscribe sensor_msgs/Image on `image`; compressed: "
               "sensor_msgs/CompressedImage (jpeg/png) on `image/compressed`", dynamic=False,
               choices=("raw", "compressed")),
@@ -97,6 +104,7 @@ class NodeSettings:
     device: str = "auto"
     precision: str = "auto"
     backend: str = "auto"
+    trt_cache_dir: str = ""
     input_transport: str = "raw"
     output_resolution: str = "input"
     min_depth: float = 0.0
