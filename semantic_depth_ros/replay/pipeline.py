@@ -187,7 +187,9 @@ def _run_stages(items: Iterator[InputFrame | Skipped | Copied], estimator: Depth
     stagings: queue.Queue = queue.Queue()
     for _ in range(size + 2):
         stagings.put(HostStaging())
-    bar = tqdm(total=source.total_images, unit="frame", desc="infer-bag", disable=not options.progress)
+    selection = options.selection
+    whole_bag = (selection.every, selection.start_s, selection.end_s) == (1, None, None)
+    bar = tqdm(total=source.total_images if whole_bag else None, unit="frame", desc="infer-bag", disable=not options.progress)
 
     def read() -> None:
         for item in items:
@@ -261,8 +263,13 @@ def _infer(inbox: queue.Queue, outbox: queue.Queue, stagings: queue.Queue, stop:
             _put(outbox, _FrameOut(frame, fields, host.get("depth") if scoring else None, staging), stop)
         batch.clear()
 
+    warned = False
     while (item := _get(inbox, stop)) is not _DONE:
         if isinstance(item, InputFrame):
+            if not warned and item.camera is not None and item.camera.has_distortion:
+                warned = True
+                LOGGER.warning("%s: camera_info has non-zero distortion, which this replay does not remove: the "
+                               "outputs treat the image as pinhole with K", options.image_topic)
             summary.read += 1
             batch.append(item)
             if len(batch) >= options.batch:
