@@ -344,3 +344,27 @@ def test_topic_names_and_outputs():
     assert parse_outputs("semantic,depth") == ("depth", "depth_info", "semantic")
     with pytest.raises(ConfigError, match="names no output"):
         parse_outputs(" , ")
+
+
+def test_truncated_message_is_skipped(tmp_path, estimator):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    f = MessageFactory("mcap")
+    path = tmp_path / "truncated"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        image = writer.add_connection("/cam/image_raw", "sensor_msgs/msg/Image", typestore=f.typestore)
+        info = writer.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo", typestore=f.typestore)
+        for i, frame in enumerate(FRAMES):
+            stamp = T0 + i * FRAME_NS
+            writer.write(info, stamp, f.typestore.serialize_cdr(
+                f.camera_info(k_matrix(frame.intrinsics), WIDTH, HEIGHT, stamp, "cam"), "sensor_msgs/msg/CameraInfo"))
+            raw = bytes(f.typestore.serialize_cdr(f.image(frame.rgb, stamp, "cam"), "sensor_msgs/msg/Image"))
+            writer.write(image, stamp, raw[:40] if i == 2 else raw)
+    options = ReplayOptions(image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info",
+                            outputs=parse_outputs("depth"), progress=False)
+    summary = replay_bag(path, tmp_path / "out", estimator, options)
+    assert (summary.read, summary.written, summary.skipped) == (COUNT, COUNT - 1, 1)
+    assert summary.skipped_lines == ["skipping /cam/image_raw at 0.200 s: cannot deserialize sensor_msgs/msg/Image: "
+                                     + summary.skipped_lines[0].rsplit(": ", 1)[1]]
+    stamps = [t for t, _, _ in read_back(tmp_path / "out")["/cam/depth"]]
+    assert stamps == [T0 + i * FRAME_NS for i in (0, 1, 3)]
