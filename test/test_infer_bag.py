@@ -21,7 +21,7 @@ from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.evaluation.metrics import DEPTH_METRIC_KEYS, compute_depth_metrics
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.inference.estimator import DepthEstimator
-from semantic_depth_ros.messages import camera_info_fields, cloud_array, frame_fields, image_array, output_tensors
+from semantic_depth_ros.messages import cloud_array, frame_fields, image_array, output_tensors
 from semantic_depth_ros.messages.outputs import HostStaging
 from semantic_depth_ros.geometry.pointcloud import RayGridCache
 from semantic_depth_ros.replay import pipeline

@@ -92,6 +92,11 @@ class Selection:
         if self.start_s is not None and self.end_s is not None and self.end_s < self.start_s:
             raise ConfigError(f"--end {self.end_s} is before --start {self.start_s}")
 
+    def contains(self, seconds: float) -> bool:
+        """Whether a bag time ``seconds`` after the bag start is inside [start_s, end_s]."""
+        return not ((self.start_s is not None and seconds < self.start_s)
+                    or (self.end_s is not None and seconds > self.end_s))
+
 
 class FrameSource:
     """The frames of ``image_topic`` in ``bag``; ExtractionError (one line naming the topic) for a missing topic.
@@ -105,8 +110,9 @@ class FrameSource:
         self.bag, self.image_topic, self.selection = bag, image_topic, selection
         self.image_conns = bag.connections(image_topic, IMAGE_TYPES)
         self.info_conns = bag.connections(camera_info_topic, {CAMERA_INFO_TYPE}, required=needs_camera)
-        # (an empty connection list would make rosbags read every topic)
-        self._infos = [(item.bag_time_ns, item.msg) for item in bag.messages(self.info_conns)] if self.info_conns else []
+        self._infos: list[tuple[int, Any]] = []
+        if self.info_conns:  # (an empty connection list would make rosbags read every topic)
+            self._infos = [(item.bag_time_ns, item.msg) for item in bag.messages(self.info_conns)]
         if needs_camera and not self._infos:
             raise ExtractionError(f"camera_info topic {camera_info_topic!r} has no messages; depth, points and "
                                   "scoring need the camera's intrinsics")
@@ -168,9 +174,7 @@ class FrameSource:
                 truth.feed(self.bag, connection, raw)
             elif key in image_ids:
                 current, ordinal = ordinal, ordinal + 1
-                seconds = (bag_time - self.start_ns) * 1e-9
-                inside = not ((self.selection.start_s is not None and seconds < self.selection.start_s)
-                              or (self.selection.end_s is not None and seconds > self.selection.end_s))
+                inside = self.selection.contains((bag_time - self.start_ns) * 1e-9)
                 chosen = inside and in_window % self.selection.every == 0
                 in_window += int(inside)
                 if not chosen:

@@ -189,7 +189,8 @@ def _run_stages(items: Iterator[InputFrame | Skipped | Copied], estimator: Depth
         stagings.put(HostStaging())
     selection = options.selection
     whole_bag = (selection.every, selection.start_s, selection.end_s) == (1, None, None)
-    bar = tqdm(total=source.total_images if whole_bag else None, unit="frame", desc="infer-bag", disable=not options.progress)
+    bar = tqdm(total=source.total_images if whole_bag else None, unit="frame", desc="infer-bag",
+               disable=not options.progress)
 
     def read() -> None:
         for item in items:
