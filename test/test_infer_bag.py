@@ -138,6 +138,14 @@ def test_replay_writes_the_node_outputs(tmp_path, tiny_checkpoint, estimator, ca
         xyz = np.stack([(u - cx) / fx * depth, (v - cy) / fy * depth, depth], axis=-1)
         points = cloud_array(cloud_msg)
         np.testing.assert_allclose(points[..., :3], xyz, atol=1e-4, equal_nan=True)
+        # the copies (ROS 1 input converted to the ROS 2 types) carry the input's header and content
+        copied_info = got["/cam/camera_info"][i][1]
+        np.testing.assert_array_equal(copied_info.k, k_matrix(frame.intrinsics).reshape(-1))
+        copied = got[topic][i][1]
+        assert (copied.header.stamp.sec * 10**9 + copied.header.stamp.nanosec, copied.header.frame_id) == (
+            stamp, "camera_optical")
+        if image == "raw":
+            np.testing.assert_array_equal(image_array(copied), frame.rgb)
 
 
 def test_node_and_replay_messages_are_byte_identical(tmp_path, estimator):
