@@ -46,6 +46,7 @@ setup(
             "train = semantic_depth_ros.cli:train_main",
             "extract_rosbag = semantic_depth_ros.cli:extract_main",
             "export = semantic_depth_ros.cli:export_main",
+            "infer_bag = semantic_depth_ros.cli:infer_bag_main",
         ],
     },
 )

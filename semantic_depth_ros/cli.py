@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("semantic_depth_ros.commands.extract", "extract images + LiDAR depth from a rosbag into a dataset"),
     "export": ("semantic_depth_ros.commands.export",
                "export a checkpoint to ONNX (with metadata) and check its parity with PyTorch"),
+    "infer-bag": ("semantic_depth_ros.commands.infer_bag",
+                  "run a model over a recorded drive offline: the node's outputs into a new bag, LiDAR scores"),
     "ablate": ("semantic_depth_ros.commands.ablate", "train DRN, DC-DRN and DSC-DRN on generated scenes and compare"),
 }
 
@@ -89,6 +91,11 @@ def extract_main() -> int:
 def export_main() -> int:
     """Entry point of ``ros2 run semantic_depth_ros export``."""
     return run_command("export", sys.argv[1:])
+
+
+def infer_bag_main() -> int:
+    """Entry point of ``ros2 run semantic_depth_ros infer_bag``."""
+    return run_command("infer-bag", sys.argv[1:])
 
 
 if __name__ == "__main__":

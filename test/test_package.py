@@ -21,7 +21,7 @@ from semantic_depth_ros.ros.params import PARAMETER_NAMES, NodeSettings, setting
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "semantic_depth_ros"
-EXECUTABLES = ("depth_node", "train", "extract_rosbag", "export", "semantic-depth")
+EXECUTABLES = ("depth_node", "train", "extract_rosbag", "export", "infer_bag", "semantic-depth")
 PACKAGE_FILES = ("setup.py", "setup.cfg", "package.xml", "resource", PACKAGE, "launch", "config", "models",
                  "reference")
 REFERENCE_FILES = ("reference/paper_table1.csv", *(f"reference/kitti_eigen_split/eigen_{name}_files.txt"

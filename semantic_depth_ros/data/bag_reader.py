@@ -72,6 +72,11 @@ class BagReader:
         """Close the bag's files."""
         self._reader.close()
 
+    @property
+    def start_time_ns(self) -> int:
+        """Bag time (ns) of the bag's first message."""
+        return int(self._reader.start_time)
+
     def topics(self) -> dict[str, str]:
         """Topic name -> message type of every connection in the bag."""
         return {c.topic: c.msgtype for c in self._reader.connections}

@@ -95,7 +95,7 @@ class _ImageRecord:
 
 
 @dataclass
-class _BagIndex:
+class BagIndex:
     """What the first pass over the bag learns (no pixel or point data kept)."""
 
     images: list[_ImageRecord] = field(default_factory=list)
@@ -106,10 +106,10 @@ class _BagIndex:
     tree: TransformTree = field(default_factory=TransformTree)
 
 
-def _index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], lidar_conns: list[Any],
-               tf_conns: list[Any], max_dt: float) -> _BagIndex:
+def index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], lidar_conns: list[Any],
+               tf_conns: list[Any], max_dt: float) -> BagIndex:
     """First pass: image and scan stamps and frames, camera models, static transforms; then the pairing."""
-    index = _BagIndex()
+    index = BagIndex()
     kinds = {c.topic: "image" for c in image_conns}
     kinds.update({c.topic: "info" for c in info_conns})
     kinds.update({c.topic: "lidar" for c in lidar_conns})
@@ -150,18 +150,18 @@ def _check_camera_size(rgb: np.ndarray, camera: CameraModel, topic: str, stamp: 
         )
 
 
-def _frames_of(index: _BagIndex, record: _ImageRecord, camera: _Camera, lidar_frame: str | None) -> tuple[str, str]:
+def frames_of(index: BagIndex, record: _ImageRecord, camera: _Camera, lidar_frame: str | None) -> tuple[str, str]:
     """(camera frame, LiDAR frame) of one image and its paired scan."""
     camera_frame = record.frame_id or camera.frame_id
     return camera_frame, normalize_frame(lidar_frame) if lidar_frame else index.scan_frames[record.scan]
 
 
-def _resolve_transforms(index: _BagIndex, todo: dict[int, _Camera], lidar_frame: str | None,
+def resolve_transforms(index: BagIndex, todo: dict[int, _Camera], lidar_frame: str | None,
                         extrinsic: np.ndarray | None) -> dict[tuple[str, str], np.ndarray]:
     """T_camera_lidar for every (camera frame, LiDAR frame) pair the frames to extract need."""
     transforms: dict[tuple[str, str], np.ndarray] = {}
     for i, camera in todo.items():
-        key = _frames_of(index, index.images[i], camera, lidar_frame)
+        key = frames_of(index, index.images[i], camera, lidar_frame)
         camera_frame, source = key
         if key in transforms:
             continue
@@ -216,13 +216,13 @@ def extract_bag(
         info_conns = bag.connections(camera_info_topic, {CAMERA_INFO_TYPE})
         lidar_conns = bag.connections(lidar_topic, {POINTCLOUD2_TYPE})
         tf_conns = [] if extrinsic is not None else bag.connections(TF_STATIC_TOPIC, {TF_MESSAGE_TYPE}, required=False)
-        index = _index_bag(bag, image_conns, info_conns, lidar_conns, tf_conns, max_dt)
+        index = index_bag(bag, image_conns, info_conns, lidar_conns, tf_conns, max_dt)
         _extract_frames(bag, index, summary, image_conns, lidar_conns, image_topic=image_topic,
                         lidar_frame=lidar_frame, extrinsic=extrinsic, progress=progress)
     return summary
 
 
-def _select_frames(index: _BagIndex, folder: ExtractedFolderWriter, summary: ExtractionSummary
+def _select_frames(index: BagIndex, folder: ExtractedFolderWriter, summary: ExtractionSummary
                    ) -> dict[int, _Camera]:
     """Images to extract now (index -> camera), in bag order; counts the others."""
     todo: dict[int, _Camera] = {}
@@ -243,14 +243,14 @@ def _select_frames(index: _BagIndex, folder: ExtractedFolderWriter, summary: Ext
     return todo
 
 
-def _extract_frames(bag: BagReader, index: _BagIndex, summary: ExtractionSummary, image_conns: list[Any],
+def _extract_frames(bag: BagReader, index: BagIndex, summary: ExtractionSummary, image_conns: list[Any],
                     lidar_conns: list[Any], *, image_topic: str, lidar_frame: str | None,
                     extrinsic: np.ndarray | None, progress: bool) -> None:
     """Second pass: decode, project and write the selected frames."""
     summary.images, summary.scans = len(index.images), len(index.scan_stamps)
     folder = ExtractedFolderWriter(summary.out_dir)
     todo = _select_frames(index, folder, summary)
-    transforms = _resolve_transforms(index, todo, lidar_frame, extrinsic)
+    transforms = resolve_transforms(index, todo, lidar_frame, extrinsic)
     if "rect" not in image_topic.rsplit("/", 1)[-1] and any(c.model.has_distortion for c in todo.values()):
         LOGGER.warning("camera_info has non-zero distortion but %s does not look rectified: LiDAR points are "
                        "projected with the pinhole K only", image_topic)
@@ -267,7 +267,7 @@ def _extract_frames(bag: BagReader, index: _BagIndex, summary: ExtractionSummary
 
     def finish(i: int, msg: Any, msgtype: str) -> None:
         record = index.images[i]
-        frames = _frames_of(index, record, todo[i], lidar_frame)
+        frames = frames_of(index, record, todo[i], lidar_frame)
         _write_frame(folder, summary, index, record, todo[i], msg, msgtype, scans[record.scan], frames,
                      transforms[frames], image_topic)
         refcount[record.scan] -= 1
@@ -303,7 +303,7 @@ def _extract_frames(bag: BagReader, index: _BagIndex, summary: ExtractionSummary
         summary.frames_in_manifest = len(folder.entries)
 
 
-def _write_frame(folder: ExtractedFolderWriter, summary: ExtractionSummary, index: _BagIndex, record: _ImageRecord,
+def _write_frame(folder: ExtractedFolderWriter, summary: ExtractionSummary, index: BagIndex, record: _ImageRecord,
                  camera: _Camera, msg: Any, msgtype: str, points: np.ndarray | None, frames: tuple[str, str],
                  lidar_to_camera: np.ndarray, image_topic: str) -> None:
     """Decode one image, project its scan and write both (or count why not)."""

@@ -1,0 +1,96 @@
+"""`semantic-depth infer-bag`: run a model over a recorded drive offline and write the node's outputs into a new
+ROS 2 bag (optionally scored against the drive's LiDAR)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..data.tf_chain import parse_extrinsic
+from ..devices import PRECISIONS
+from ..errors import ConfigError
+from ..inference.estimator import BACKENDS, DepthEstimator
+from ..messages import OUTPUT_TOPICS
+from ..replay.bag_writer import STORAGES, check_destination
+from ..replay.frames import Selection
+from ..replay.pipeline import ReplayOptions, replay_bag
+from ..replay.topics import DEFAULT_OUTPUTS, default_camera_info_topic, parse_outputs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``semantic-depth infer-bag``."""
+    parser.add_argument("bag", help="ROS 1 .bag file or ROS 2 bag folder (sqlite3 or mcap)")
+    parser.add_argument("--image-topic", required=True, help="sensor_msgs/Image or CompressedImage topic")
+    parser.add_argument("--camera-info-topic", default=None,
+                        help="sensor_msgs/CameraInfo topic (default: camera_info beside the image topic)")
+    parser.add_argument("--checkpoint", required=True, help="model: a .pt checkpoint (or an exported .onnx)")
+    parser.add_argument("--out", required=True, help="output ROS 2 bag folder (must not exist unless --overwrite)")
+    parser.add_argument("--outputs", default=",".join(DEFAULT_OUTPUTS),
+                        help=f"comma-separated subset of {','.join(k for k in OUTPUT_TOPICS if k != 'depth_info')} "
+                             f"(default {','.join(DEFAULT_OUTPUTS)}; depth/camera_info is always written beside "
+                             "depth and points)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="network precision (default auto)")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="network backend (default auto)")
+    parser.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--batch", type=int, default=8, help="frames per network batch (default 8)")
+    parser.add_argument("--point-stride", type=int, default=1,
+                        help="keep every N-th row and column in points (default 1)")
+    parser.add_argument("--copy-input", action="store_true",
+                        help="also copy the image and camera_info topics and /tf, /tf_static into the output")
+    parser.add_argument("--storage", default="mcap", choices=tuple(STORAGES), help="output storage (default mcap)")
+    parser.add_argument("--every", type=int, default=1, help="process every N-th image (default 1: all)")
+    parser.add_argument("--start", type=float, default=None, help="first image time, seconds from the bag start")
+    parser.add_argument("--end", type=float, default=None, help="last image time, seconds from the bag start")
+    parser.add_argument("--lidar-topic", default=None,
+                        help="sensor_msgs/PointCloud2 topic: score depth against it (metrics.json, metrics.csv, "
+                             "report.md in --out)")
+    parser.add_argument("--lidar-frame", default=None, help="frame id of the clouds (overrides their header)")
+    parser.add_argument("--extrinsic", nargs="+", type=float, default=None, metavar="N",
+                        help="LiDAR->camera optical frame transform instead of /tf_static: 16 numbers (row-major "
+                             "4x4, p_camera = T p_lidar) or 7 (x y z qx qy qz qw)")
+    parser.add_argument("--max-dt", type=float, default=0.05,
+                        help="largest image-to-scan stamp difference to pair them, seconds (default 0.05)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="also time the bare estimator on the same frames (held in memory) and print the ratio")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def options_from(args: argparse.Namespace) -> ReplayOptions:
+    """Checked replay options of the parsed arguments (ConfigError naming a bad value)."""
+    if args.batch < 1:
+        raise ConfigError(f"--batch {args.batch} must be at least 1")
+    if args.point_stride < 1:
+        raise ConfigError(f"--point-stride {args.point_stride} must be at least 1")
+    if args.lidar_topic is None and (args.lidar_frame is not None or args.extrinsic is not None):
+        raise ConfigError("--lidar-frame and --extrinsic need --lidar-topic")
+    extrinsic = parse_extrinsic(args.extrinsic) if args.extrinsic is not None else None
+    return ReplayOptions(
+        image_topic=args.image_topic,
+        camera_info_topic=args.camera_info_topic or default_camera_info_topic(args.image_topic),
+        outputs=parse_outputs(args.outputs), batch=args.batch, storage=args.storage, copy_input=args.copy_input,
+        overwrite=args.overwrite, selection=Selection(args.every, args.start, args.end),
+        point_stride=args.point_stride, lidar_topic=args.lidar_topic, lidar_frame=args.lidar_frame,
+        extrinsic=extrinsic, max_dt=args.max_dt, progress=not args.no_progress)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Replay the bag, print the summary line (and the benchmark line with ``--benchmark``)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    options = options_from(args)
+    out = Path(args.out)
+    check_destination(out, options.overwrite)
+    estimator = DepthEstimator(args.checkpoint, device=args.device, precision=args.precision,
+                               backend=args.backend, num_threads=args.num_threads)
+    if args.benchmark:
+        from ..replay.benchmark import benchmark
+
+        result = benchmark(args.bag, out, estimator, options)
+        print(result.line())
+        summary = result.replay
+    else:
+        summary = replay_bag(args.bag, out, estimator, options)
+    print(summary.line())
+    return 0

@@ -1,0 +1,6 @@
+"""Offline replay of recorded drives: ``semantic-depth infer-bag`` (read a bag, run the estimator, write a bag).
+
+``topics`` names the output topics, ``frames`` reads and decodes the input frames, ``bag_writer`` wraps the
+message core's fields into ``rosbags`` messages and writes the output bag atomically, ``scoring`` measures the
+depth against the drive's LiDAR, ``pipeline`` runs the three stages on overlapping threads. ROS-free throughout.
+"""
