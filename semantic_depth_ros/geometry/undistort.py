@@ -7,7 +7,8 @@ of the distorted one (its borders' outermost rays are dropped); under pincushion
 terms, some undistorted pixels (the corners) have rays that land outside the distorted image and have no data:
 ``Undistortion.valid`` is False there. The network input samples the nearest edge of the distorted image at those
 pixels (like the letterbox padding: a replicated border looks like more scene, black bars do not); callers set
-depth NaN there, and ``Undistortion.colours`` paints them black.
+depth NaN there (the estimator also sets confidence 0 and the semantic id ``labels.IGNORE_LABEL``), and
+``Undistortion.colours`` paints them black.
 
 Supported models (``sensor_msgs/CameraInfo.distortion_model``, D in ROS/OpenCV order):
 ``plumb_bob`` (k1 k2 p1 p2 k3), ``rational_polynomial`` (k1 k2 p1 p2 k3 k4 k5 k6), ``equidistant`` (fisheye
