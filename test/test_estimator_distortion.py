@@ -21,7 +21,7 @@ from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.labels import IGNORE_LABEL
 from semantic_depth_ros.messages import HostStaging, cloud_array, frame_fields, output_tensors
 from semantic_depth_ros.model.config import ModelConfig
-from test_estimator import CONFIG, make_checkpoint
+from test_estimator import make_checkpoint
 
 SCALE = 3  # sub-samples per camera pixel and axis of the reference renders (area-averaged)
 CAMERA = domain_intrinsics("kitti_like", 188, 621)
@@ -149,7 +149,8 @@ def test_outputs_are_in_the_undistorted_pinhole_geometry(estimator: DepthEstimat
     fields = frame_fields(wanted, HostStaging().fetch(tensors), out.intrinsics)
     info = fields["depth_info"]
     assert (info.distortion_model, info.d) == ("plumb_bob", (0.0,) * 5)
-    assert info.k == out.intrinsics.k() and info.p == out.intrinsics.p() and (info.width, info.height) == (width, height)
+    assert info.k == out.intrinsics.k() and info.p == out.intrinsics.p()
+    assert (info.width, info.height) == (width, height)
     # points: the back-projection of the published depth with the published K
     k = np.asarray(info.k).reshape(3, 3)
     z = out.depth.numpy().astype(np.float64)

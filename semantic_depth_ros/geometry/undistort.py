@@ -328,10 +328,17 @@ def _subsample_positions(source_size: int, resized_size: int, samples: int) -> n
 
 def _interpolate_separable(values: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """Bilinear interpolation of HxW ``values`` at the grid ``ys`` x ``xs`` (clamped to the border), float64."""
+    if _is_pixel_grid(ys, values.shape[0]) and _is_pixel_grid(xs, values.shape[1]):
+        return values.astype(np.float64)  # every pixel centre itself (an output at the camera's size)
     y0, y1, fy = _bracket(ys, values.shape[0])
     x0, x1, fx = _bracket(xs, values.shape[1])
     rows = values[y0].astype(np.float64) * (1.0 - fy)[:, None] + values[y1].astype(np.float64) * fy[:, None]
     return rows[:, x0] * (1.0 - fx) + rows[:, x1] * fx
+
+
+def _is_pixel_grid(positions: np.ndarray, size: int) -> bool:
+    """Whether ``positions`` are exactly the pixel centres 0, 1, ..., size - 1."""
+    return positions.shape == (size,) and bool(np.array_equal(positions, np.arange(size, dtype=np.float64)))
 
 
 def _bracket(positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

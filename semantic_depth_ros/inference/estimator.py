@@ -160,8 +160,9 @@ class DepthEstimator:
         """Depth / semantic / confidence of one HxWx3 uint8 RGB image (may be a non-contiguous or read-only view).
 
         ``intrinsics`` (or a ``CameraModel``, whose lens distortion is then removed) must describe the image's HxW;
-        an unsupported distortion model or D raises InvalidInputError naming it. ``output_resolution``: ``input`` (HxW of the image) or
-        ``network`` (the image resized to fit the network input, without padding). Only ``outputs`` are computed.
+        an unsupported distortion model or D raises InvalidInputError naming it. ``output_resolution``: ``input``
+        (HxW of the image) or ``network`` (the image resized to fit the network input, without padding). Only
+        ``outputs`` are computed.
         """
         return self.estimate_batch([(image, intrinsics)], output_resolution=output_resolution, outputs=outputs)[0]
 
