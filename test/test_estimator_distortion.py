@@ -17,6 +17,7 @@ from semantic_depth_ros.data.synthetic.render import render_world
 from semantic_depth_ros.errors import InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import CameraModel, Intrinsics, scale_intrinsics
 from semantic_depth_ros.geometry.pointcloud import RayGridCache
+from semantic_depth_ros.geometry.undistort import check_camera_model
 from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.labels import IGNORE_LABEL
 from semantic_depth_ros.messages import HostStaging, cloud_array, frame_fields, output_tensors
@@ -202,6 +203,10 @@ def test_bad_models_are_refused_and_the_next_good_frame_is_served(estimator: Dep
         estimator.estimate(distorted, intrinsics=CameraModel(CAMERA, "kannala_brandt", (0.1, 0.0, 0.0, 0.0)))
     with pytest.raises(InvalidInputError, match="^distortion model 'plumb_bob' needs 5 coefficients in D, got 4$"):
         estimator.estimate(distorted, intrinsics=CameraModel(CAMERA, "plumb_bob", (0.1, 0.0, 0.0, 0.0)))
+    with pytest.raises(InvalidInputError, match="^distortion model 'fisheye' is not supported"):
+        check_camera_model(CameraModel(CAMERA, "fisheye", (0.1, 0.0, 0.0, 0.0)))  # the same check, before batching
+    assert check_camera_model(good) is good
+    assert check_camera_model(CameraModel(CAMERA, "fisheye", (0.0,) * 4)).d == (0.0,) * 4  # zero D: no distortion
     out = estimator.estimate(distorted, intrinsics=good)
     torch.testing.assert_close(out.depth, expected.depth, rtol=0, atol=0, equal_nan=True)
     assert torch.equal(out.semantic, expected.semantic) and torch.equal(out.image, expected.image)

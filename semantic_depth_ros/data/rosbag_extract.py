@@ -55,7 +55,7 @@ from semantic_depth_ros.data.tf_chain import TransformTree, normalize_frame
 from semantic_depth_ros.data.time_pairing import latest_at_or_before, nearest_within
 from semantic_depth_ros.errors import ExtractionError, InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import CameraModel, camera_from_info
-from semantic_depth_ros.geometry.undistort import undistortion_map, valid_mask, validate_distortion
+from semantic_depth_ros.geometry.undistort import check_camera_model, undistortion_map, valid_mask
 
 LOGGER = logging.getLogger(__name__)
 
@@ -133,9 +133,7 @@ def _index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], li
             index.scan_frames.append(normalize_frame(msg.header.frame_id))
         elif kind == "info":
             try:
-                model = camera_from_info(msg)
-                if model.has_distortion:
-                    validate_distortion(model.distortion_model, model.d)
+                model = check_camera_model(camera_from_info(msg))
             except InvalidInputError as err:
                 raise ExtractionError(f"{item.topic}: {err}") from None
             index.cameras.append(_Camera(model, normalize_frame(msg.header.frame_id)))

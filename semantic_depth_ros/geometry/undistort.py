@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidInputError
-from .intrinsics import Intrinsics
+from .intrinsics import CameraModel, Intrinsics
 
 if TYPE_CHECKING:
     from ..inference.preprocess import Letterbox
@@ -71,6 +71,15 @@ def validate_distortion(distortion_model: str, d: Sequence[float]) -> tuple[floa
     if not any(values):
         return None
     return values
+
+
+def check_camera_model(camera: CameraModel) -> CameraModel:
+    """``camera`` unchanged when its D is zero or of a supported model; InvalidInputError (one line naming the
+    model or D, as ``validate_distortion``) otherwise. The check the estimator makes per frame, for callers that
+    want it earlier: on camera_info arrival, or per camera before batching frames of several cameras."""
+    if camera.has_distortion:
+        validate_distortion(camera.distortion_model, camera.d)
+    return camera
 
 
 def undistortion_map(intrinsics: Intrinsics, distortion_model: str,
