@@ -79,3 +79,51 @@ def test_cuda_backprojection_and_colours_are_bit_identical_to_cpu():
     ids = torch.randint(0, 256, (375, 1242), generator=generator).to(torch.uint8)
     assert torch.equal(colorize_semantic(ids.cuda()).cpu(), colorize_semantic(ids))
     assert torch.equal(colorize_depth(depth.cuda(), 1.0, 80.0).cpu(), colorize_depth(depth, 1.0, 80.0))
+
+
+def test_cuda_semantic_cloud_matches_cpu():
+    intrinsics = Intrinsics(fx=700.0, fy=710.0, cx=620.0, cy=187.0, width=1242, height=375)
+    generator = torch.Generator().manual_seed(1)
+    depth = torch.rand(375, 1242, generator=generator) * 80 + 0.5
+    depth[::7, ::5] = float("nan")
+    rgb = torch.randint(0, 256, (375, 1242, 3), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 19, (375, 1242), dtype=torch.uint8, generator=generator)
+    confidence = torch.rand(375, 1242, generator=generator)
+    cache = RayGridCache()
+    options = dict(stride=2, point_fields="xyzrgblc", drop_labels=(0, 10))
+    cpu = backproject_organised(depth, cache.get(intrinsics, 2, "cpu"), rgb, labels=labels, confidence=confidence,
+                                **options)
+    gpu = backproject_organised(depth.cuda(), cache.get(intrinsics, 2, "cuda"), rgb.cuda(), labels=labels.cuda(),
+                                confidence=confidence.cuda(), **options).cpu()
+    assert gpu.shape == (188, 621, 6)
+    assert torch.equal(cpu[..., 3:].view(torch.int32), gpu[..., 3:].view(torch.int32))  # rgb, label, confidence
+    assert torch.equal(torch.isnan(cpu[..., 2]), torch.isnan(gpu[..., 2]))
+    torch.testing.assert_close(gpu[..., :3], cpu[..., :3], rtol=1e-6, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("precision,backend,tolerance", [("fp32", "eager", 2e-3), ("fp16", "cudagraphs", 3e-2)])
+def test_cuda_undistortion_matches_cpu(resnet18_checkpoint, precision, backend, tolerance):
+    from semantic_depth_ros.geometry.intrinsics import CameraModel
+
+    reference = DepthEstimator(resnet18_checkpoint, device="cpu", precision="fp32")
+    fast = DepthEstimator(resnet18_checkpoint, device="cuda", precision=precision, backend=backend)
+    frames = []
+    for seed, (height, width, d) in enumerate([(375, 1242, (0.2, 0.05, 0.0, 0.0, 0.0)),
+                                               (480, 640, (-0.3, 0.09, 0.001, -0.0005, 0.0)),
+                                               (375, 1242, ())]):
+        image, intrinsics = _scene(height, width, seed)
+        image = np.ascontiguousarray(np.repeat(np.repeat(image[::8, ::8], 8, 0), 8, 1)[:height, :width])
+        frames.append((image, CameraModel(intrinsics, "plumb_bob", d)))
+    refs = [reference.estimate(image, intrinsics=camera) for image, camera in frames]
+    singles = [fast.estimate(image, intrinsics=camera) for image, camera in frames]
+    batch = fast.estimate_batch(frames)
+    for index, ref in enumerate(refs):
+        for out in (singles[index], batch[index]):
+            _assert_close_to(ref, out, tolerance, f"{precision} undistorted frame {index}")
+            assert out.intrinsics == ref.intrinsics
+            colours = (out.image.cpu().int() - ref.image.int()).abs()
+            assert colours.float().mean() < 0.5 and colours.max() <= 3, (index, colours.max())
+            black = ref.image.sum(-1) == 0
+            assert torch.equal(out.image.cpu().sum(-1) == 0, black)
+            assert torch.isnan(out.depth.cpu()[black]).all()
+    assert fast.cache_sizes()["pinned"] == 3

@@ -85,7 +85,7 @@ def test_cloud_fields_are_the_organised_xyzrgb_layout() -> None:
     assert (fields.is_dense, fields.is_bigendian) == (False, not LITTLE)
     assert bytes(fields.data) == points.tobytes() and len(fields.data) == fields.height * fields.row_step
     np.testing.assert_array_equal(cloud_array(fields), points)
-    with pytest.raises(InvalidInputError, match=r"are not an \(h, w, 4\) float32 cloud"):
+    with pytest.raises(InvalidInputError, match=r"are not an \(h, w, n\) float32 cloud"):
         cloud_fields(points[..., :3].copy())
 
 

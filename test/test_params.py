@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import dataclasses
 
 import pytest
@@ -23,7 +24,8 @@ from semantic_depth_ros.ros.params import (
 )
 
 ISSUE_PARAMETERS = {"model_path", "device", "precision", "output_resolution", "min_depth", "max_depth", "mask_sky",
-                    "point_stride", "fx", "fy", "cx", "cy", "input_transport"}
+                    "point_stride", "fx", "fy", "cx", "cy", "input_transport",
+                    "point_fields", "points_drop_labels"}  # the last two: issue 10's semantic point clouds
 EXTRA_PARAMETERS = {"backend", "trt_cache_dir"}
 QOS_PARAMETERS = {"input_qos_reliability", "input_qos_depth", "output_qos_reliability", "output_qos_depth"}
 
@@ -39,7 +41,7 @@ def test_the_table_has_the_issue_parameters_plus_qos_and_matches_node_settings()
 
 def test_dynamic_and_static_split() -> None:
     assert DYNAMIC_PARAMETERS == {"output_resolution", "min_depth", "max_depth", "mask_sky", "point_stride",
-                                  "fx", "fy", "cx", "cy"}
+                                  "fx", "fy", "cx", "cy", "point_fields", "points_drop_labels"}
     assert STATIC_PARAMETERS == {"model_path", "device", "precision", "backend", "trt_cache_dir",
                                  "input_transport"} | QOS_PARAMETERS
 
@@ -68,6 +70,12 @@ def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> Non
     ("input_qos_depth", 0, "parameter input_qos_depth = 0 is outside [1, 100]"),
     ("output_qos_reliability", "lossy", "parameter output_qos_reliability = 'lossy' must be one of reliable, "
                                         "best_effort"),
+    ("point_fields", "xyzi", "parameter point_fields = 'xyzi' must be one of xyzrgb, xyzrgbl, xyzrgblc"),
+    ("points_drop_labels", [10, 19], "parameter points_drop_labels = [10, 19]: 19 is outside [0, 18]"),
+    ("points_drop_labels", [-1], "parameter points_drop_labels = [-1]: -1 is outside [0, 18]"),
+    ("points_drop_labels", [1.0], "parameter points_drop_labels = [1.0] must be a list of integers"),
+    ("points_drop_labels", [True], "parameter points_drop_labels = [True] must be a list of integers"),
+    ("points_drop_labels", "10", "parameter points_drop_labels = '10' must be a list of integers"),
 ])
 def test_invalid_values_are_rejected_naming_the_parameter(name: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -130,3 +138,37 @@ def test_descriptors_carry_type_range_choices_and_dynamic_flag() -> None:
     declared = declaration_list()
     assert [name for name, _, _ in declared] == list(PARAMETER_NAMES)
     assert all(descriptor.name == name for name, _, descriptor in declared)
+
+
+def test_points_drop_labels_accepts_any_integer_list_and_unset() -> None:
+    assert validate_value("points_drop_labels", [10, 0, 10]) == (0, 10)
+    assert validate_value("points_drop_labels", array.array("q", [18])) == (18,)  # rclpy's integer arrays
+    assert validate_value("points_drop_labels", []) == ()
+    assert validate_value("points_drop_labels", None) == ()  # a YAML [] leaves the ROS parameter unset
+    changed = apply_changes(NodeSettings(), {"points_drop_labels": [10], "point_fields": "xyzrgbl"})
+    assert (changed.points_drop_labels, changed.point_fields) == ((10,), "xyzrgbl")
+
+
+def test_points_drop_labels_declares_and_changes_in_rclpy() -> None:
+    """An empty integer list has no ROS 2 type: the descriptor's dynamic typing lets [] be declared and set."""
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    descriptor = make_descriptor(SPECS["points_drop_labels"])
+    assert descriptor.type == ParameterType.PARAMETER_INTEGER_ARRAY and descriptor.dynamic_typing
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = Node("params_probe", context=context)
+        node.declare_parameters("", [d for d in declaration_list() if d[0] in ("points_drop_labels",
+                                                                               "point_fields")])
+        assert validate_value("points_drop_labels", node.get_parameter("points_drop_labels").value) == ()
+        for value in ([10, 0], []):
+            result = node.set_parameters([Parameter("points_drop_labels", value=value)])[0]
+            assert result.successful
+            assert validate_value("points_drop_labels", node.get_parameter("points_drop_labels").value) == \
+                tuple(sorted(value))
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

@@ -10,9 +10,15 @@ is found in the tree and composed) or given as ``extrinsic`` (4x4, ``p_camera = 
 Pairing (:mod:`semantic_depth_ros.data.time_pairing`): each image is paired with the scan nearest in time (header
 stamps; the bag receive time when a header stamp is zero) if it is within ``max_dt`` seconds; other images are
 counted and skipped. The camera model of an image is the latest ``CameraInfo`` received at or before it (the first
-one in the bag for images that precede every ``CameraInfo``). Points are projected with the pinhole ``K``
-(distortion ignored, so the image topic should be rectified; a warning is logged once when ``D`` is non-zero and
-the topic name has no ``rect``), nearest point wins per pixel (:mod:`semantic_depth_ros.data.projection`).
+one in the bag for images that precede every ``CameraInfo``). Points are projected with the pinhole ``K``, nearest
+point wins per pixel (:mod:`semantic_depth_ros.data.projection`).
+
+Lens distortion: when the ``CameraInfo`` has a non-zero ``D`` (``plumb_bob``, ``rational_polynomial``,
+``equidistant``), each image is undistorted first with the node's undistortion
+(``geometry.undistort.undistortion_map``: the pinhole image of the camera's own K and size, ``cv2.remap``
+bilinear), so image and projected depth agree and ``intrinsics.json`` (K, D = 0) describes both; pixels whose ray
+falls outside the distorted image are black with no depth. An image topic whose name contains ``rect`` is taken
+as already rectified and kept as it is (a warning is logged once). An unsupported model stops the extraction.
 
 The output folder's layout, atomic writes and resuming are :mod:`semantic_depth_ros.data.extracted`'s.
 """
@@ -22,9 +28,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -47,6 +55,7 @@ from semantic_depth_ros.data.tf_chain import TransformTree, normalize_frame
 from semantic_depth_ros.data.time_pairing import latest_at_or_before, nearest_within
 from semantic_depth_ros.errors import ExtractionError, InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import CameraModel, camera_from_info
+from semantic_depth_ros.geometry.undistort import check_camera_model, undistortion_map, valid_mask
 
 LOGGER = logging.getLogger(__name__)
 
@@ -124,7 +133,7 @@ def index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], lid
             index.scan_frames.append(normalize_frame(msg.header.frame_id))
         elif kind == "info":
             try:
-                model = camera_from_info(msg)
+                model = check_camera_model(camera_from_info(msg))
             except InvalidInputError as err:
                 raise ExtractionError(f"{item.topic}: {err}") from None
             index.cameras.append(_Camera(model, normalize_frame(msg.header.frame_id)))
@@ -148,6 +157,29 @@ def _check_camera_size(rgb: np.ndarray, camera: CameraModel, topic: str, stamp: 
             f"image on {topic} at stamp {stamp} is {rgb.shape[1]}x{rgb.shape[0]} "
             f"but its CameraInfo says {intr.width}x{intr.height}"
         )
+
+
+@dataclass(frozen=True)
+class _Undistorter:
+    """One camera model's undistortion: HxW float32 ``cv2.remap`` maps and the HxW bool mask of pixels with data."""
+
+    map_x: np.ndarray
+    map_y: np.ndarray
+    valid: np.ndarray
+
+    def image(self, rgb: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 distorted image -> the undistorted pinhole image (same K and size), black without data."""
+        undistorted = cv2.remap(rgb, self.map_x, self.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        undistorted[~self.valid] = 0
+        return undistorted
+
+
+@lru_cache(maxsize=4)  # a few camera models per bag; bounded if camera_info keeps changing
+def _undistorter(model: CameraModel) -> _Undistorter:
+    """The undistortion of a camera model with a non-zero D."""
+    intr = model.intrinsics
+    map_x, map_y = undistortion_map(intr, model.distortion_model, model.d)
+    return _Undistorter(map_x, map_y, valid_mask(map_x, map_y, intr.height, intr.width))
 
 
 def frames_of(index: BagIndex, record: _ImageRecord, camera: _Camera, lidar_frame: str | None) -> tuple[str, str]:
@@ -251,9 +283,10 @@ def _extract_frames(bag: BagReader, index: BagIndex, summary: ExtractionSummary,
     folder = ExtractedFolderWriter(summary.out_dir)
     todo = _select_frames(index, folder, summary)
     transforms = resolve_transforms(index, todo, lidar_frame, extrinsic)
-    if "rect" not in image_topic.rsplit("/", 1)[-1] and any(c.model.has_distortion for c in todo.values()):
-        LOGGER.warning("camera_info has non-zero distortion but %s does not look rectified: LiDAR points are "
-                       "projected with the pinhole K only", image_topic)
+    rectified = "rect" in image_topic.rsplit("/", 1)[-1]
+    if rectified and any(c.model.has_distortion for c in todo.values()):
+        LOGGER.warning("camera_info has non-zero distortion but %s looks rectified: its images are kept as they are "
+                       "and LiDAR points are projected with the pinhole K", image_topic)
 
     wanted = set(todo)
     refcount: dict[int, int] = {}
@@ -269,7 +302,7 @@ def _extract_frames(bag: BagReader, index: BagIndex, summary: ExtractionSummary,
         record = index.images[i]
         frames = frames_of(index, record, todo[i], lidar_frame)
         _write_frame(folder, summary, index, record, todo[i], msg, msgtype, scans[record.scan], frames,
-                     transforms[frames], image_topic)
+                     transforms[frames], image_topic, undistort=not rectified)
         refcount[record.scan] -= 1
         if refcount[record.scan] == 0:
             del scans[record.scan]
@@ -305,8 +338,9 @@ def _extract_frames(bag: BagReader, index: BagIndex, summary: ExtractionSummary,
 
 def _write_frame(folder: ExtractedFolderWriter, summary: ExtractionSummary, index: BagIndex, record: _ImageRecord,
                  camera: _Camera, msg: Any, msgtype: str, points: np.ndarray | None, frames: tuple[str, str],
-                 lidar_to_camera: np.ndarray, image_topic: str) -> None:
-    """Decode one image, project its scan and write both (or count why not)."""
+                 lidar_to_camera: np.ndarray, image_topic: str, *, undistort: bool) -> None:
+    """Decode one image (undistorted when ``undistort`` and its camera has distortion), project its scan and write
+    both (or count why not)."""
     if points is None:
         summary.invalid_scan += 1
         return
@@ -322,6 +356,10 @@ def _write_frame(folder: ExtractedFolderWriter, summary: ExtractionSummary, inde
         summary.intrinsics_mismatch += 1
         return
     depth = project_points_to_depth(transform_points(lidar_to_camera, points), intr.matrix(), intr.width, intr.height)
+    if undistort and camera.model.has_distortion:
+        undistorter = _undistorter(camera.model)
+        rgb = undistorter.image(rgb)
+        depth[~undistorter.valid] = 0.0
     scan_stamp = index.scan_stamps[record.scan]
     entry = {
         "stamp_ns": record.stamp,

@@ -1,10 +1,19 @@
-"""Back-projection of a depth image to an organised XYZRGB buffer in the node's PointCloud2 layout.
+"""Back-projection of a depth image to an organised point buffer in one of the node's PointCloud2 layouts.
 
-Layout (the README's `points` topic; the message core ``messages.fields`` builds the PointCloud2 fields): one point per (decimated) depth pixel, row-major, ``POINT_STEP`` = 16
-bytes per point, fields ``x y z rgb`` all FLOAT32 (``sensor_msgs/PointField.FLOAT32`` = ``POINT_FIELD_DATATYPE``)
-at byte offsets 0, 4, 8, 12; little-endian; ``row_step = width * POINT_STEP``; invalid points have NaN x, y, z
-(``is_dense = false``). ``rgb`` holds the bits of the uint32 ``(r << 16) | (g << 8) | b`` as PCL and rviz2 expect.
-Coordinates are in the camera optical frame (REP-103: x right, y down, z forward), metres.
+Layouts (``POINT_LAYOUTS``, the node's ``point_fields``; the README's `points` topic; ``messages.fields`` builds
+the PointCloud2 fields): one point per (decimated) depth pixel, row-major, little-endian, every field 4 bytes,
+packed without padding, ``row_step = width * point_step``; invalid points have NaN x, y, z (``is_dense = false``).
+
+- ``xyzrgb`` (default): ``x y z rgb`` FLOAT32 at 0, 4, 8, 12; ``POINT_STEP`` = 16.
+- ``xyzrgbl``: then ``label`` UINT32 at 16 (the Cityscapes train id of the ``semantic`` output at that pixel);
+  point_step 20. PCL's ``PointXYZRGBL`` has the same field names, but in memory it is 32 bytes (x y z + pad, rgb
+  at 16, label at 20, aligned to 16): ``pcl::fromROSMsg`` and rviz2 read fields by name and offset, so the packed
+  20-byte layout converts to ``pcl::PointXYZRGBL`` unchanged while sending 37 % fewer bytes than the padded one.
+- ``xyzrgblc``: then ``confidence`` FLOAT32 at 20 (``depth/confidence`` at that pixel, in [0, 1]); point_step 24.
+
+``rgb`` holds the bits of the uint32 ``(r << 16) | (g << 8) | b`` as PCL and rviz2 expect. Coordinates are in the
+camera optical frame (REP-103: x right, y down, z forward), metres. Points whose label is in ``drop_labels`` get
+NaN x, y, z like invalid depth (their label and confidence fields keep the pixel's values).
 
 Everything here is torch and runs on the device of its inputs; the ray grid is cached so no per-frame allocation
 of it happens.
@@ -14,16 +23,63 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from semantic_depth_ros.errors import InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
+from semantic_depth_ros.labels import NUM_CLASSES
 
 POINT_STEP = 16
 POINT_FIELDS: tuple[tuple[str, int], ...] = (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
 POINT_FIELD_DATATYPE = 7  # sensor_msgs/PointField.FLOAT32, the datatype of every field in POINT_FIELDS
+POINT_FIELD_UINT32 = 6  # sensor_msgs/PointField.UINT32
+_XYZRGB = tuple((name, offset, POINT_FIELD_DATATYPE) for name, offset in POINT_FIELDS)
+# point_fields name -> (field name, byte offset, PointField datatype) of each 4-byte field, in memory order
+POINT_LAYOUTS: dict[str, tuple[tuple[str, int, int], ...]] = {
+    "xyzrgb": _XYZRGB,
+    "xyzrgbl": (*_XYZRGB, ("label", 16, POINT_FIELD_UINT32)),
+    "xyzrgblc": (*_XYZRGB, ("label", 16, POINT_FIELD_UINT32), ("confidence", 20, POINT_FIELD_DATATYPE)),
+}
+_LABEL_INDEX = 4  # float32 slot of ``label`` in the layouts that have it
+_CONFIDENCE_INDEX = 5
+
+
+def check_point_fields(point_fields: str) -> tuple[tuple[str, int, int], ...]:
+    """The layout named ``point_fields`` (``POINT_LAYOUTS``); InvalidInputError naming an unknown one."""
+    layout = POINT_LAYOUTS.get(point_fields) if isinstance(point_fields, str) else None
+    if layout is None:
+        raise InvalidInputError(f"point_fields = {point_fields!r} is not one of {', '.join(POINT_LAYOUTS)}")
+    return layout
+
+
+def point_step(point_fields: str) -> int:
+    """Bytes per point of the layout ``point_fields``."""
+    return 4 * len(check_point_fields(point_fields))
+
+
+def check_drop_labels(drop_labels: Sequence[int]) -> tuple[int, ...]:
+    """``drop_labels`` as a tuple of train ids; InvalidInputError naming one that is not an int in 0..18."""
+    ids = tuple(drop_labels)
+    for label in ids:
+        if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < NUM_CLASSES:
+            raise InvalidInputError(f"drop label {label!r} is not a Cityscapes train id (an integer in "
+                                    f"0..{NUM_CLASSES - 1})")
+    return tuple(int(label) for label in ids)
+
+
+def layout_needs(point_fields: str, drop_labels: Sequence[int] = ()) -> tuple[str, ...]:
+    """Per-pixel inputs besides depth and colours that a cloud in ``point_fields`` dropping ``drop_labels`` needs:
+    a subset of ``("semantic", "confidence")``."""
+    names = {name for name, _, _ in check_point_fields(point_fields)}
+    needs = []
+    if "label" in names or check_drop_labels(drop_labels):
+        needs.append("semantic")
+    if "confidence" in names:
+        needs.append("confidence")
+    return tuple(needs)
 
 
 def _check_stride(stride: int) -> int:
@@ -137,17 +193,27 @@ def backproject_organised(
     stride: int = 1,
     min_range: float | None = None,
     max_range: float | None = None,
+    *,
+    point_fields: str = "xyzrgb",
+    labels: torch.Tensor | None = None,
+    confidence: torch.Tensor | None = None,
+    drop_labels: Sequence[int] = (),
 ) -> torch.Tensor:
-    """Organised point cloud ``(h, w, 4)`` float32 ``[x, y, z, rgb]`` in the PointCloud2 layout (module docstring).
+    """Organised point cloud ``(h, w, n)`` float32 in the PointCloud2 layout ``point_fields`` (module docstring),
+    ``n`` = its number of fields: ``[x, y, z, rgb]`` (+ ``label`` bits, + ``confidence``).
 
     ``depth``: ``(H, W)`` float metres along the optical axis, NaN (or <= 0, or infinite) = invalid.
     ``rays``: ``(h, w, 3)`` from ``RayGridCache.get(intr, stride, depth.device)`` for the depth image's intrinsics.
     ``rgb``: optional ``(H, W, 3)`` uint8 colours at the depth resolution (moved to the depth's device if needed);
-    without it the ``rgb`` field is 0. Decimation keeps ``depth[::stride, ::stride]``. Points that are invalid or
-    whose z is outside ``[min_range, max_range]`` get NaN x, y, z. The result is contiguous, so
-    ``out.cpu().numpy().tobytes()`` is exactly the PointCloud2 ``data`` (``row_step = w * POINT_STEP``).
+    without it the ``rgb`` field is 0. ``labels``: ``(H, W)`` integer train ids (the ``semantic`` output), needed
+    by the layouts with ``label`` and by a non-empty ``drop_labels`` (train ids whose points become NaN);
+    ``confidence``: ``(H, W)`` float in [0, 1], needed by ``xyzrgblc``. Decimation keeps ``depth[::stride,
+    ::stride]``. Points that are invalid or whose z is outside ``[min_range, max_range]`` get NaN x, y, z. The
+    result is contiguous, so ``out.cpu().numpy().tobytes()`` is exactly the PointCloud2 ``data``.
     """
     stride = _check_stride(stride)
+    layout = check_point_fields(point_fields)
+    drop = check_drop_labels(drop_labels)
     if depth.dim() != 2 or not depth.is_floating_point():
         raise InvalidInputError(f"depth must be a float HxW tensor, got {depth.dtype} of shape {tuple(depth.shape)}")
     z = depth[::stride, ::stride].to(torch.float32)
@@ -156,15 +222,33 @@ def backproject_organised(
             f"rays of shape {tuple(rays.shape)} on {rays.device} do not match depth {tuple(depth.shape)} "
             f"on {depth.device} at stride {stride} (expected {(*z.shape, 3)})"
         )
-    z = torch.where(_valid_mask(z, min_range, max_range), z, torch.full_like(z, float("nan")))
-    out = torch.empty((*z.shape, 4), dtype=torch.float32, device=depth.device)
+    has_label = len(layout) > _LABEL_INDEX
+    ids = _decimated("labels", labels, depth, stride) if has_label or drop else None
+    valid = _valid_mask(z, min_range, max_range)
+    for label in drop:
+        valid &= ids != label
+    z = torch.where(valid, z, torch.full_like(z, float("nan")))
+    out = torch.empty((*z.shape, len(layout)), dtype=torch.float32, device=depth.device)
     torch.mul(rays, z.unsqueeze(-1), out=out[..., :3])
-    bits = out.view(torch.int32)[..., 3]
+    bits = out.view(torch.int32)
     if rgb is None:
-        bits.zero_()
+        bits[..., 3].zero_()
     else:
         _check_rgb(rgb)
         if rgb.shape[:2] != depth.shape:
             raise InvalidInputError(f"rgb of shape {tuple(rgb.shape)} does not match depth {tuple(depth.shape)}")
-        bits.copy_(_pack_rgb_int32(rgb.to(depth.device, non_blocking=True)[::stride, ::stride]))
+        bits[..., 3].copy_(_pack_rgb_int32(rgb.to(depth.device, non_blocking=True)[::stride, ::stride]))
+    if has_label:
+        bits[..., _LABEL_INDEX].copy_(ids)
+    if len(layout) > _CONFIDENCE_INDEX:
+        out[..., _CONFIDENCE_INDEX].copy_(_decimated("confidence", confidence, depth, stride))
     return out
+
+
+def _decimated(name: str, values: torch.Tensor | None, depth: torch.Tensor, stride: int) -> torch.Tensor:
+    """``values[::stride, ::stride]`` on the depth's device; InvalidInputError when missing or not HxW of depth."""
+    if values is None:
+        raise InvalidInputError(f"this point layout needs {name} (HxW, like depth)")
+    if values.shape != depth.shape:
+        raise InvalidInputError(f"{name} of shape {tuple(values.shape)} does not match depth {tuple(depth.shape)}")
+    return values.to(depth.device, non_blocking=True)[::stride, ::stride]

@@ -7,7 +7,8 @@ of the distorted one (its borders' outermost rays are dropped); under pincushion
 terms, some undistorted pixels (the corners) have rays that land outside the distorted image and have no data:
 ``Undistortion.valid`` is False there. The network input samples the nearest edge of the distorted image at those
 pixels (like the letterbox padding: a replicated border looks like more scene, black bars do not); callers set
-depth NaN there, and ``Undistortion.colours`` paints them black.
+depth NaN there (the estimator also sets confidence 0 and the semantic id ``labels.IGNORE_LABEL``), and
+``Undistortion.colours`` paints them black.
 
 Supported models (``sensor_msgs/CameraInfo.distortion_model``, D in ROS/OpenCV order):
 ``plumb_bob`` (k1 k2 p1 p2 k3), ``rational_polynomial`` (k1 k2 p1 p2 k3 k4 k5 k6), ``equidistant`` (fisheye
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidInputError
-from .intrinsics import Intrinsics
+from .intrinsics import CameraModel, Intrinsics
 
 if TYPE_CHECKING:
     from ..inference.preprocess import Letterbox
@@ -70,6 +71,15 @@ def validate_distortion(distortion_model: str, d: Sequence[float]) -> tuple[floa
     if not any(values):
         return None
     return values
+
+
+def check_camera_model(camera: CameraModel) -> CameraModel:
+    """``camera`` unchanged when its D is zero or of a supported model; InvalidInputError (one line naming the
+    model or D, as ``validate_distortion``) otherwise. The check the estimator makes per frame, for callers that
+    want it earlier: on camera_info arrival, or per camera before batching frames of several cameras."""
+    if camera.has_distortion:
+        validate_distortion(camera.distortion_model, camera.d)
+    return camera
 
 
 def undistortion_map(intrinsics: Intrinsics, distortion_model: str,
@@ -327,10 +337,17 @@ def _subsample_positions(source_size: int, resized_size: int, samples: int) -> n
 
 def _interpolate_separable(values: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """Bilinear interpolation of HxW ``values`` at the grid ``ys`` x ``xs`` (clamped to the border), float64."""
+    if _is_pixel_grid(ys, values.shape[0]) and _is_pixel_grid(xs, values.shape[1]):
+        return values.astype(np.float64)  # every pixel centre itself (an output at the camera's size)
     y0, y1, fy = _bracket(ys, values.shape[0])
     x0, x1, fx = _bracket(xs, values.shape[1])
     rows = values[y0].astype(np.float64) * (1.0 - fy)[:, None] + values[y1].astype(np.float64) * fy[:, None]
     return rows[:, x0] * (1.0 - fx) + rows[:, x1] * fx
+
+
+def _is_pixel_grid(positions: np.ndarray, size: int) -> bool:
+    """Whether ``positions`` are exactly the pixel centres 0, 1, ..., size - 1."""
+    return positions.shape == (size,) and bool(np.array_equal(positions, np.arange(size, dtype=np.float64)))
 
 
 def _bracket(positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,10 @@ on the estimator's device):
    one copy into a cached pinned buffer per batch slot, then a non-blocking upload);
 2. per frame (``preprocess.to_network_input``, the per-frame seam): resize keeping the aspect ratio to fit the
    network input, centred edge-replicating pad (``preprocess.letterbox``), in the runner's dtype; the frames,
-   of any sizes, are stacked into ONE Bx3xHxW channels-last batch;
+   of any sizes, are stacked into ONE Bx3xHxW channels-last batch. A frame whose ``CameraModel`` has a non-zero
+   D is undistorted in the same resampling (``geometry.undistort``, cached per camera and size): its outputs are
+   in the undistorted pinhole geometry (the camera's own K scaled to the output size, D = 0); output pixels
+   without image data get NaN depth, confidence 0 and the semantic id ``IGNORE_LABEL`` (255);
 3. the network runner (``runners.make_runner``: eager, ``torch.compile`` or captured CUDA graphs, by ``backend``),
    only the heads the requested outputs need, at its output stride;
 4. per frame, at the output stride: depth (DRN ``depth`` when the model has a DRN, else the DC expectation),
@@ -39,8 +42,9 @@ import torch
 
 from ..devices import PRECISIONS, cpu_has_native_bf16, dtype_of, resolve_device, resolve_precision
 from ..errors import ConfigError, InvalidInputError
-from ..geometry.intrinsics import Intrinsics, scale_intrinsics
-from ..labels import SKY_TRAIN_ID
+from ..geometry.intrinsics import CameraModel, Intrinsics, scale_intrinsics
+from ..geometry.undistort import Undistortion, UndistortionCache
+from ..labels import IGNORE_LABEL, SKY_TRAIN_ID
 from ..model.bins import confidence_from_probs
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.config import ModelConfig
@@ -58,9 +62,11 @@ logger = logging.getLogger(__name__)
 
 OUTPUTS = ("depth", "semantic", "confidence", "image")
 OUTPUT_RESOLUTIONS = ("input", "network")
-_GRID_CACHE_SIZE = 16
+GRID_CACHE_SIZE = 16  # output grids kept (LRU), keyed by letterbox and sizes
+UNDISTORTION_CACHE_SIZE = 8  # undistortions kept (LRU), keyed by camera model, size and letterbox
 
-Frame = tuple[np.ndarray, Intrinsics | None]  # HxWx3 uint8 RGB image of any size, its intrinsics or None
+# HxWx3 uint8 RGB image of any size, and its intrinsics, its camera model (with lens distortion) or None
+Frame = tuple[np.ndarray, Intrinsics | CameraModel | None]
 
 
 @dataclass
@@ -70,7 +76,7 @@ class EstimatorOutputs:
     depth: torch.Tensor | None  # HxW float32 metres, NaN where invalid
     semantic: torch.Tensor | None  # HxW uint8 Cityscapes train ids
     confidence: torch.Tensor | None  # HxW float32 in [0, 1]
-    intrinsics: Intrinsics | None  # intrinsics of these outputs (input intrinsics scaled to HxW), None if unknown
+    intrinsics: Intrinsics | None  # pinhole intrinsics of these outputs (input K scaled to HxW, D = 0) or None
     image: torch.Tensor | None = None  # HxWx3 uint8 RGB input at the output size (point colours), uploaded once
 
 
@@ -83,6 +89,7 @@ class _FramePlan:
     out_width: int
     intrinsics: Intrinsics | None
     out_intrinsics: Intrinsics | None
+    undistortion: Undistortion | None = None  # for a camera with lens distortion
 
 
 class DepthEstimator:
@@ -164,23 +171,27 @@ class DepthEstimator:
         self._has_drn = config.use_drn
         logger.info("model %s (%s) runs on %s", config.name, source, runner.description)
         self._grids: OrderedDict[tuple, OutputGrid] = OrderedDict()
+        self._undistortions = UndistortionCache(UNDISTORTION_CACHE_SIZE)
         self._pinned: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
 
     # ------------------------------------------------------------------ public API
 
-    def estimate(self, image: np.ndarray, *, intrinsics: Intrinsics | None = None,
+    def estimate(self, image: np.ndarray, *, intrinsics: Intrinsics | CameraModel | None = None,
                  output_resolution: str = "input", outputs: Collection[str] = OUTPUTS) -> EstimatorOutputs:
         """Depth / semantic / confidence of one HxWx3 uint8 RGB image (may be a non-contiguous or read-only view).
 
-        ``intrinsics`` must describe the image's HxW. ``output_resolution``: ``input`` (HxW of the image) or
-        ``network`` (the image resized to fit the network input, without padding). Only ``outputs`` are computed.
+        ``intrinsics`` (or a ``CameraModel``, whose lens distortion is then removed) must describe the image's HxW;
+        an unsupported distortion model or D raises InvalidInputError naming it. ``output_resolution``: ``input``
+        (HxW of the image) or ``network`` (the image resized to fit the network input, without padding). Only
+        ``outputs`` are computed.
         """
         return self.estimate_batch([(image, intrinsics)], output_resolution=output_resolution, outputs=outputs)[0]
 
     @torch.inference_mode()
     def estimate_batch(self, frames: Sequence[Frame], *, output_resolution: str = "input",
                        outputs: Collection[str] = OUTPUTS) -> list[EstimatorOutputs]:
-        """One :class:`EstimatorOutputs` per ``(image, intrinsics or None)`` frame, as ``estimate`` gives it.
+        """One :class:`EstimatorOutputs` per ``(image, intrinsics, camera model or None)`` frame, as ``estimate``
+        gives it (distorted and pinhole frames may be mixed).
 
         The frames may differ in size and camera; they are letterboxed to the network input and run as ONE
         Bx3xHxW forward pass. ``output_resolution`` and ``outputs`` apply to every frame.
@@ -197,14 +208,14 @@ class DepthEstimator:
         uploaded = [self._upload(image, slot) for slot, (image, _) in enumerate(frames)]
         colours: list[torch.Tensor | None] = [None] * len(plans)
         if "image" in wanted:
-            colours = [resize_rgb(u, p.out_height, p.out_width) for u, p in zip(uploaded, plans)]
+            colours = [resize_rgb(u, p.out_height, p.out_width, p.undistortion) for u, p in zip(uploaded, plans)]
         if wanted == {"image"}:
             return [EstimatorOutputs(None, None, None, p.out_intrinsics, image=c) for p, c in zip(plans, colours)]
 
         mask_sky = bool(self.mask_sky)
         heads = self._heads(wanted, mask_sky)
-        slices = [to_network_input(u, p.box, dtype=self.runner.input_dtype, channels_last=True)
-                  for u, p in zip(uploaded, plans)]
+        slices = [to_network_input(u, p.box, dtype=self.runner.input_dtype, channels_last=True,
+                                   undistortion=p.undistortion) for u, p in zip(uploaded, plans)]
         x = slices[0] if len(slices) == 1 else torch.cat(slices).contiguous(memory_format=torch.channels_last)
         raw = self.runner(x, heads)
         results = []
@@ -280,18 +291,30 @@ class DepthEstimator:
         f_eff = scale_intrinsics(intrinsics, box.resized_width, box.resized_height).fx
         return f_eff / self.config.focal_px
 
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries in each per-size cache now (``grids`` <= ``GRID_CACHE_SIZE``, ``undistortions`` <=
+        ``UNDISTORTION_CACHE_SIZE``, ``pinned`` upload buffers <= the largest batch size)."""
+        return {"grids": len(self._grids), "undistortions": len(self._undistortions), "pinned": len(self._pinned)}
+
     # ------------------------------------------------------------------ internals
 
-    def _plan(self, image: np.ndarray, intrinsics: Intrinsics | None, output_resolution: str) -> _FramePlan:
-        """Check one frame and place it: letterbox, output size and output intrinsics."""
+    def _plan(self, image: np.ndarray, camera: Intrinsics | CameraModel | None, output_resolution: str) -> _FramePlan:
+        """Check one frame and place it: letterbox, output size, output intrinsics and undistortion."""
         height, width = _check_image(image)
+        if camera is not None and not isinstance(camera, (Intrinsics, CameraModel)):
+            raise InvalidInputError(f"intrinsics must be Intrinsics, CameraModel or None, got {type(camera).__name__}")
+        intrinsics = camera.intrinsics if isinstance(camera, CameraModel) else camera
         if intrinsics is not None and (intrinsics.width, intrinsics.height) != (width, height):
             raise InvalidInputError(f"intrinsics are for {intrinsics.width}x{intrinsics.height} "
                                     f"but the image is {width}x{height}")
         box = letterbox(height, width, self.config.input_height, self.config.input_width)
         out_h, out_w = (height, width) if output_resolution == "input" else (box.resized_height, box.resized_width)
         out_intrinsics = scale_intrinsics(intrinsics, out_w, out_h) if intrinsics is not None else None
-        return _FramePlan(box, out_h, out_w, intrinsics, out_intrinsics)
+        undistortion = None
+        if isinstance(camera, CameraModel) and camera.has_distortion:
+            undistortion = self._undistortions.get(intrinsics, camera.distortion_model, camera.d, box, out_h, out_w,
+                                                   self.device)
+        return _FramePlan(box, out_h, out_w, intrinsics, out_intrinsics, undistortion)
 
     def _finish(self, raw: dict[str, torch.Tensor], plan: _FramePlan, heads: tuple[str, ...],
                 wanted: frozenset[str], mask_sky: bool, depth_range: tuple[float, float],
@@ -300,6 +323,13 @@ class DepthEstimator:
         any_map = next(iter(raw.values()))
         grid = self._grid(plan.box, any_map.shape[-2], any_map.shape[-1], plan.out_height, plan.out_width)
         log_depth, confidence, labels = _resample(raw, grid, heads, wanted)
+        no_data = None  # output pixels outside the distorted camera image
+        if plan.undistortion is not None and not plan.undistortion.all_valid:
+            no_data = ~plan.undistortion.valid
+            if confidence is not None:
+                confidence.masked_fill_(no_data, 0.0)
+            if labels is not None:
+                labels.masked_fill_(no_data, float(IGNORE_LABEL))
         depth = None
         if log_depth is not None:
             depth = log_depth.exp_()
@@ -309,6 +339,8 @@ class DepthEstimator:
             invalid = (depth < depth_range[0]) | (depth > depth_range[1])
             if mask_sky:
                 invalid |= labels == SKY_TRAIN_ID
+            if no_data is not None:
+                invalid |= no_data
             depth.masked_fill_(invalid, math.nan)
         semantic = labels.to(torch.uint8) if "semantic" in wanted else None
         return EstimatorOutputs(depth=depth, semantic=semantic, confidence=confidence,
@@ -356,7 +388,7 @@ class DepthEstimator:
         if grid is None:
             grid = output_grid(box, feature_h, feature_w, out_h, out_w, self.device)
             self._grids[key] = grid
-            if len(self._grids) > _GRID_CACHE_SIZE:
+            if len(self._grids) > GRID_CACHE_SIZE:
                 self._grids.popitem(last=False)
         else:
             self._grids.move_to_end(key)

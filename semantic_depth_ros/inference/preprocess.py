@@ -8,8 +8,8 @@ overlap the image, and the sampling clamps to that crop's border.
 
 The per-frame seam of the estimator: :func:`to_network_input` (one uploaded image + its :class:`Letterbox` -> its
 slice of the network batch) and :func:`resize_rgb` (the colour image at the output size) are the only two places
-where an input image is resampled, so a per-frame resampling change (e.g. lens undistortion fused into the resize,
-given a sampling grid per frame) goes into these two functions and nowhere else.
+where an input image is resampled. Given a frame's ``geometry.undistort.Undistortion`` they delegate to it: lens
+undistortion fused into the resize, one interpolation from the distorted image.
 
 Coordinates follow the pixel-centre convention of ``geometry.intrinsics``: a map of ``n`` pixels spans the
 continuous interval ``[0, n]`` in "edge" coordinates, pixel ``i`` covering ``[i, i + 1]``.
@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ..geometry.undistort import Undistortion
 
 
 @dataclass(frozen=True)
@@ -87,14 +91,17 @@ def letterbox(image_height: int, image_width: int, network_height: int, network_
     )
 
 
-def to_network_input(image: torch.Tensor, box: Letterbox, *, dtype: torch.dtype,
-                     channels_last: bool) -> torch.Tensor:
+def to_network_input(image: torch.Tensor, box: Letterbox, *, dtype: torch.dtype, channels_last: bool,
+                     undistortion: Undistortion | None = None) -> torch.Tensor:
     """HxWx3 uint8 RGB image (any device) -> 1x3xHnxWn network input in [0, 1] of ``dtype`` (one batch slice).
 
     Bilinear resize (anti-aliased when shrinking), then centred edge-replicating pad. On the CPU the resize runs
     on the uint8 image (torch's vectorised uint8 path, about twice as fast; rounding error at most 0.5 / 255),
-    on other devices in float32.
+    on other devices in float32. With ``undistortion`` (built for ``box``) the distorted image is undistorted,
+    resized and padded in one resampling instead.
     """
+    if undistortion is not None:
+        return undistortion.network_input(image, dtype=dtype, channels_last=channels_last)
     x = image.permute(2, 0, 1).unsqueeze(0)
     size = (box.resized_height, box.resized_width)
     if box.needs_resize and image.device.type == "cpu":
@@ -110,11 +117,15 @@ def to_network_input(image: torch.Tensor, box: Letterbox, *, dtype: torch.dtype,
     return x.to(dtype=dtype, memory_format=memory_format)
 
 
-def resize_rgb(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def resize_rgb(image: torch.Tensor, height: int, width: int,
+               undistortion: Undistortion | None = None) -> torch.Tensor:
     """HxWx3 uint8 RGB (any device) -> contiguous ``height`` x ``width`` x 3 uint8 on the same device.
 
-    Bilinear, anti-aliased when shrinking (so point colours average the pixels each output pixel covers).
+    Bilinear, anti-aliased when shrinking (so point colours average the pixels each output pixel covers). With
+    ``undistortion`` (built for this output size) the undistorted image, black where it has no data.
     """
+    if undistortion is not None:
+        return undistortion.colours(image)
     if tuple(image.shape[:2]) == (height, width):
         return image.contiguous()
     x = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32)

@@ -2,6 +2,7 @@
 
 from .fields import (
     CLOUD_FIELDS,
+    CLOUD_LAYOUT_FIELDS,
     IMAGE_ENCODINGS,
     CameraInfoFields,
     CloudFields,
@@ -23,12 +24,14 @@ from .outputs import (
     OutputFields,
     estimator_outputs_for,
     frame_fields,
+    needs_for,
     output_tensors,
 )
 
 __all__ = [
-    "CLOUD_FIELDS", "IMAGE_ENCODINGS", "CameraInfoFields", "CloudFields", "ImageFields", "PointFieldSpec",
+    "CLOUD_FIELDS", "CLOUD_LAYOUT_FIELDS", "IMAGE_ENCODINGS", "CameraInfoFields", "CloudFields", "ImageFields",
+    "PointFieldSpec",
     "RegionOfInterest", "camera_info_fields", "cloud_array", "cloud_fields", "image_array", "image_fields",
-    "NEEDS", "NEEDS_INTRINSICS", "OUTPUT_ENCODINGS", "OUTPUT_TOPICS", "HostStaging", "OutputFields", "estimator_outputs_for",
-    "frame_fields", "output_tensors",
+    "NEEDS", "NEEDS_INTRINSICS", "OUTPUT_ENCODINGS", "OUTPUT_TOPICS", "HostStaging", "OutputFields",
+    "estimator_outputs_for", "frame_fields", "needs_for", "output_tensors",
 ]

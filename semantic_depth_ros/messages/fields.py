@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..geometry.intrinsics import Intrinsics
-from ..geometry.pointcloud import POINT_FIELD_DATATYPE, POINT_FIELDS, POINT_STEP
+from ..geometry.pointcloud import POINT_LAYOUTS, check_point_fields
 
 IS_BIGENDIAN = sys.byteorder == "big"
 # encoding of a published image -> (numpy dtype, channels) of its pixels
@@ -51,8 +51,13 @@ class PointFieldSpec(NamedTuple):
     count: int
 
 
-CLOUD_FIELDS: tuple[PointFieldSpec, ...] = tuple(
-    PointFieldSpec(name, offset, POINT_FIELD_DATATYPE, 1) for name, offset in POINT_FIELDS)
+# point_fields layout name -> its PointFields (``geometry.pointcloud.POINT_LAYOUTS``)
+CLOUD_LAYOUT_FIELDS: dict[str, tuple[PointFieldSpec, ...]] = {
+    layout: tuple(PointFieldSpec(name, offset, datatype, 1) for name, offset, datatype in fields)
+    for layout, fields in POINT_LAYOUTS.items()}
+CLOUD_FIELDS: tuple[PointFieldSpec, ...] = CLOUD_LAYOUT_FIELDS["xyzrgb"]
+# number of 4-byte fields per point -> layout name (each layout has its own count)
+_LAYOUT_BY_WIDTH: dict[int, str] = {len(fields): layout for layout, fields in POINT_LAYOUTS.items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,14 +123,21 @@ def image_fields(pixels: np.ndarray, encoding: str) -> ImageFields:
                        step=width * channels * pixels.itemsize, data=_bytes_view(pixels))
 
 
-def cloud_fields(points: np.ndarray) -> CloudFields:
-    """``(h, w, 4)`` float32 ``[x, y, z, rgb]`` host array (``backproject_organised``) -> organised cloud fields."""
-    if points.dtype != np.float32 or points.ndim != 3 or points.shape[2] * 4 != POINT_STEP \
-            or not points.flags.c_contiguous:
-        raise InvalidInputError(f"points {points.dtype} of shape {points.shape} are not an (h, w, 4) float32 cloud")
-    height, width = int(points.shape[0]), int(points.shape[1])
-    return CloudFields(height=height, width=width, fields=CLOUD_FIELDS, is_bigendian=IS_BIGENDIAN,
-                       point_step=POINT_STEP, row_step=width * POINT_STEP, data=_bytes_view(points), is_dense=False)
+def cloud_fields(points: np.ndarray, point_fields: str | None = None) -> CloudFields:
+    """``(h, w, n)`` float32 host array from ``backproject_organised`` -> organised cloud fields.
+
+    ``point_fields``: the layout (``xyzrgb`` n = 4, ``xyzrgbl`` n = 5, ``xyzrgblc`` n = 6); None takes it from n.
+    """
+    expected = None if point_fields is None else len(check_point_fields(point_fields))
+    if (points.dtype != np.float32 or points.ndim != 3 or points.shape[2] not in _LAYOUT_BY_WIDTH
+            or expected not in (None, points.shape[2]) or not points.flags.c_contiguous):
+        wanted = "n" if expected is None else expected
+        raise InvalidInputError(f"points {points.dtype} of shape {points.shape} are not an (h, w, {wanted}) "
+                                f"float32 cloud")
+    layout = point_fields or _LAYOUT_BY_WIDTH[points.shape[2]]
+    height, width, step = int(points.shape[0]), int(points.shape[1]), 4 * int(points.shape[2])
+    return CloudFields(height=height, width=width, fields=CLOUD_LAYOUT_FIELDS[layout], is_bigendian=IS_BIGENDIAN,
+                       point_step=step, row_step=width * step, data=_bytes_view(points), is_dense=False)
 
 
 def camera_info_fields(intrinsics: Intrinsics) -> CameraInfoFields:
@@ -145,10 +157,11 @@ class ImageLike(Protocol):
 
 
 class CloudLike(Protocol):
-    """Any PointCloud2 message (rclpy or rosbags) or ``CloudFields`` in our layout."""
+    """Any PointCloud2 message (rclpy or rosbags) or ``CloudFields`` in our layouts."""
 
     height: int
     width: int
+    point_step: int
     row_step: int
     data: object
 
@@ -168,9 +181,15 @@ def image_array(msg: ImageLike) -> np.ndarray:
 
 
 def cloud_array(msg: CloudLike) -> np.ndarray:
-    """An organised cloud in our layout (x y z rgb float32, point_step 16) -> ``(h, w, 4)`` float32 copy."""
+    """An organised cloud in one of our layouts (point_step 16, 20 or 24) -> ``(h, w, n)`` float32 copy.
+
+    ``label`` values are the uint32 bits of column 4: ``cloud_array(msg)[..., 4].view(np.uint32)``.
+    """
     data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if msg.row_step != msg.width * POINT_STEP or data.size != msg.height * msg.row_step:
-        raise InvalidInputError(f"cloud of {msg.width}x{msg.height} points, row_step {msg.row_step}, "
-                                f"{data.size} bytes is not in the x y z rgb float32 layout")
-    return data.view("<f4").reshape(msg.height, msg.width, 4).copy()
+    step = int(getattr(msg, "point_step", msg.row_step // max(msg.width, 1)))
+    if step % 4 or step // 4 not in _LAYOUT_BY_WIDTH or msg.row_step != msg.width * step \
+            or data.size != msg.height * msg.row_step:
+        raise InvalidInputError(f"cloud of {msg.width}x{msg.height} points, point_step {step}, row_step "
+                                f"{msg.row_step}, {data.size} bytes is not in an x y z rgb [label [confidence]] "
+                                f"layout")
+    return data.view("<f4").reshape(msg.height, msg.width, step // 4).copy()

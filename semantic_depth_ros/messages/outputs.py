@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..geometry.intrinsics import Intrinsics
-from ..geometry.pointcloud import RayGridCache, backproject_organised
+from ..geometry.pointcloud import RayGridCache, backproject_organised, layout_needs
 from ..inference.colorize import colorize_depth, colorize_semantic
 from ..inference.estimator import OUTPUTS as ESTIMATOR_OUTPUTS
 from ..inference.estimator import EstimatorOutputs
@@ -35,7 +35,7 @@ OUTPUT_ENCODINGS: dict[str, str] = {
 }
 CAMERA_INFO_OUTPUTS = ("depth_info",)
 CLOUD_OUTPUTS = ("points",)
-# the estimator outputs each published output needs
+# the estimator outputs each published output needs with the default point layout (``needs_for`` in general)
 NEEDS: dict[str, tuple[str, ...]] = {
     "depth": ("depth",), "depth_info": ("depth",), "points": ("depth", "image"), "depth_color": ("depth",),
     "semantic": ("semantic",), "semantic_color": ("semantic",), "confidence": ("confidence",),
@@ -45,18 +45,31 @@ NEEDS_INTRINSICS = ("points", "depth_info")
 OutputFields = Union[ImageFields, CloudFields, CameraInfoFields]
 
 
-def estimator_outputs_for(wanted: Sequence[str]) -> tuple[str, ...]:
-    """The estimator outputs (depth, semantic, confidence, image) that the output keys ``wanted`` need."""
-    needed = {name for key in wanted for name in NEEDS[key]}
+def needs_for(key: str, point_fields: str = "xyzrgb", drop_labels: Sequence[int] = ()) -> tuple[str, ...]:
+    """The estimator outputs the output ``key`` needs; ``points`` also needs ``semantic`` for a layout with labels
+    or a non-empty ``drop_labels``, and ``confidence`` for ``xyzrgblc``."""
+    if key == "points":
+        return NEEDS[key] + layout_needs(point_fields, drop_labels)
+    return NEEDS[key]
+
+
+def estimator_outputs_for(wanted: Sequence[str], point_fields: str = "xyzrgb",
+                          drop_labels: Sequence[int] = ()) -> tuple[str, ...]:
+    """The estimator outputs (depth, semantic, confidence, image) that the output keys ``wanted`` need, for
+    ``points`` in the layout ``point_fields`` dropping ``drop_labels``."""
+    needed = {name for key in wanted for name in needs_for(key, point_fields, drop_labels)}
     return tuple(name for name in ESTIMATOR_OUTPUTS if name in needed)
 
 
 def output_tensors(wanted: Sequence[str], outputs: EstimatorOutputs, *, depth_range: tuple[float, float],
-                   point_stride: int, rays: RayGridCache) -> dict[str, torch.Tensor]:
+                   point_stride: int, rays: RayGridCache, point_fields: str = "xyzrgb",
+                   drop_labels: Sequence[int] = ()) -> dict[str, torch.Tensor]:
     """The wanted Image and cloud outputs as tensors on the estimator's device, each one packed buffer.
 
     ``depth_range``: (min, max) metres of the depth colour map (the estimator's ``depth_range()``);
-    ``point_stride``: keep every N-th row and column in ``points``; ``rays``: the ray-grid cache of the caller.
+    ``point_stride``: keep every N-th row and column in ``points``; ``rays``: the ray-grid cache of the caller;
+    ``point_fields``/``drop_labels``: the cloud layout and the train ids whose points become NaN (``outputs``
+    must then hold what ``estimator_outputs_for(wanted, point_fields, drop_labels)`` asked for).
     ``points`` is left out without intrinsics; ``depth_info`` has no tensor (see ``frame_fields``).
     """
     depth = outputs.depth
@@ -66,7 +79,9 @@ def output_tensors(wanted: Sequence[str], outputs: EstimatorOutputs, *, depth_ra
             tensors["depth"] = depth
         if "points" in wanted and outputs.intrinsics is not None:
             grid = rays.get(outputs.intrinsics, point_stride, depth.device)
-            tensors["points"] = backproject_organised(depth, grid, outputs.image, stride=point_stride)
+            tensors["points"] = backproject_organised(
+                depth, grid, outputs.image, stride=point_stride, point_fields=point_fields,
+                labels=outputs.semantic, confidence=outputs.confidence, drop_labels=drop_labels)
         if "semantic" in wanted:
             tensors["semantic"] = outputs.semantic
         if "semantic_color" in wanted:

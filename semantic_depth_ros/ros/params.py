@@ -3,10 +3,14 @@
 Each parameter is either *dynamic* (takes effect on the next frame when changed at run time) or *static* (read at
 start-up; a run-time change is rejected with a reason). ``config/depth_node.yaml`` lists exactly these names.
 Depth range parameters use 0.0 for "the checkpoint's own range"; focal lengths use 0.0 for "no fallback".
+``points_drop_labels`` is an integer list; ROS 2 cannot type an empty list (rclpy declares ``[]`` as a byte array,
+and a YAML ``[]`` leaves the parameter unset), so it is declared with ``dynamic_typing`` and an unset value or any
+list of integers is accepted, then validated here.
 """
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -16,8 +20,10 @@ from typing import Any, Union
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from ..errors import ConfigError
+from ..geometry.pointcloud import POINT_LAYOUTS
+from ..labels import NUM_CLASSES
 
-ParamValue = Union[bool, int, float, str]
+ParamValue = Union[bool, int, float, str, tuple[int, ...]]
 
 MAX_DEPTH_LIMIT_M = 1000.0
 MAX_FOCAL_PX = 1.0e6
@@ -38,8 +44,8 @@ class ParamSpec:
 
     @property
     def type_name(self) -> str:
-        """'bool', 'int', 'float' or 'str'."""
-        return type(self.default).__name__
+        """'bool', 'int', 'float', 'str' or 'int_list'."""
+        return "int_list" if isinstance(self.default, tuple) else type(self.default).__name__
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -71,6 +77,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               dynamic=True),
     ParamSpec("point_stride", 1, "keep every N-th depth pixel in rows and columns of `points`", dynamic=True,
               value_range=(1, MAX_POINT_STRIDE)),
+    ParamSpec("point_fields", "xyzrgb", "layout of `points`: xyzrgb (x y z rgb float32, 16 bytes), xyzrgbl (+ "
+              "label uint32: Cityscapes train id, PCL PointXYZRGBL fields, 20 bytes) or xyzrgblc (+ confidence "
+              "float32, 24 bytes); labels compute the semantic head", dynamic=True, choices=tuple(POINT_LAYOUTS)),
+    ParamSpec("points_drop_labels", (), "Cityscapes train ids (0..18) whose points are NaN in `points`, e.g. "
+              "[10] drops sky, [0, 1] road and sidewalk (computes the semantic head when not empty)", dynamic=True,
+              value_range=(0, NUM_CLASSES - 1)),
     ParamSpec("fx", 0.0, "fallback focal length x in pixels at the camera image size, used while no camera_info "
               "arrived (0.0: no fallback)", dynamic=True, value_range=(0.0, MAX_FOCAL_PX)),
     ParamSpec("fy", 0.0, "fallback focal length y in pixels (0.0: no fallback)", dynamic=True,
@@ -111,6 +123,8 @@ class NodeSettings:
     max_depth: float = 0.0
     mask_sky: bool = False
     point_stride: int = 1
+    point_fields: str = "xyzrgb"
+    points_drop_labels: tuple[int, ...] = ()
     fx: float = 0.0
     fy: float = 0.0
     cx: float = 0.0
@@ -148,6 +162,8 @@ def validate_value(name: str, value: Any) -> ParamValue:
     if spec is None:
         raise ConfigError(f"parameter {name} is not a parameter of the depth node "
                           f"(known: {', '.join(PARAMETER_NAMES)})")
+    if spec.type_name == "int_list":
+        return _validate_int_list(spec, value)
     if type(value) is not type(spec.default):
         raise _type_error(spec, value)
     if spec.choices and value not in spec.choices:
@@ -157,6 +173,20 @@ def validate_value(name: str, value: Any) -> ParamValue:
         if not (math.isfinite(value) and low <= value <= high):
             raise ConfigError(f"parameter {name} = {value!r} is outside [{low:g}, {high:g}]")
     return value
+
+
+def _validate_int_list(spec: ParamSpec, value: Any) -> tuple[int, ...]:
+    """An integer-list parameter as a sorted tuple without repeats; None (declared but unset) is the empty list."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple, array.array)) or \
+            any(isinstance(item, bool) or not isinstance(item, int) for item in value):
+        raise ConfigError(f"parameter {spec.name} = {value!r} must be a list of integers")
+    low, high = spec.value_range if spec.value_range is not None else (-math.inf, math.inf)
+    for item in value:
+        if not low <= item <= high:
+            raise ConfigError(f"parameter {spec.name} = {list(value)!r}: {item} is outside [{low:g}, {high:g}]")
+    return tuple(sorted(set(value)))
 
 
 def validate_settings(settings: NodeSettings) -> NodeSettings:
@@ -185,7 +215,8 @@ def apply_changes(current: NodeSettings, changes: Mapping[str, Any]) -> NodeSett
 
 
 _ROS_TYPES = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
-              "float": ParameterType.PARAMETER_DOUBLE, "str": ParameterType.PARAMETER_STRING}
+              "float": ParameterType.PARAMETER_DOUBLE, "str": ParameterType.PARAMETER_STRING,
+              "int_list": ParameterType.PARAMETER_INTEGER_ARRAY}
 
 
 def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -195,7 +226,11 @@ def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
                                      description=f"{spec.description} ({kind})")
     if spec.choices:
         descriptor.additional_constraints = f"one of: {', '.join(spec.choices)}"
-    if spec.value_range is not None:
+    if spec.type_name == "int_list":
+        descriptor.dynamic_typing = True  # an empty list has no type in ROS 2 (module docstring)
+        if spec.value_range is not None:
+            descriptor.additional_constraints = f"integers in {int(spec.value_range[0])}..{int(spec.value_range[1])}"
+    elif spec.value_range is not None:
         low, high = spec.value_range
         if spec.type_name == "int":
             descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
@@ -207,4 +242,5 @@ def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
 
 def declaration_list(specs: Sequence[ParamSpec] = PARAMETERS) -> list[tuple[str, ParamValue, ParameterDescriptor]]:
     """``(name, default, descriptor)`` tuples for ``rclpy.node.Node.declare_parameters("", ...)``."""
-    return [(spec.name, spec.default, make_descriptor(spec)) for spec in specs]
+    return [(spec.name, list(spec.default) if isinstance(spec.default, tuple) else spec.default,
+             make_descriptor(spec)) for spec in specs]
