@@ -19,7 +19,7 @@ from semantic_depth_ros.data.projection import project_points_to_depth, transfor
 from semantic_depth_ros.data.synthetic import render_frame
 from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.evaluation.metrics import DEPTH_METRIC_KEYS, compute_depth_metrics
-from semantic_depth_ros.geometry.intrinsics import Intrinsics
+from semantic_depth_ros.geometry.intrinsics import CameraModel, Intrinsics
 from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.messages import cloud_array, frame_fields, image_array, output_tensors
 from semantic_depth_ros.messages.outputs import HostStaging
@@ -43,7 +43,7 @@ def k_matrix(intr: Intrinsics) -> np.ndarray:
 
 
 def make_drive(tmp_path: Path, storage: str, *, image: str = "raw", corrupt: tuple[int, ...] = (),
-               camera_info: bool = True, name: str = "drive") -> Path:
+               camera_info: bool = True, name: str = "drive", distortion: tuple[float, ...] = (0.0,) * 5) -> Path:
     """COUNT frames at 10 Hz on /cam/image_raw[/compressed], camera_info, a LiDAR scan 10 ms after each image,
     /tf_static base_link -> lidar and base_link -> camera_optical. Images in ``corrupt`` are undecodable."""
     f = MessageFactory(storage)
@@ -54,7 +54,8 @@ def make_drive(tmp_path: Path, storage: str, *, image: str = "raw", corrupt: tup
         stamp = T0 + i * FRAME_NS
         if camera_info:
             messages.append(("/cam/camera_info", "sensor_msgs/msg/CameraInfo", stamp,
-                             f.camera_info(k_matrix(frame.intrinsics), WIDTH, HEIGHT, stamp, "camera_optical")))
+                             f.camera_info(k_matrix(frame.intrinsics), WIDTH, HEIGHT, stamp, "camera_optical",
+                                           distortion)))
         if image == "compressed":
             msg = f.compressed_image(frame.rgb, stamp, "camera_optical")
             if i in corrupt:
@@ -376,3 +377,36 @@ def test_truncated_message_is_skipped(tmp_path, estimator):
                                      + summary.skipped_lines[0].rsplit(": ", 1)[1]]
     stamps = [t for t, _, _ in read_back(tmp_path / "out")["/cam/depth"]]
     assert stamps == [T0 + i * FRAME_NS for i in (0, 1, 3)]
+
+
+LENS = (-0.25, 0.06, 0.001, -0.001, 0.0)  # plumb_bob barrel distortion
+
+
+def test_replay_removes_lens_distortion_like_the_node(tmp_path, tiny_checkpoint, estimator, capsys):
+    """A camera_info with a non-zero D: depth is the estimator's on the undistorted image (the camera model
+    passed whole), and depth/camera_info describes the pinhole result (same K, D all zeros)."""
+    bag = make_drive(tmp_path, "mcap", distortion=LENS)
+    out = tmp_path / "out"
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(out), "--outputs", "depth", "--device", "cpu", "--precision", "fp32", "--no-progress") == 0
+    got = read_back(out)
+    for i, frame in enumerate(FRAMES):
+        camera = CameraModel(frame.intrinsics, "plumb_bob", LENS)
+        want = estimator.estimate(frame.rgb, intrinsics=camera, outputs=("depth",)).depth.numpy()
+        plain = expected_depth(estimator, frame)
+        depth = image_array(got["/cam/depth"][i][1])
+        np.testing.assert_allclose(depth, want, rtol=1e-5, equal_nan=True)
+        assert not np.allclose(depth, plain, rtol=1e-3, equal_nan=True)  # the undistortion really happened
+        info = got["/cam/depth/camera_info"][i][1]
+        assert list(info.d) == [0.0] * 5 and info.distortion_model == "plumb_bob"
+        np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), k_matrix(frame.intrinsics))
+
+
+def test_replay_skips_images_of_an_unusable_lens_model(tmp_path, tiny_checkpoint, capsys, caplog):
+    bag = make_drive(tmp_path, "sqlite3", distortion=(0.1, 0.0, 0.0))  # plumb_bob needs 5 coefficients
+    out = tmp_path / "out"
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(out), "--outputs", "depth", "--device", "cpu", "--precision", "fp32", "--no-progress") == 0
+    captured = capsys.readouterr()
+    assert f"skipped {COUNT}" in captured.out.strip().splitlines()[-1]
+    assert "distortion model 'plumb_bob' needs 5 coefficients in D, got 3" in caplog.text

@@ -22,6 +22,7 @@ from ..data.bag_reader import (CAMERA_INFO_TYPE, IMAGE_TYPES, TF_MESSAGE_TYPE, T
 from ..data.time_pairing import latest_at_or_before
 from ..errors import ConfigError, ExtractionError, InvalidInputError
 from ..geometry.intrinsics import CameraModel, camera_from_info
+from ..geometry.undistort import check_camera_model
 from .copy_input import to_output_cdr
 
 LOGGER = logging.getLogger(__name__)
@@ -128,14 +129,15 @@ class FrameSource:
         self.total_images = sum(int(c.msgcount) for c in self.image_conns)
 
     def _camera(self, bag_time_ns: int, width: int, height: int) -> CameraModel | None:
-        """The camera model in force at ``bag_time_ns`` for a ``width`` x ``height`` image (InvalidInputError)."""
+        """The camera model in force at ``bag_time_ns`` for a ``width`` x ``height`` image; InvalidInputError for a
+        bad camera_info or an unsupported distortion model (that image is then skipped, not the whole batch)."""
         if not self._infos:
             return None
         index = int(latest_at_or_before([bag_time_ns], self._info_times)[0])
         index = max(index, 0)
         key = (index, width, height)
         if key not in self._models:
-            self._models[key] = camera_from_info(self._infos[index][1], width, height)
+            self._models[key] = check_camera_model(camera_from_info(self._infos[index][1], width, height))
         return self._models[key]
 
     def _decode(self, connection: Any, ordinal: int, bag_time_ns: int, raw: bytes) -> InputFrame | Skipped:

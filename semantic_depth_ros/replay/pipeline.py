@@ -89,13 +89,9 @@ class _FrameOut:
 
 def estimate(estimator: DepthEstimator, frames: Sequence[InputFrame], outputs: Sequence[str]
              ) -> list[EstimatorOutputs]:
-    """THE estimator call of the replay: one batch of frames, each with its camera's intrinsics.
-
-    Lens distortion is not removed here (the estimator has no distortion input on this branch); when it gains
-    one, pass each frame's ``camera`` (``CameraModel``) instead of its intrinsics, here only.
-    """
-    return estimator.estimate_batch([(f.rgb, f.camera.intrinsics if f.camera is not None else None)
-                                     for f in frames], outputs=outputs)
+    """THE estimator call of the replay: one batch of frames, each with its camera model (lens distortion is
+    removed by the estimator's undistortion, as in the node; outputs are pinhole with the camera's K, D = 0)."""
+    return estimator.estimate_batch([(f.rgb, f.camera) for f in frames], outputs=outputs)
 
 
 class _Stop(Exception):
@@ -264,13 +260,8 @@ def _infer(inbox: queue.Queue, outbox: queue.Queue, stagings: queue.Queue, stop:
             _put(outbox, _FrameOut(frame, fields, host.get("depth") if scoring else None, staging), stop)
         batch.clear()
 
-    warned = False
     while (item := _get(inbox, stop)) is not _DONE:
         if isinstance(item, InputFrame):
-            if not warned and item.camera is not None and item.camera.has_distortion:
-                warned = True
-                LOGGER.warning("%s: camera_info has non-zero distortion, which this replay does not remove: the "
-                               "outputs treat the image as pinhole with K", options.image_topic)
             summary.read += 1
             batch.append(item)
             if len(batch) >= options.batch:
