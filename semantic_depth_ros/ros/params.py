@@ -3,26 +3,32 @@
 Each parameter is either *dynamic* (takes effect on the next frame when changed at run time) or *static* (read at
 start-up; a run-time change is rejected with a reason). ``config/depth_node.yaml`` lists exactly these names.
 Depth range parameters use 0.0 for "the checkpoint's own range"; focal lengths use 0.0 for "no fallback".
+``cameras`` is the one string-list parameter: ROS infers an empty list as a byte array, so it is declared by type
+and an unset value reads as the empty default (``unset_defaults``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.parameter import Parameter
 
 from ..errors import ConfigError
 
-ParamValue = Union[bool, int, float, str]
+ParamValue = Union[bool, int, float, str, tuple[str, ...]]
 
 MAX_DEPTH_LIMIT_M = 1000.0
 MAX_FOCAL_PX = 1.0e6
 MAX_POINT_STRIDE = 64
 MAX_QOS_DEPTH = 100
+MAX_CAMERAS = 16
+CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # one ROS name token: becomes the camera's topic namespace
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,8 @@ class ParamSpec:
 
     @property
     def type_name(self) -> str:
-        """'bool', 'int', 'float' or 'str'."""
-        return type(self.default).__name__
+        """'bool', 'int', 'float', 'str' or 'str_list'."""
+        return "str_list" if isinstance(self.default, tuple) else type(self.default).__name__
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -51,6 +57,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "network execution: auto (cudagraphs on CUDA, eager on the CPU), eager, compile "
               "(torch.compile; slow first frames) or cudagraphs (CUDA only)", dynamic=False,
               choices=("auto", "eager", "compile", "cudagraphs")),
+    ParamSpec("cameras", (), "camera names sharing this node's network, e.g. [front, left, right]: camera <name> "
+              "is read from <name>/image and <name>/camera_info and served under <name>/; empty: one camera on "
+              "image and camera_info, outputs at the node's namespace", dynamic=False),
+    ParamSpec("trt_cache_dir", "", "folder of TensorRT engine caches for ONNX models (empty: the backend's "
+              "default)", dynamic=False),
     ParamSpec("input_transport", "raw", "raw: subscribe sensor_msgs/Image on `image`; compressed: "
               "sensor_msgs/CompressedImage (jpeg/png) on `image/compressed`", dynamic=False,
               choices=("raw", "compressed")),
@@ -97,6 +108,8 @@ class NodeSettings:
     device: str = "auto"
     precision: str = "auto"
     backend: str = "auto"
+    cameras: tuple[str, ...] = ()
+    trt_cache_dir: str = ""
     input_transport: str = "raw"
     output_resolution: str = "input"
     min_depth: float = 0.0
@@ -130,6 +143,22 @@ def _type_error(spec: ParamSpec, value: Any) -> ConfigError:
     return ConfigError(f"parameter {spec.name} = {value!r} must be of type {spec.type_name}")
 
 
+def _camera_names(spec: ParamSpec, value: Any) -> tuple[str, ...]:
+    """A list of unique camera names (ROS name tokens), at most ``MAX_CAMERAS``; ConfigError otherwise."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise _type_error(spec, value)
+    names = tuple(value)
+    bad = [name for name in names if not CAMERA_NAME.fullmatch(name)]
+    if bad:
+        raise ConfigError(f"parameter {spec.name}: camera name {bad[0]!r} must start with a letter and hold only "
+                          "letters, digits and underscores")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"parameter {spec.name} = {list(names)!r} names a camera twice")
+    if len(names) > MAX_CAMERAS:
+        raise ConfigError(f"parameter {spec.name} lists {len(names)} cameras; at most {MAX_CAMERAS} are supported")
+    return names
+
+
 def validate_value(name: str, value: Any) -> ParamValue:
     """Check one value against its spec (type, choices, range); return it as the parameter's type.
 
@@ -140,6 +169,8 @@ def validate_value(name: str, value: Any) -> ParamValue:
     if spec is None:
         raise ConfigError(f"parameter {name} is not a parameter of the depth node "
                           f"(known: {', '.join(PARAMETER_NAMES)})")
+    if spec.type_name == "str_list":
+        return _camera_names(spec, value)
     if type(value) is not type(spec.default):
         raise _type_error(spec, value)
     if spec.choices and value not in spec.choices:
@@ -166,18 +197,26 @@ def settings_from_values(values: Mapping[str, Any]) -> NodeSettings:
     return validate_settings(NodeSettings(**checked))
 
 
-def apply_changes(current: NodeSettings, changes: Mapping[str, Any]) -> NodeSettings:
-    """Settings after a run-time change; ConfigError (the rejection reason) for static or invalid values."""
+def apply_changes(current: NodeSettings, changes: Mapping[str, Any], *, allow_static: bool = False) -> NodeSettings:
+    """Settings after a run-time change; ConfigError (the rejection reason) for static or invalid values.
+
+    ``allow_static``: static parameters may change too (a managed node before ``configure``, nothing loaded yet).
+    """
     for name, value in changes.items():
         spec = SPECS.get(name)
-        if spec is not None and not spec.dynamic and value != getattr(current, name):
+        if spec is None or allow_static:
+            continue
+        if isinstance(value, list):
+            value = tuple(value)
+        if not spec.dynamic and value != getattr(current, name):
             raise ConfigError(f"parameter {name} is static (read at start-up): restart the node to change it")
     checked = {name: validate_value(name, value) for name, value in changes.items()}
     return validate_settings(dataclasses.replace(current, **checked))
 
 
 _ROS_TYPES = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
-              "float": ParameterType.PARAMETER_DOUBLE, "str": ParameterType.PARAMETER_STRING}
+              "float": ParameterType.PARAMETER_DOUBLE, "str": ParameterType.PARAMETER_STRING,
+              "str_list": ParameterType.PARAMETER_STRING_ARRAY}
 
 
 def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -197,6 +236,15 @@ def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return descriptor
 
 
-def declaration_list(specs: Sequence[ParamSpec] = PARAMETERS) -> list[tuple[str, ParamValue, ParameterDescriptor]]:
-    """``(name, default, descriptor)`` tuples for ``rclpy.node.Node.declare_parameters("", ...)``."""
-    return [(spec.name, spec.default, make_descriptor(spec)) for spec in specs]
+def declaration_list(specs: Sequence[ParamSpec] = PARAMETERS) -> list[tuple[str, Any, ParameterDescriptor]]:
+    """``(name, default, descriptor)`` tuples for ``rclpy.node.Node.declare_parameters("", ...)``; a string list
+    is declared by its type (see ``unset_defaults``)."""
+    return [(spec.name, Parameter.Type.STRING_ARRAY if spec.type_name == "str_list" else spec.default,
+             make_descriptor(spec)) for spec in specs]
+
+
+def unset_defaults(values: Mapping[str, Parameter]) -> list[Parameter]:
+    """Parameters to set after declaration: every string list left unset (no override) gets its empty default."""
+    return [Parameter(name, Parameter.Type.STRING_ARRAY, list(SPECS[name].default))
+            for name, parameter in values.items()
+            if SPECS[name].type_name == "str_list" and parameter.type_ == Parameter.Type.NOT_SET]
