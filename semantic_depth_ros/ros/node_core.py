@@ -149,7 +149,8 @@ class DepthNodeCore:
                                    backend=settings.backend)
         start = time.monotonic()
         config = estimator.config
-        for batch_size in sorted({1, max(1, len(settings.cameras))}):
+        # every batch size a round can have (1..cameras), so that CUDA graphs never capture mid-stream
+        for batch_size in range(1, max(1, len(settings.cameras)) + 1):
             estimator.warmup(config.input_height, config.input_width, batch_size=batch_size)
         warmup_ms = (time.monotonic() - start) * 1e3
         self._settings, self.estimator = settings, estimator
