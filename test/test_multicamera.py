@@ -187,10 +187,13 @@ def test_a_bad_message_on_one_camera_leaves_the_others_served(nodes: dict[str, A
 def test_a_silent_camera_does_not_block_the_others_and_diagnostics_report_each_camera(
         nodes: dict[str, Any]) -> None:
     multi = nodes["multi"]
+    published = {name: channel.stats.frames_published for name, channel in multi.channels.items()}
     with DepthClient(cameras=[f"/{c}" for c in CAMERAS], outputs=("depth",), diagnostics=True) as client:
         client.wait_connected()
         for stamp in (500, 501, 502):  # only front sends; left and right stay silent but subscribed
             send(client, "front", stamp, stamp, ("depth",))
+        assert multi.channels["front"].stats.frames_published == published["front"] + 3
+        assert all(multi.channels[c].stats.frames_published == published[c] for c in ("left", "right"))
 
         def node_statuses() -> dict[str, dict[str, str]]:
             message = client.diagnostics
