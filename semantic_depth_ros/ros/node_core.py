@@ -224,10 +224,11 @@ class DepthNodeCore:
 
     def _process_batch(self, batch: list[tuple[str, ChannelFrame]]) -> None:
         """Worker thread: every camera's newest frame -> ONE estimate_batch -> each camera's wanted outputs."""
-        estimator, settings = self.estimator, self._settings
-        if estimator is None or settings is None or not self.active:
+        estimator, settings, worker = self.estimator, self._settings, self.worker
+        if estimator is None or settings is None or worker is None or not self.active:
             for name, _ in batch:
-                self.worker.count_dropped(name)
+                if worker is not None:
+                    worker.count_dropped(name)
             return
         self._apply_estimator_update(estimator)
         prepared = [(channel, ready) for _, (channel, frame) in batch
