@@ -42,6 +42,7 @@ setup(
     entry_points={
         "console_scripts": [
             "depth_node = semantic_depth_ros.ros.node:main_ros",
+            "depth_lifecycle_node = semantic_depth_ros.ros.lifecycle_node:main_ros",
             "semantic-depth = semantic_depth_ros.cli:main",
             "train = semantic_depth_ros.cli:train_main",
             "extract_rosbag = semantic_depth_ros.cli:extract_main",

@@ -90,3 +90,24 @@ def test_bench_model_table_and_node_run(tmp_path: Path, tiny_checkpoint: Path,
     assert latency["model_p50_ms"] > 0 and latency["overhead_pct"] is not None
     assert node["node_peak_rss_mb"] > 100
     assert "End to end through the node over DDS" in capsys.readouterr().out
+
+
+def test_bench_multi_camera_mode_compares_one_batched_node_with_single_camera_nodes(
+        tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "cameras.json"
+    assert cli_main(["bench", "--no-model", "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+                     "--node-precision", "fp32", "--cameras", "2", "--size", "48x160", "--rate", "10",
+                     "--node-outputs", "depth", "--duration", "1.0", "--threads", "1", "--json", str(report)]) == 0
+    section = json.loads(report.read_text())["cameras"]
+    assert (section["cameras"], section["size"], section["rate_hz"], section["outputs"]) == (2, "48x160", 10.0,
+                                                                                           ["depth"])
+    batched, separate = section["configurations"]
+    assert (batched["processes"], separate["processes"]) == (1, 2)
+    for configuration in (batched, separate):
+        assert [run["camera"] for run in configuration["cameras"]] == ["cam0", "cam1"]
+        for run in configuration["cameras"]:
+            assert run["sent"] >= 8 and 1 <= run["completed"] <= run["sent"]
+            assert run["output_rate_hz"] > 0 and run["p95_ms"] >= run["p50_ms"] > 0
+        assert configuration["peak_rss_mb"] > 100 * configuration["processes"]
+    out = capsys.readouterr().out
+    assert "2 cameras at 48x160 and 10 Hz each" in out and "2 single-camera nodes" in out

@@ -184,10 +184,10 @@ def _launch_description(monkeypatch: pytest.MonkeyPatch) -> list[_Recorder]:
     """Entities of launch/depth.launch.py built with stand-ins for launch and launch_ros (not on PyPI)."""
     classes = {
         "launch": ["LaunchDescription"],
-        "launch.actions": ["DeclareLaunchArgument", "SetEnvironmentVariable"],
+        "launch.actions": ["DeclareLaunchArgument", "OpaqueFunction", "SetEnvironmentVariable"],
         "launch.conditions": ["IfCondition"],
         "launch.substitutions": ["LaunchConfiguration", "NotEqualsSubstitution"],
-        "launch_ros.actions": ["Node"],
+        "launch_ros.actions": ["LifecycleNode", "Node"],
         "launch_ros.parameter_descriptions": ["ParameterValue"],
     }
     monkeypatch.setitem(sys.modules, "launch_ros", types.ModuleType("launch_ros"))
@@ -214,7 +214,7 @@ def test_launch_sets_the_profile_before_starting_nodes_unless_the_argument_is_em
     assert Path(_dds_profile_default(entities)) == PROFILE  # source tree layout == installed share layout
     names = [type(e).__name__ for e in entities]
     (setter,) = [e for e in entities if type(e).__name__ == "SetEnvironmentVariable"]
-    assert names.index("SetEnvironmentVariable") < names.index("Node")
+    assert names.index("SetEnvironmentVariable") < names.index("OpaqueFunction")  # builds the nodes
     name, value = setter.args
     assert name == ENV
     assert type(value).__name__ == "LaunchConfiguration" and value.args == ("dds_profile",)

@@ -67,3 +67,20 @@ def test_status_warns_when_frames_arrive_but_nothing_is_published() -> None:
     array = diagnostic_array(stats.snapshot(1.5), stamp=Time(), name="n", hardware_id="cpu", device="cpu",
                              model_name="m", precision="fp32", trained=True)
     assert array.status[0].level == DiagnosticStatus.WARN
+
+
+def test_diagnostic_array_adds_extra_values_and_one_status_per_camera() -> None:
+    front, left = NodeStats(), NodeStats()
+    front.record_input(1.0)
+    front.record_output(1.0, 1.05)
+    left.record_input(1.0)  # received, nothing published: this camera warns, the other does not
+    array = diagnostic_array(front.snapshot(2.0), stamp=Time(), name="n: semantic depth", hardware_id="cpu",
+                             device="cpu", model_name="m", precision="fp32", trained=True,
+                             extra={"batch_size": "2"}, cameras=[("front", front.snapshot(2.0)),
+                                                                 ("left", left.snapshot(2.0))])
+    node, camera_front, camera_left = array.status
+    assert [s.name for s in array.status] == ["n: semantic depth", "n: semantic depth front", "n: semantic depth left"]
+    assert {kv.key: kv.value for kv in node.values}["batch_size"] == "2"
+    front_values = {kv.key: kv.value for kv in camera_front.values}
+    assert front_values["camera"] == "front" and front_values["latency_p50_ms"] == "50.00"
+    assert (camera_front.level, camera_left.level) == (DiagnosticStatus.OK, DiagnosticStatus.WARN)

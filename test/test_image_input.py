@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 from semantic_depth_ros.errors import InvalidInputError
-from semantic_depth_ros.geometry.intrinsics import Intrinsics
+from semantic_depth_ros.geometry.intrinsics import Intrinsics, camera_from_fields
 from semantic_depth_ros.inference.image_input import (
     MAX_IMAGE_SIDE,
     SUPPORTED_ENCODINGS,
     compressed_image_size,
     decode_compressed_image,
     decode_raw_image,
-    intrinsics_from_camera_info,
 )
 
 HEIGHT, WIDTH = 3, 5
@@ -28,6 +27,11 @@ HEIGHT, WIDTH = 3, 5
 def rgb() -> np.ndarray:
     """A 3x5 RGB image with distinct values in every channel."""
     return np.arange(HEIGHT * WIDTH * 3, dtype=np.uint8).reshape(HEIGHT, WIDTH, 3) * 3
+
+
+def camera_intrinsics(k, width, height, image_width, image_height):
+    """The intrinsics the one camera_info parser gives for loose CameraInfo fields."""
+    return camera_from_fields(k, (), "", width, height, image_width, image_height).intrinsics
 
 
 def _padded(pixels: np.ndarray, pad: int) -> tuple[int, bytes]:
@@ -220,11 +224,11 @@ K = [500.0, 0.0, 320.0, 0.0, 400.0, 240.0, 0.0, 0.0, 1.0]
 
 
 def test_camera_info_gives_image_intrinsics() -> None:
-    assert intrinsics_from_camera_info(K, 640, 480, 640, 480) == Intrinsics(500.0, 400.0, 320.0, 240.0, 640, 480)
+    assert camera_intrinsics(K, 640, 480, 640, 480) == Intrinsics(500.0, 400.0, 320.0, 240.0, 640, 480)
 
 
 def test_camera_info_without_size_means_image_size() -> None:
-    assert intrinsics_from_camera_info(array.array("d", K), 0, 0, 1242, 375) == Intrinsics(
+    assert camera_intrinsics(array.array("d", K), 0, 0, 1242, 375) == Intrinsics(
         500.0, 400.0, 320.0, 240.0, 1242, 375
     )
 
@@ -245,17 +249,17 @@ def test_camera_info_rejects_bad_k(index: int, value: float, message: str) -> No
     k = list(K)
     k[index] = value
     with pytest.raises(InvalidInputError) as error:
-        intrinsics_from_camera_info(k, 640, 480, 640, 480)
+        camera_intrinsics(k, 640, 480, 640, 480)
     assert str(error.value) == message
 
 
 def test_camera_info_rejects_wrong_k_length() -> None:
     with pytest.raises(InvalidInputError, match=r"^camera_info.k has 4 values, expected 9"):
-        intrinsics_from_camera_info([1.0, 0.0, 0.0, 1.0], 640, 480, 640, 480)
+        camera_intrinsics([1.0, 0.0, 0.0, 1.0], 640, 480, 640, 480)
 
 
 @pytest.mark.parametrize(("width", "height"), [(1242, 375), (640, 0), (0, 480)])
 def test_camera_info_size_must_match_image(width: int, height: int) -> None:
     with pytest.raises(InvalidInputError) as error:
-        intrinsics_from_camera_info(K, width, height, 640, 480)
+        camera_intrinsics(K, width, height, 640, 480)
     assert str(error.value) == f"camera_info size {width}x{height} does not match image size 640x480"

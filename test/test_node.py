@@ -369,16 +369,16 @@ def test_only_subscribed_outputs_are_computed_and_published(graph: dict[str, Any
     client, node = graph["client"], graph["node"]
     published: list[str] = []
     requested: list[tuple[str, ...]] = []
-    for key, publisher in node._publishers_by_key.items():
+    for key, publisher in node.channels[""].publishers.items():
         monkeypatch.setattr(publisher, "publish", lambda msg, key=key, real=publisher.publish: (
             published.append(key), real(msg))[-1])
-    real_estimate = node.estimator.estimate
+    real_estimate = node.estimator.estimate_batch
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         requested.append(tuple(kwargs["outputs"]))
         return real_estimate(*args, **kwargs)
 
-    monkeypatch.setattr(node.estimator, "estimate", spy)
+    monkeypatch.setattr(node.estimator, "estimate_batch", spy)
     client.subscribe("depth")
     s = stamp(graph)
     client.send(image_msg(make_image(s), s), ("depth",), node)

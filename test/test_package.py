@@ -21,7 +21,8 @@ from semantic_depth_ros.ros.params import PARAMETER_NAMES, NodeSettings, setting
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "semantic_depth_ros"
-EXECUTABLES = ("depth_node", "train", "extract_rosbag", "export", "infer_bag", "semantic-depth")
+EXECUTABLES = ("depth_node", "depth_lifecycle_node", "train", "extract_rosbag", "export", "infer_bag",
+               "semantic-depth")
 PACKAGE_FILES = ("setup.py", "setup.cfg", "package.xml", "resource", PACKAGE, "launch", "config", "models",
                  "reference")
 REFERENCE_FILES = ("reference/paper_table1.csv", *(f"reference/kitti_eigen_split/eigen_{name}_files.txt"
@@ -191,11 +192,11 @@ class _Recorder:
 def _stub_modules() -> dict[str, types.ModuleType]:
     classes = {
         "launch": ["LaunchDescription"],
-        "launch.actions": ["DeclareLaunchArgument", "SetEnvironmentVariable"],
+        "launch.actions": ["DeclareLaunchArgument", "OpaqueFunction", "SetEnvironmentVariable"],
         "launch.conditions": ["IfCondition", "UnlessCondition"],
         "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution", "PythonExpression",
                                  "NotEqualsSubstitution"],
-        "launch_ros.actions": ["Node"],
+        "launch_ros.actions": ["LifecycleNode", "Node"],
         "launch_ros.parameter_descriptions": ["ParameterValue"],
     }
     modules: dict[str, types.ModuleType] = {"launch_ros": types.ModuleType("launch_ros")}
@@ -216,25 +217,61 @@ def _load_launch_with_stubs(monkeypatch: pytest.MonkeyPatch) -> tuple[types.Modu
     return module, module.generate_launch_description()
 
 
+def _launch_arguments(description: _Recorder) -> dict[str, str]:
+    (entities,) = description.args
+    return {e.args[0]: e.kwargs.get("default_value") for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
+
+
 def test_launch_file_names_an_existing_executable_params_file_and_rviz_config(monkeypatch: pytest.MonkeyPatch) -> None:
     module, description = _load_launch_with_stubs(monkeypatch)
-    (entities,) = description.args
-    arguments = {e.args[0]: e.kwargs.get("default_value") for e in entities
-                 if type(e).__name__ == "DeclareLaunchArgument"}
-    assert {"model_path", "image", "camera_info", "namespace", "params_file", "use_rviz"} <= set(arguments)
-    assert arguments["use_rviz"] == "false"
+    arguments = _launch_arguments(description)
+    assert {"model_path", "image", "camera_info", "namespace", "params_file", "use_rviz", "cameras",
+            "lifecycle"} <= set(arguments)
+    assert (arguments["use_rviz"], arguments["lifecycle"], arguments["cameras"]) == ("false", "false", "")
     params_file = Path(arguments["params_file"])
     assert params_file == REPO / "config" / "depth_node.yaml" and params_file.is_file()
-    nodes = [e for e in entities if type(e).__name__ == "Node"]
+    (entities,) = description.args
+    assert any(type(e).__name__ == "OpaqueFunction" for e in entities)  # the nodes are built at launch time
+    nodes = module.node_actions({**arguments, "use_rviz": "true", "model_path": "m.pt"})
     depth_node = next(n for n in nodes if n.kwargs["package"] == PACKAGE)
+    assert type(depth_node).__name__ == "Node"
     assert depth_node.kwargs["executable"] in console_scripts()
-    assert depth_node.kwargs["executable"] == "depth_node"
-    remapped = {source for source, _ in depth_node.kwargs["remappings"]}
-    assert remapped == {"image", "image/compressed", "camera_info"}
+    assert (depth_node.kwargs["executable"], depth_node.kwargs["name"]) == ("depth_node", "depth_node")
+    params_path, overrides = depth_node.kwargs["parameters"]
+    assert params_path == arguments["params_file"] and set(overrides) == {"model_path"}
+    assert overrides["model_path"].args == ("m.pt",) and overrides["model_path"].kwargs == {"value_type": str}
+    assert depth_node.kwargs["remappings"] == [("image", "/camera/image_raw"),
+                                               ("image/compressed", "/camera/image_raw/compressed"),
+                                               ("camera_info", "/camera/camera_info")]
     rviz = next(n for n in nodes if n.kwargs["package"] == "rviz2")
     rviz_config = Path(rviz.kwargs["arguments"][rviz.kwargs["arguments"].index("-d") + 1])
     assert rviz_config.is_file()
-    assert type(rviz.kwargs["condition"]).__name__ == "IfCondition"
+    assert rviz.kwargs["remappings"] == [("image", "/camera/image_raw")]
+    assert [n.kwargs["package"] for n in module.node_actions(arguments)] == [PACKAGE]  # use_rviz false: no rviz2
+
+
+def test_launch_lifecycle_and_cameras_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    module, description = _load_launch_with_stubs(monkeypatch)
+    arguments = _launch_arguments(description)
+    values = {**arguments, "lifecycle": "true", "cameras": "front, left,right", "namespace": "car",
+              "image": "/{camera}/image_raw", "camera_info": "/sensors/{camera}/info", "use_rviz": "true",
+              "rviz_camera": "left"}
+    depth_node, rviz = module.node_actions(values)
+    assert type(depth_node).__name__ == "LifecycleNode"
+    assert depth_node.kwargs["executable"] == "depth_lifecycle_node" in console_scripts()
+    assert (depth_node.kwargs["name"], depth_node.kwargs["namespace"]) == ("depth_node", "car")
+    assert depth_node.kwargs["parameters"][1]["cameras"] == ["front", "left", "right"]
+    remappings = dict(depth_node.kwargs["remappings"])
+    assert remappings["left/image"] == "/left/image_raw"
+    assert remappings["left/image/compressed"] == "/left/image_raw/compressed"
+    assert remappings["right/camera_info"] == "/sensors/right/info"
+    assert len(remappings) == 9
+    assert rviz.kwargs["namespace"] == "car/left" and rviz.kwargs["remappings"] == [("image", "/left/image_raw")]
+    # without a {camera} template the per-camera inputs keep their names (<namespace>/<camera>/image)
+    plain = module.node_actions({**arguments, "cameras": "[front, rear]"})[0]
+    assert type(plain).__name__ == "Node" and plain.kwargs["remappings"] == []
+    assert plain.kwargs["parameters"][1]["cameras"] == ["front", "rear"]
+    assert module.parse_cameras("") == [] and module.parse_cameras("[a, 'b']") == ["a", "b"]
 
 
 def test_launch_file_builds_with_real_launch_ros() -> None:
@@ -248,10 +285,12 @@ def test_launch_file_builds_with_real_launch_ros() -> None:
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     assert isinstance(description, LaunchDescription)
-    nodes = [e for e in description.entities if isinstance(e, Node)]
-    assert len(nodes) == 2
     names = {a.name for a in description.get_launch_arguments()}
-    assert {"model_path", "image", "camera_info", "namespace", "params_file", "use_rviz"} <= names
+    assert {"model_path", "image", "camera_info", "namespace", "params_file", "use_rviz", "cameras",
+            "lifecycle"} <= names
+    values = {name: default for name, (default, _) in module.ARGUMENTS.items()}
+    nodes = module.node_actions({**values, "use_rviz": "true", "lifecycle": "true", "cameras": "front,left"})
+    assert len(nodes) == 2 and all(isinstance(n, Node) for n in nodes)
 
 
 # ------------------------------------------------------------------------------------------- parameter files
@@ -261,6 +300,24 @@ def test_params_yaml_has_exactly_the_node_parameters_with_their_types_and_defaul
     values = data["/**"]["ros__parameters"]
     assert set(values) == set(PARAMETER_NAMES)
     assert settings_from_values(values) == NodeSettings()  # types exact (500.0 not 500) and defaults as declared
+
+
+def test_three_camera_example_is_valid_and_read_by_a_node() -> None:
+    path = REPO / "config" / "depth_node_three_cameras.yaml"
+    values = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
+    assert set(values) == set(PARAMETER_NAMES)
+    settings = settings_from_values(values)
+    assert settings.cameras == ("front", "left", "right") and settings.point_stride == 2
+    # the real YAML parser of rcl reads it: a managed node (nothing loaded) declares the three cameras
+    code = ("import rclpy; from semantic_depth_ros.ros.lifecycle_node import DepthLifecycleNode; rclpy.init(args="
+            f"['x', '--ros-args', '--params-file', {str(path)!r}]); node = DepthLifecycleNode(); "
+            "print(node.settings.cameras, node.get_parameter('cameras').value); node.destroy_node()")
+    out = _run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert out.strip() == "('front', 'left', 'right') ['front', 'left', 'right']"
+    default = REPO / "config" / "depth_node.yaml"  # `cameras: []` reads as the empty default
+    code = code.replace(repr(str(path)), repr(str(default)))
+    out = _run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert out.strip() == "() []"
 
 
 def test_rviz_config_shows_image_depth_colour_semantic_colour_and_points() -> None:

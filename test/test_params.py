@@ -26,7 +26,7 @@ from semantic_depth_ros.ros.params import (
 ISSUE_PARAMETERS = {"model_path", "device", "precision", "output_resolution", "min_depth", "max_depth", "mask_sky",
                     "point_stride", "fx", "fy", "cx", "cy", "input_transport",
                     "point_fields", "points_drop_labels"}  # the last two: issue 10's semantic point clouds
-EXTRA_PARAMETERS = {"backend", "trt_cache_dir"}
+EXTRA_PARAMETERS = {"backend", "cameras", "trt_cache_dir"}
 QOS_PARAMETERS = {"input_qos_reliability", "input_qos_depth", "output_qos_reliability", "output_qos_depth"}
 
 
@@ -43,7 +43,7 @@ def test_dynamic_and_static_split() -> None:
     assert DYNAMIC_PARAMETERS == {"output_resolution", "min_depth", "max_depth", "mask_sky", "point_stride",
                                   "fx", "fy", "cx", "cy", "point_fields", "points_drop_labels"}
     assert STATIC_PARAMETERS == {"model_path", "device", "precision", "backend", "trt_cache_dir",
-                                 "input_transport"} | QOS_PARAMETERS
+                                 "input_transport", "cameras"} | QOS_PARAMETERS
 
 
 def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> None:
@@ -68,6 +68,14 @@ def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> Non
     ("mask_sky", 1, "parameter mask_sky = 1 must be of type bool"),
     ("model_path", None, "parameter model_path = None must be of type str"),
     ("input_qos_depth", 0, "parameter input_qos_depth = 0 is outside [1, 100]"),
+    ("cameras", "front", "parameter cameras = 'front' must be of type str_list"),
+    ("cameras", [1, 2], "parameter cameras = [1, 2] must be of type str_list"),
+    ("cameras", ["front", "2nd"], "parameter cameras: camera name '2nd' must start with a letter and hold only "
+                                  "letters, digits and underscores"),
+    ("cameras", ["front/left"], "parameter cameras: camera name 'front/left' must start with a letter and hold "
+                                "only letters, digits and underscores"),
+    ("cameras", ["a", "b", "a"], "parameter cameras = ['a', 'b', 'a'] names a camera twice"),
+    ("cameras", [f"c{i}" for i in range(17)], "parameter cameras lists 17 cameras; at most 16 are supported"),
     ("output_qos_reliability", "lossy", "parameter output_qos_reliability = 'lossy' must be one of reliable, "
                                         "best_effort"),
     ("point_fields", "xyzi", "parameter point_fields = 'xyzi' must be one of xyzrgb, xyzrgbl, xyzrgblc"),
@@ -93,6 +101,17 @@ def test_valid_values_pass_unchanged() -> None:
     assert validate_value("cx", -12.5) == -12.5
     assert validate_value("device", "cuda:1") == "cuda:1"
     assert validate_value("mask_sky", True) is True
+    assert validate_value("cameras", ["front", "left_2", "Right"]) == ("front", "left_2", "Right")
+    assert validate_value("cameras", []) == ()
+
+
+def test_static_parameters_may_change_before_anything_is_loaded() -> None:
+    current = settings_from_values({"model_path": "a.pt"})
+    changed = apply_changes(current, {"model_path": "b.pt", "cameras": ["front", "left"]}, allow_static=True)
+    assert (changed.model_path, changed.cameras) == ("b.pt", ("front", "left"))
+    assert apply_changes(current, {"cameras": []}) == current  # a list equal to the current tuple is no change
+    with pytest.raises(ConfigError, match="parameter cameras is static"):
+        apply_changes(current, {"cameras": ["front"]})
 
 
 def test_settings_cross_checks() -> None:
@@ -135,6 +154,8 @@ def test_descriptors_carry_type_range_choices_and_dynamic_flag() -> None:
     assert precision.additional_constraints == "one of: auto, fp32, fp16, bf16"
     assert "static" in precision.description
     assert make_descriptor(SPECS["mask_sky"]).type == ParameterType.PARAMETER_BOOL
+    cameras = make_descriptor(SPECS["cameras"])
+    assert cameras.type == ParameterType.PARAMETER_STRING_ARRAY and "static" in cameras.description
     declared = declaration_list()
     assert [name for name, _, _ in declared] == list(PARAMETER_NAMES)
     assert all(descriptor.name == name for name, _, descriptor in declared)

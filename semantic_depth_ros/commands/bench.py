@@ -6,6 +6,8 @@ ONNX, the same pre- and post-processing) with the ratio of the PyTorch fp32 p50 
 node in its own process: image published -> outputs received latency (one frame in flight), and the sustained
 output rate at fixed input rates (30 Hz) and at a saturating rate, with the node's overhead over the bare model
 and its peak memory. Random weights: timing only.
+With ``--cameras N`` the node part is the multi-camera comparison instead: one node batching N cameras against N
+single-camera nodes, each camera at ``--size`` and ``--rate`` (``ros.bench_cameras``).
 """
 
 from __future__ import annotations
@@ -95,6 +97,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per node measurement")
     parser.add_argument("--input-qos", default="reliable", choices=("reliable", "best_effort"),
                         help="the node's input QoS reliability in the benchmark (the node's default: best_effort)")
+    parser.add_argument("--cameras", type=int, default=0,
+                        help="multi-camera mode: N cameras, one batched node against N single-camera nodes")
+    parser.add_argument("--size", default="375x1242", help="multi-camera mode: every camera's image size HxW")
+    parser.add_argument("--rate", type=float, default=30.0, help="multi-camera mode: input rate per camera, Hz")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS domain of the benchmark (default random)")
     parser.add_argument("--json", default=None, help="also write all figures to this JSON file")
 
@@ -148,6 +154,18 @@ def model_table(args: argparse.Namespace, precisions: list[str]) -> list[dict[st
     return rows
 
 
+def _node_checkpoint(args: argparse.Namespace, folder: str) -> tuple[Path, Any]:
+    """The node's checkpoint (``--checkpoint``, or ``--node-preset`` with random weights written to ``folder``) and
+    what ``benchmark_model`` takes for the same model."""
+    if args.checkpoint:
+        return Path(args.checkpoint), Path(args.checkpoint)
+    config = load_preset(args.node_preset)
+    checkpoint = Path(folder) / f"{config.name}_random.pt"
+    save_checkpoint(checkpoint, random_checkpoint(config).build_model(), config, trained=False,
+                    extra={"purpose": "benchmark"})
+    return checkpoint, config
+
+
 def node_section(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     """End-to-end runs through the node, plus the bare-model baseline for the same configuration."""
     from ..ros.bench_node import run_node_benchmark  # rclpy only when the node part runs
@@ -156,15 +174,7 @@ def node_section(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     output_sets = [parse_outputs(text) for text in (args.node_outputs or ["depth,points", "all"])]
     rates = [parse_rate(text) for text in _csv(args.rates)]
     with tempfile.TemporaryDirectory(prefix="semantic_depth_bench_") as folder:
-        if args.checkpoint:
-            checkpoint = Path(args.checkpoint)
-            source: Any = checkpoint
-        else:
-            config = load_preset(args.node_preset)
-            checkpoint = Path(folder) / f"{config.name}_random.pt"
-            model = random_checkpoint(config).build_model()
-            save_checkpoint(checkpoint, model, config, trained=False, extra={"purpose": "benchmark"})
-            source = config
+        checkpoint, source = _node_checkpoint(args, folder)
         baselines = {}
         for outputs in output_sets:
             needed = estimator_outputs_for(outputs)
@@ -205,10 +215,43 @@ def print_node_section(section: dict[str, Any]) -> None:
           + (f", peak GPU memory {gpu:.0f} MiB" if gpu is not None else ""))
 
 
+def cameras_section(args: argparse.Namespace, precision: str) -> dict[str, Any]:
+    """One batched node against ``--cameras`` single-camera nodes (outputs: the first ``--node-outputs``, or all)."""
+    from ..ros.bench_cameras import run_cameras_benchmark  # rclpy only when the node part runs
+
+    height, width = parse_size(args.size)
+    outputs = parse_outputs((args.node_outputs or ["all"])[0])
+    with tempfile.TemporaryDirectory(prefix="semantic_depth_bench_") as folder:
+        checkpoint, _ = _node_checkpoint(args, folder)
+        configurations = run_cameras_benchmark(
+            checkpoint, cameras=args.cameras, height=height, width=width, rate_hz=args.rate, outputs=outputs,
+            duration_s=args.duration, device=args.device, precision=precision, backend=args.backend,
+            domain_id=args.domain_id, num_threads=args.threads, input_reliability=args.input_qos)
+    return {"preset": args.node_preset if not args.checkpoint else str(args.checkpoint), "precision": precision,
+            "size": f"{height}x{width}", "rate_hz": args.rate, "cameras": args.cameras, "outputs": list(outputs),
+            "device": str(resolve_device(args.device)), "backend": args.backend,
+            "configurations": [asdict(c) for c in configurations]}
+
+
+def print_cameras_section(section: dict[str, Any]) -> None:
+    from ..ros.bench_cameras import CameraRun, CamerasConfiguration, configuration_rows
+
+    configurations = [CamerasConfiguration(**{**c, "cameras": [CameraRun(**run) for run in c["cameras"]]})
+                      for c in section["configurations"]]
+    outputs = "all" if tuple(section["outputs"]) == ALL_NODE_OUTPUTS else ",".join(section["outputs"])
+    print(f"\n{section['cameras']} cameras at {section['size']} and {section['rate_hz']:g} Hz each, outputs "
+          f"{outputs} ({section['preset']}, {section['precision']}, {section['device']}, backend "
+          f"{section['backend']}):")
+    for line in configuration_rows(configurations):
+        print(line)
+
+
 def main(args: argparse.Namespace) -> int:
     if args.iters < 1 or args.warmup < 0 or args.duration <= 0:
         raise ConfigError(f"--iters {args.iters}, --warmup {args.warmup}, --duration {args.duration}: need iters >= 1, "
                           "warmup >= 0, duration > 0")
+    if args.cameras < 0 or not args.rate > 0:
+        raise ConfigError(f"--cameras {args.cameras}, --rate {args.rate}: need cameras >= 0 and a positive rate")
     precisions = _precisions(args)
     device = resolve_device(args.device)
     report: dict[str, Any] = {"device": str(device), "backend": args.backend}
@@ -221,12 +264,16 @@ def main(args: argparse.Namespace) -> int:
         onnx_node = bool(args.checkpoint) and is_onnx_path(args.checkpoint)  # onnxruntime resolves its own auto
         precision = args.node_precision or ("auto" if onnx_node else resolve_precision("auto", device))
         try:
-            section = node_section(args, precision)
+            section = cameras_section(args, precision) if args.cameras else node_section(args, precision)
         except ImportError as exc:
             print(f"\nskipping the node measurements: {exc} (install ROS 2 or the rclpy wheels)")
         else:
-            print_node_section(section)
-            report["node"] = section
+            if args.cameras:
+                print_cameras_section(section)
+                report["cameras"] = section
+            else:
+                print_node_section(section)
+                report["node"] = section
     if args.json:
         write_json(args.json, report)
         print(f"\nwrote {args.json}")

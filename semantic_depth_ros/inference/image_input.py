@@ -1,4 +1,4 @@
-"""Turn the fields of camera messages into validated RGB images and intrinsics (numpy + OpenCV, no ROS).
+"""Validated RGB images from the fields of image messages (numpy + OpenCV, no ROS; camera_info: geometry.intrinsics).
 
 The node passes message fields in (``encoding``, ``height``, ``width``, ``step``, ``data``; ``format``; ``k``...).
 Every check runs before any allocation, and every failure is an ``InvalidInputError`` with one line naming the
@@ -15,13 +15,12 @@ from __future__ import annotations
 import array
 import operator
 import struct
-from typing import Sequence, Union
+from typing import Union
 
 import cv2
 import numpy as np
 
 from semantic_depth_ros.errors import InvalidInputError
-from semantic_depth_ros.geometry.intrinsics import Intrinsics, camera_from_fields
 from semantic_depth_ros.limits import MAX_IMAGE_SIDE
 
 ByteBuffer = Union[bytes, bytearray, memoryview, np.ndarray, array.array]
@@ -171,13 +170,3 @@ def decode_compressed_image(fmt: str, data: ByteBuffer) -> np.ndarray:
         raise InvalidInputError(f"compressed_image.data ({fmt!r}, {width}x{height}) is corrupt and cannot be decoded")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
 
-
-def intrinsics_from_camera_info(
-    k: Sequence[float], width: int, height: int, image_width: int, image_height: int
-) -> Intrinsics:
-    """``sensor_msgs/CameraInfo`` fields -> ``Intrinsics`` of the ``image_width`` x ``image_height`` image.
-
-    Kept for callers holding loose fields; it is :func:`~semantic_depth_ros.geometry.intrinsics.camera_from_fields`
-    (a camera_info size of 0x0 means "same as the image"; any other size must equal the image's).
-    """
-    return camera_from_fields(k, (), "", width, height, image_width, image_height).intrinsics

@@ -87,7 +87,8 @@ class _Sender:
         return self.client.publish(frame, self.image, self.info)
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """(p50, p95) of ``samples``; NaN for none."""
     if not samples:
         return float("nan"), float("nan")
     p50, p95 = np.percentile(np.asarray(samples), [50.0, 95.0])
@@ -108,7 +109,7 @@ def _latency_run(sender: _Sender, outputs: tuple[str, ...], duration_s: float, f
         if done is not None:
             samples.append((done - published) * 1e3)
     elapsed = time.perf_counter() - start
-    p50, p95 = _percentiles(samples)
+    p50, p95 = percentiles(samples)
     return NodeRun("latency (one frame in flight)", outputs, sent, len(samples), sent / elapsed,
                    len(samples) / elapsed, p50, p95)
 
@@ -134,7 +135,7 @@ def _rate_run(sender: _Sender, outputs: tuple[str, ...], rate_hz: float, duratio
     time.sleep(min(2.0, FRAME_TIMEOUT_S))  # the last frames in flight
     done = {f: sender.client.done_at(f, outputs) for f in published}
     samples = [(t - published[f]) * 1e3 for f, t in done.items() if t is not None]
-    p50, p95 = _percentiles(samples)
+    p50, p95 = percentiles(samples)
     mode = f"{label} input ({rate_hz:.0f} Hz)" if label else f"{rate_hz:g} Hz input"
     return NodeRun(mode, outputs, len(published), len(samples), len(published) / elapsed, len(samples) / elapsed,
                    p50, p95)

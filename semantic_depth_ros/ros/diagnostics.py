@@ -1,13 +1,14 @@
 """Node health: input/output rates, receipt-to-publish latency percentiles, drops -> ``diagnostic_msgs``.
 
 ``NodeStats`` is plain Python (thread-safe, time passed in by the caller, so it is unit-testable); only
-``diagnostic_array`` builds the ROS message. ``LogThrottle`` limits repeated error logs per key (e.g. per field).
+``diagnostic_array`` builds the ROS message (one status for the node, one per named camera). ``LogThrottle`` limits repeated error logs per key (e.g. per field).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,14 +138,8 @@ def status_level(snapshot: StatsSnapshot) -> tuple[bytes, str]:
     return DiagnosticStatus.OK, f"publishing at {snapshot.output_rate_hz:.1f} Hz"
 
 
-def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardware_id: str, device: str,
-                     model_name: str, precision: str, trained: bool,
-                     memory_mb: dict[str, float] | None = None, runtime: str = "") -> DiagnosticArray:
-    """One ``DiagnosticStatus`` named ``name`` with rates (Hz), latency percentiles (ms), counters, the model,
-    ``runtime`` (what executes the network, e.g. "onnxruntime TensorrtExecutionProvider gpu 0 (fp16)": the
-    runner's ``description``) and ``memory_mb`` figures (e.g. ``{"peak_rss_mb": ..., "peak_gpu_mb": ...}``, MiB)."""
-    level, message = status_level(snapshot)
-    values = {
+def _snapshot_values(snapshot: StatsSnapshot) -> dict[str, str]:
+    return {
         "input_rate_hz": _format(snapshot.input_rate_hz),
         "output_rate_hz": _format(snapshot.output_rate_hz),
         "latency_p50_ms": _format(snapshot.latency_p50_ms),
@@ -154,15 +149,30 @@ def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardwar
         "frames_dropped": str(snapshot.frames_dropped),
         "messages_rejected": str(snapshot.messages_rejected),
         "rate_window_s": _format(snapshot.window_s),
-        "device": device,
-        "model": model_name,
-        "precision": precision,
-        "runtime": runtime,
-        "trained": str(bool(trained)).lower(),
     }
+
+
+def _status(snapshot: StatsSnapshot, name: str, hardware_id: str, values: dict[str, str]) -> DiagnosticStatus:
+    level, message = status_level(snapshot)
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
+def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardware_id: str, device: str,
+                     model_name: str, precision: str, trained: bool,
+                     memory_mb: dict[str, float] | None = None, extra: dict[str, str] | None = None,
+                     cameras: Sequence[tuple[str, StatsSnapshot]] = ()) -> DiagnosticArray:
+    """A ``DiagnosticStatus`` named ``name`` with rates (Hz), latency percentiles (ms), counters, the model,
+    ``memory_mb`` figures (e.g. ``{"peak_rss_mb": ..., "peak_gpu_mb": ...}``, MiB) and ``extra`` values (e.g. the
+    batch size and network time); then one status per ``(camera name, snapshot)``, named ``"<name> <camera>"``."""
+    values = _snapshot_values(snapshot)
+    values.update({"device": device, "model": model_name, "precision": precision, "trained": str(bool(trained)).lower()})
     values.update({key: _format(value) for key, value in (memory_mb or {}).items()})
-    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
-                              values=[KeyValue(key=k, value=v) for k, v in values.items()])
-    array = DiagnosticArray(status=[status])
+    values.update(extra or {})
+    statuses = [_status(snapshot, name, hardware_id, values)]
+    statuses += [_status(camera_snapshot, f"{name} {camera}", hardware_id,
+                         {"camera": camera, **_snapshot_values(camera_snapshot)})
+                 for camera, camera_snapshot in cameras]
+    array = DiagnosticArray(status=statuses)
     array.header.stamp = stamp
     return array

@@ -14,8 +14,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
 
-from ..geometry.intrinsics import Intrinsics
-from ..inference.image_input import decode_compressed_image, decode_raw_image, intrinsics_from_camera_info
+from ..inference.image_input import decode_compressed_image, decode_raw_image
 from ..messages import CameraInfoFields, CloudFields, ImageFields, OutputFields
 
 
@@ -30,11 +29,6 @@ def image_msg_to_rgb(msg: Image) -> np.ndarray:
 def compressed_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
     """``sensor_msgs/CompressedImage`` (jpeg/png) -> contiguous uint8 HxWx3 RGB; size checked before decoding."""
     return decode_compressed_image(msg.format, msg.data)
-
-
-def camera_info_to_intrinsics(msg: CameraInfo, image_width: int, image_height: int) -> Intrinsics:
-    """``sensor_msgs/CameraInfo`` -> intrinsics of the ``image_width`` x ``image_height`` image it describes."""
-    return intrinsics_from_camera_info(msg.k, msg.width, msg.height, image_width, image_height)
 
 
 def _data(data: np.ndarray) -> array.array:

@@ -3,32 +3,38 @@
 Each parameter is either *dynamic* (takes effect on the next frame when changed at run time) or *static* (read at
 start-up; a run-time change is rejected with a reason). ``config/depth_node.yaml`` lists exactly these names.
 Depth range parameters use 0.0 for "the checkpoint's own range"; focal lengths use 0.0 for "no fallback".
-``points_drop_labels`` is an integer list; ROS 2 cannot type an empty list (rclpy declares ``[]`` as a byte array,
-and a YAML ``[]`` leaves the parameter unset), so it is declared with ``dynamic_typing`` and an unset value or any
-list of integers is accepted, then validated here.
+ROS 2 cannot type an empty list (rclpy infers ``[]`` as a byte array, and a YAML ``[]`` leaves the parameter unset).
+``cameras`` (a string list, static) is therefore declared by its type and an unset value reads as the empty default
+(``unset_defaults``); ``points_drop_labels`` (an integer list, dynamic) is declared with ``dynamic_typing`` and an
+unset value or any list of integers is accepted, then validated here.
 """
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import math
+import array
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.parameter import Parameter
 
-from ..errors import ConfigError
 from ..geometry.pointcloud import POINT_LAYOUTS
 from ..labels import NUM_CLASSES
 
-ParamValue = Union[bool, int, float, str, tuple[int, ...]]
+from ..errors import ConfigError
+
+ParamValue = Union[bool, int, float, str, tuple[str, ...], tuple[int, ...]]
 
 MAX_DEPTH_LIMIT_M = 1000.0
 MAX_FOCAL_PX = 1.0e6
 MAX_POINT_STRIDE = 64
 MAX_QOS_DEPTH = 100
+MAX_CAMERAS = 16
+CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # one ROS name token: becomes the camera's topic namespace
 
 
 @dataclass(frozen=True)
@@ -40,12 +46,13 @@ class ParamSpec:
     description: str
     dynamic: bool
     choices: tuple[str, ...] = ()
-    value_range: tuple[float, float] | None = None  # inclusive, for int and float parameters
+    value_range: tuple[float, float] | None = None  # inclusive, for int and float parameters (and int list items)
+    item_type: str = ""  # list parameters (tuple default): "str" or "int"
 
     @property
     def type_name(self) -> str:
-        """'bool', 'int', 'float', 'str' or 'int_list'."""
-        return "int_list" if isinstance(self.default, tuple) else type(self.default).__name__
+        """'bool', 'int', 'float', 'str', 'str_list' or 'int_list'."""
+        return f"{self.item_type}_list" if isinstance(self.default, tuple) else type(self.default).__name__
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -60,6 +67,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "network execution: auto (.onnx: onnxruntime; .pt: cudagraphs on CUDA, eager on "
               "the CPU), eager, compile (torch.compile; slow first frames), cudagraphs (CUDA only) or onnxruntime "
               "(.onnx only)", dynamic=False, choices=("auto", "eager", "compile", "cudagraphs", "onnxruntime")),
+    ParamSpec("cameras", (), "camera names sharing this node's network, e.g. [front, left, right]: camera <name> "
+              "is read from <name>/image and <name>/camera_info and served under <name>/; empty: one camera on "
+              "image and camera_info, outputs at the node's namespace", dynamic=False, item_type="str"),
     ParamSpec("trt_cache_dir", "", "folder where onnxruntime's TensorRT provider keeps the engines it builds from an "
               ".onnx model, so they are built once (empty: $XDG_CACHE_HOME/semantic_depth_ros/trt, by default "
               "~/.cache/semantic_depth_ros/trt); "
@@ -82,7 +92,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "float32, 24 bytes); labels compute the semantic head", dynamic=True, choices=tuple(POINT_LAYOUTS)),
     ParamSpec("points_drop_labels", (), "Cityscapes train ids (0..18) whose points are NaN in `points`, e.g. "
               "[10] drops sky, [0, 1] road and sidewalk (computes the semantic head when not empty)", dynamic=True,
-              value_range=(0, NUM_CLASSES - 1)),
+              value_range=(0, NUM_CLASSES - 1), item_type="int"),
     ParamSpec("fx", 0.0, "fallback focal length x in pixels at the camera image size, used while no camera_info "
               "arrived (0.0: no fallback)", dynamic=True, value_range=(0.0, MAX_FOCAL_PX)),
     ParamSpec("fy", 0.0, "fallback focal length y in pixels (0.0: no fallback)", dynamic=True,
@@ -116,6 +126,7 @@ class NodeSettings:
     device: str = "auto"
     precision: str = "auto"
     backend: str = "auto"
+    cameras: tuple[str, ...] = ()
     trt_cache_dir: str = ""
     input_transport: str = "raw"
     output_resolution: str = "input"
@@ -152,29 +163,6 @@ def _type_error(spec: ParamSpec, value: Any) -> ConfigError:
     return ConfigError(f"parameter {spec.name} = {value!r} must be of type {spec.type_name}")
 
 
-def validate_value(name: str, value: Any) -> ParamValue:
-    """Check one value against its spec (type, choices, range); return it as the parameter's type.
-
-    Raises ConfigError naming the parameter for an unknown name or an invalid value. Types must match exactly,
-    as ROS 2 parameters require (write ``fx: 500.0`` in YAML, not ``fx: 500``).
-    """
-    spec = SPECS.get(name)
-    if spec is None:
-        raise ConfigError(f"parameter {name} is not a parameter of the depth node "
-                          f"(known: {', '.join(PARAMETER_NAMES)})")
-    if spec.type_name == "int_list":
-        return _validate_int_list(spec, value)
-    if type(value) is not type(spec.default):
-        raise _type_error(spec, value)
-    if spec.choices and value not in spec.choices:
-        raise ConfigError(f"parameter {name} = {value!r} must be one of {', '.join(spec.choices)}")
-    if spec.value_range is not None:
-        low, high = spec.value_range
-        if not (math.isfinite(value) and low <= value <= high):
-            raise ConfigError(f"parameter {name} = {value!r} is outside [{low:g}, {high:g}]")
-    return value
-
-
 def _validate_int_list(spec: ParamSpec, value: Any) -> tuple[int, ...]:
     """An integer-list parameter as a sorted tuple without repeats; None (declared but unset) is the empty list."""
     if value is None:
@@ -187,6 +175,47 @@ def _validate_int_list(spec: ParamSpec, value: Any) -> tuple[int, ...]:
         if not low <= item <= high:
             raise ConfigError(f"parameter {spec.name} = {list(value)!r}: {item} is outside [{low:g}, {high:g}]")
     return tuple(sorted(set(value)))
+
+
+def _camera_names(spec: ParamSpec, value: Any) -> tuple[str, ...]:
+    """A list of unique camera names (ROS name tokens), at most ``MAX_CAMERAS``; ConfigError otherwise."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise _type_error(spec, value)
+    names = tuple(value)
+    bad = [name for name in names if not CAMERA_NAME.fullmatch(name)]
+    if bad:
+        raise ConfigError(f"parameter {spec.name}: camera name {bad[0]!r} must start with a letter and hold only "
+                          "letters, digits and underscores")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"parameter {spec.name} = {list(names)!r} names a camera twice")
+    if len(names) > MAX_CAMERAS:
+        raise ConfigError(f"parameter {spec.name} lists {len(names)} cameras; at most {MAX_CAMERAS} are supported")
+    return names
+
+
+def validate_value(name: str, value: Any) -> ParamValue:
+    """Check one value against its spec (type, choices, range); return it as the parameter's type.
+
+    Raises ConfigError naming the parameter for an unknown name or an invalid value. Types must match exactly,
+    as ROS 2 parameters require (write ``fx: 500.0`` in YAML, not ``fx: 500``).
+    """
+    spec = SPECS.get(name)
+    if spec is None:
+        raise ConfigError(f"parameter {name} is not a parameter of the depth node "
+                          f"(known: {', '.join(PARAMETER_NAMES)})")
+    if spec.type_name == "str_list":
+        return _camera_names(spec, value)
+    if spec.type_name == "int_list":
+        return _validate_int_list(spec, value)
+    if type(value) is not type(spec.default):
+        raise _type_error(spec, value)
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"parameter {name} = {value!r} must be one of {', '.join(spec.choices)}")
+    if spec.value_range is not None:
+        low, high = spec.value_range
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ConfigError(f"parameter {name} = {value!r} is outside [{low:g}, {high:g}]")
+    return value
 
 
 def validate_settings(settings: NodeSettings) -> NodeSettings:
@@ -204,11 +233,18 @@ def settings_from_values(values: Mapping[str, Any]) -> NodeSettings:
     return validate_settings(NodeSettings(**checked))
 
 
-def apply_changes(current: NodeSettings, changes: Mapping[str, Any]) -> NodeSettings:
-    """Settings after a run-time change; ConfigError (the rejection reason) for static or invalid values."""
+def apply_changes(current: NodeSettings, changes: Mapping[str, Any], *, allow_static: bool = False) -> NodeSettings:
+    """Settings after a run-time change; ConfigError (the rejection reason) for static or invalid values.
+
+    ``allow_static``: static parameters may change too (a managed node before ``configure``, nothing loaded yet).
+    """
     for name, value in changes.items():
         spec = SPECS.get(name)
-        if spec is not None and not spec.dynamic and value != getattr(current, name):
+        if spec is None or allow_static:
+            continue
+        if isinstance(value, list):
+            value = tuple(value)
+        if not spec.dynamic and value != getattr(current, name):
             raise ConfigError(f"parameter {name} is static (read at start-up): restart the node to change it")
     checked = {name: validate_value(name, value) for name, value in changes.items()}
     return validate_settings(dataclasses.replace(current, **checked))
@@ -216,7 +252,7 @@ def apply_changes(current: NodeSettings, changes: Mapping[str, Any]) -> NodeSett
 
 _ROS_TYPES = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
               "float": ParameterType.PARAMETER_DOUBLE, "str": ParameterType.PARAMETER_STRING,
-              "int_list": ParameterType.PARAMETER_INTEGER_ARRAY}
+              "str_list": ParameterType.PARAMETER_STRING_ARRAY, "int_list": ParameterType.PARAMETER_INTEGER_ARRAY}
 
 
 def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -240,7 +276,20 @@ def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return descriptor
 
 
-def declaration_list(specs: Sequence[ParamSpec] = PARAMETERS) -> list[tuple[str, ParamValue, ParameterDescriptor]]:
+def declaration_list(specs: Sequence[ParamSpec] = PARAMETERS) -> list[tuple[str, Any, ParameterDescriptor]]:
     """``(name, default, descriptor)`` tuples for ``rclpy.node.Node.declare_parameters("", ...)``."""
-    return [(spec.name, list(spec.default) if isinstance(spec.default, tuple) else spec.default,
-             make_descriptor(spec)) for spec in specs]
+    return [(spec.name, _declared_default(spec), make_descriptor(spec)) for spec in specs]
+
+
+def _declared_default(spec: ParamSpec) -> Any:
+    """What ``declare_parameters`` gets: a string list's type (see ``unset_defaults``), a list for an int list."""
+    if spec.type_name == "str_list":
+        return Parameter.Type.STRING_ARRAY
+    return list(spec.default) if isinstance(spec.default, tuple) else spec.default
+
+
+def unset_defaults(values: Mapping[str, Parameter]) -> list[Parameter]:
+    """Parameters to set after declaration: every string list left unset (no override) gets its empty default."""
+    return [Parameter(name, Parameter.Type.STRING_ARRAY, list(SPECS[name].default))
+            for name, parameter in values.items()
+            if SPECS[name].type_name == "str_list" and parameter.type_ == Parameter.Type.NOT_SET]

@@ -1,0 +1,189 @@
+"""One camera of the depth node: its input subscriptions, latest camera_info, output publishers and statistics.
+
+A camera named ``front`` reads ``front/image`` (or ``front/image/compressed``) and ``front/camera_info`` and
+publishes ``front/depth``, ``front/points``, ...; the unnamed camera (``name=""``, the single-camera node) uses
+``image``, ``camera_info`` and ``depth``, ... in the node's namespace. Incoming images go to ``on_frame`` (the node
+core decides whether to hand them to the worker); the worker calls ``prepare`` (decode and validate: a bad message
+is rejected for this camera alone) and ``publish`` (the one per-frame publish path, through the message core).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from ..errors import InvalidInputError
+from ..geometry.intrinsics import CameraModel, Intrinsics, camera_from_info
+from ..geometry.pointcloud import RayGridCache
+from ..geometry.undistort import check_camera_model
+from ..inference.estimator import EstimatorOutputs
+from ..messages import NEEDS, NEEDS_INTRINSICS, OUTPUT_TOPICS, HostStaging, frame_fields, output_tensors
+from .diagnostics import LogThrottle, NodeStats
+from .messages import compressed_msg_to_rgb, image_msg_to_rgb, to_msg
+from .params import NodeSettings
+
+_MESSAGE_TYPES: dict[str, type] = {"depth_info": CameraInfo, "points": PointCloud2}
+# output key -> (topic relative to the camera's namespace, message type); topics from the message core
+OUTPUTS: dict[str, tuple[str, type]] = {key: (topic, _MESSAGE_TYPES.get(key, Image))
+                                        for key, topic in OUTPUT_TOPICS.items()}
+InputMsg = Union[Image, CompressedImage]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An image message and when it arrived (``time.monotonic()`` seconds)."""
+
+    msg: InputMsg
+    received: float
+
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A decoded, validated frame of one camera: HxWx3 uint8 RGB, its camera (a ``CameraModel`` from camera_info,
+    whose lens distortion the estimator removes; the fallback ``Intrinsics``; or None), the outputs to publish."""
+
+    frame: Frame
+    rgb: np.ndarray
+    intrinsics: CameraModel | Intrinsics | None
+    wanted: tuple[str, ...]
+
+
+def qos_profile(reliability: str, depth: int) -> QoSProfile:
+    """Keep-last QoS with ``depth`` and ``reliable``/``best_effort`` reliability."""
+    policy = ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy)
+
+
+class CameraChannel:
+    """Subscriptions, publishers and statistics of camera ``name`` ("" = the node's own namespace) on ``node``.
+
+    ``stats`` counts this camera; ``totals`` (the node's statistics over all cameras), when given, counts it too.
+    ``available``: the estimator outputs the model can give (an .onnx exported with fewer heads gives fewer);
+    outputs that need others get no publisher.
+    """
+
+    def __init__(self, node: Node, name: str, settings: NodeSettings,
+                 on_frame: Callable[["CameraChannel", Frame], None], throttle: LogThrottle,
+                 totals: NodeStats | None = None, available: Collection[str] | None = None) -> None:
+        self.node = node
+        self.name = name
+        self.stats = NodeStats()
+        self._all_stats = [self.stats] if totals is None or totals is self.stats else [self.stats, totals]
+        self._throttle = throttle
+        self._on_frame = on_frame
+        self._camera_info: CameraInfo | None = None
+        self._rays = RayGridCache()
+        self._staging = HostStaging()
+        output_qos = qos_profile(settings.output_qos_reliability, settings.output_qos_depth)
+        self.publishers = {key: node.create_publisher(msg_type, self.topic(topic), output_qos)
+                           for key, (topic, msg_type) in OUTPUTS.items()
+                           if available is None or set(NEEDS[key]) <= set(available)}
+        input_qos = qos_profile(settings.input_qos_reliability, settings.input_qos_depth)
+        compressed = settings.input_transport == "compressed"
+        self.image_topic = self.topic("image/compressed" if compressed else "image")
+        self._subscriptions = [
+            node.create_subscription(CompressedImage if compressed else Image, self.image_topic, self._on_image,
+                                     input_qos),
+            node.create_subscription(CameraInfo, self.topic("camera_info"), self._on_camera_info, input_qos)]
+
+    def topic(self, relative: str) -> str:
+        """``relative`` under this camera's namespace (``<name>/<relative>``, or ``relative`` when unnamed)."""
+        return f"{self.name}/{relative}" if self.name else relative
+
+    @property
+    def latest_camera_info(self) -> CameraInfo | None:
+        """The newest camera_info received (validated against each image when it is used), or None."""
+        return self._camera_info
+
+    def subscribed_outputs(self) -> list[str]:
+        """Keys of ``OUTPUTS`` whose topics have subscribers now (checked for every frame)."""
+        return [key for key, pub in self.publishers.items() if pub.get_subscription_count() > 0]
+
+    # -------------------------------------------------------------------------------- executor thread
+    def _on_image(self, msg: InputMsg) -> None:
+        now = time.monotonic()
+        for stats in self._all_stats:
+            stats.record_input(now)
+        self._on_frame(self, Frame(msg, now))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    # ---------------------------------------------------------------------------------- worker thread
+    def prepare(self, frame: Frame, settings: NodeSettings) -> PreparedFrame | None:
+        """Decode and validate ``frame`` for the outputs subscribed now; None when nothing is wanted or the
+        image or camera_info is bad (counted and logged, throttled, for this camera)."""
+        wanted = self.subscribed_outputs()
+        if not wanted:
+            return None
+        try:
+            rgb = (compressed_msg_to_rgb(frame.msg) if isinstance(frame.msg, CompressedImage)
+                   else image_msg_to_rgb(frame.msg))
+        except InvalidInputError as exc:
+            self.reject(self.image_topic, exc)
+            return None
+        height, width = rgb.shape[:2]
+        try:
+            intrinsics = self._intrinsics(settings, width, height)
+        except InvalidInputError as exc:
+            self.reject(self.topic("camera_info"), exc)
+            return None
+        if intrinsics is None and any(key in wanted for key in NEEDS_INTRINSICS):
+            if self._throttle.allow(f"no_intrinsics:{self.name}", time.monotonic()):
+                self.node.get_logger().warning(
+                    f"no camera_info on {self.node.resolve_topic_name(self.topic('camera_info'))} and no fallback "
+                    "fx/fy parameters: publishing images but not points or depth/camera_info")
+            wanted = [key for key in wanted if key not in NEEDS_INTRINSICS]
+            if not wanted:
+                return None
+        return PreparedFrame(frame, rgb, intrinsics, tuple(wanted))
+
+    def _intrinsics(self, settings: NodeSettings, width: int, height: int) -> CameraModel | Intrinsics | None:
+        """Camera of the input image: the latest camera_info's model (InvalidInputError for a bad one or an
+        unsupported distortion model), else the fallback parameters, else None."""
+        info = self._camera_info
+        if info is not None:
+            return check_camera_model(camera_from_info(info, width, height))
+        if settings.has_fallback_intrinsics:
+            return Intrinsics(settings.fx, settings.fy, settings.cx, settings.cy, width, height)
+        return None
+
+    def reject(self, topic: str, exc: InvalidInputError) -> None:
+        """Count a bad message of this camera and log it, throttled per camera and offending field."""
+        for stats in self._all_stats:
+            stats.record_rejected()
+        text = str(exc)
+        if self._throttle.allow(f"reject:{self.name}:{text.split(' ', 1)[0]}", time.monotonic()):
+            self.node.get_logger().error(f"rejected {self.node.resolve_topic_name(topic)} message: {text}")
+
+    def publish(self, prepared: PreparedFrame, outputs: EstimatorOutputs, *, depth_range: tuple[float, float],
+                settings: NodeSettings) -> None:
+        """Every wanted output of one frame from the message core (one host copy each), depth first, under the
+        input's header; then the frame counts as served."""
+        wanted = prepared.wanted
+        tensors = output_tensors(wanted, outputs, depth_range=depth_range, point_stride=settings.point_stride,
+                                 rays=self._rays, point_fields=settings.point_fields,
+                                 drop_labels=settings.points_drop_labels)
+        fields = frame_fields(wanted, self._staging.fetch(tensors), outputs.intrinsics)
+        header = prepared.frame.msg.header
+        for key, message_fields in fields.items():
+            self.publishers[key].publish(to_msg(header, message_fields))
+        now = time.monotonic()
+        for stats in self._all_stats:
+            stats.record_output(prepared.frame.received, now)
+
+    def destroy(self) -> None:
+        """Remove this camera's subscriptions and publishers from the node."""
+        for subscription in self._subscriptions:
+            self.node.destroy_subscription(subscription)
+        for publisher in self.publishers.values():
+            self.node.destroy_publisher(publisher)
+        self._subscriptions = []
+        self.publishers = {}

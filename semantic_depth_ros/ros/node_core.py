@@ -1,0 +1,343 @@
+"""The depth node's one implementation, hosted by a plain ``Node`` (``ros.node``) or a ``LifecycleNode``
+(``ros.lifecycle_node``).
+
+Stages follow ROS 2 managed-node semantics; the plain node runs them all in its constructor:
+
+- construction (*unconfigured*): parameters declared with descriptors; nothing loaded, nothing published. Static
+  parameters may still change (``ros2 param set``) until ``configure``;
+- ``configure``: validate the parameters, load the checkpoint, warm up, create every camera's subscriptions and
+  publishers (``ros.camera_channel``), the batch worker and ``/diagnostics``; raises ``SemanticDepthError`` (one
+  line naming the file or parameter) and leaves nothing behind when that fails;
+- ``activate``: frames are served; ``deactivate``: incoming frames are dropped and counted, the model stays loaded;
+- ``cleanup``: everything ``configure`` created is destroyed and the model released (GPU memory too).
+
+Several cameras share one network: each camera's newest frame waits in its own slot of one ``BatchWorker``; each
+time the worker is free it takes every waiting frame and runs them as ONE ``estimate_batch`` requesting the union
+of the outputs the cameras' subscribers want; each camera then publishes only its own wanted outputs (a frame's
+values do not depend on the other outputs computed alongside it). A bad message is rejected for its camera alone.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from ..errors import ConfigError, InvalidInputError
+from ..inference.benchmark import process_peak_rss_mb
+from ..inference.estimator import DepthEstimator, EstimatorOutputs
+from ..messages import estimator_outputs_for
+from .batch_worker import BatchWorker
+from .camera_channel import CameraChannel, Frame, PreparedFrame
+from .diagnostics import LogThrottle, NodeStats, diagnostic_array
+from .params import (
+    PARAMETER_NAMES,
+    NodeSettings,
+    apply_changes,
+    declaration_list,
+    settings_from_values,
+    unset_defaults,
+    validate_value,
+)
+
+NODE_NAME = "depth_node"
+DIAGNOSTICS_PERIOD_S = 1.0
+LOG_THROTTLE_S = 5.0
+BATCH_SAMPLES = 300
+ChannelFrame = tuple[CameraChannel, Frame]
+
+
+class DepthNodeCore:
+    """Parameters, model, cameras, worker and diagnostics of the depth node hosted by ``node``.
+
+    The constructor declares the parameters (ConfigError for an override that violates its descriptor); see the
+    module docstring for ``configure``/``activate``/``deactivate``/``cleanup``.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.estimator: DepthEstimator | None = None
+        self.channels: dict[str, CameraChannel] = {}
+        self.worker: BatchWorker[str, ChannelFrame] | None = None
+        self.stats = NodeStats()  # every camera together
+        self.active = False
+        self._settings: NodeSettings | None = None
+        self._throttle = LogThrottle(LOG_THROTTLE_S)
+        self._estimator_update: NodeSettings | None = None  # applied by the worker before its next batch
+        self._update_lock = threading.Lock()
+        self._batches: deque[tuple[int, float]] = deque(maxlen=BATCH_SAMPLES)  # (frames, estimate seconds)
+        self._diagnostics_pub = None
+        self._diagnostics_timer = None
+        self._declare_parameters()
+        node.add_on_set_parameters_callback(self._on_set_parameters)
+        node.add_post_set_parameters_callback(self._after_set_parameters)
+
+    # ----------------------------------------------------------------------------------------------- parameters
+    def _declare_parameters(self) -> None:
+        try:
+            self.node.declare_parameters("", declaration_list())
+        except ParameterException as exc:  # rclpy formats these as "<message>: <parameter name>"
+            message, _, name = str(exc).splitlines()[0].rpartition(": ")
+            raise ConfigError(f"invalid parameter {name}: {message}") from None
+        unset = unset_defaults({name: self.node.get_parameter_or(name) for name in PARAMETER_NAMES})
+        if unset:
+            self.node.set_parameters(unset)
+
+    def read_settings(self) -> NodeSettings:
+        """The node's parameter values, validated (ConfigError naming the parameter)."""
+        return settings_from_values({name: self.node.get_parameter(name).value for name in PARAMETER_NAMES})
+
+    @property
+    def settings(self) -> NodeSettings:
+        """The validated settings in use (read at ``configure``, then updated by dynamic changes)."""
+        return self._settings if self._settings is not None else self.read_settings()
+
+    @property
+    def configured(self) -> bool:
+        """Whether the model is loaded and the cameras are set up."""
+        return self.estimator is not None
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        changes = {p.name: p.value for p in params}
+        try:
+            if self._settings is None:  # nothing loaded yet: any parameter may change, each value is checked
+                for name, value in changes.items():
+                    validate_value(name, value)
+            else:
+                apply_changes(self._settings, changes)
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, params: list[Parameter]) -> None:
+        previous = self._settings
+        if previous is None:
+            return
+        self._settings = apply_changes(previous, {p.name: p.value for p in params})
+        if (self._settings.mask_sky, self._settings.depth_range) != (previous.mask_sky, previous.depth_range):
+            with self._update_lock:
+                self._estimator_update = self._settings
+        self.node.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params))
+
+    def _apply_estimator_update(self, estimator: DepthEstimator) -> None:
+        """Worker thread, between batches: hand changed ``mask_sky``/depth range to the estimator, once."""
+        with self._update_lock:
+            settings, self._estimator_update = self._estimator_update, None
+        if settings is not None:
+            estimator.mask_sky = settings.mask_sky
+            estimator.min_depth, estimator.max_depth = settings.depth_range
+
+    # ------------------------------------------------------------------------------------------------ stages
+    def configure(self) -> float:
+        """Validate, load, warm up, create cameras/worker/diagnostics; return the warm-up time in milliseconds."""
+        settings = self.read_settings()
+        if not settings.model_path:
+            raise ConfigError("parameter model_path is empty: set it to a checkpoint (.pt) or ONNX model (.onnx)")
+        low, high = settings.depth_range
+        estimator = DepthEstimator(settings.model_path, device=settings.device, precision=settings.precision,
+                                   mask_sky=settings.mask_sky, min_depth=low, max_depth=high,
+                                   backend=settings.backend, trt_cache_dir=settings.trt_cache_dir)
+        start = time.monotonic()
+        config = estimator.config
+        # every batch size a round can have (1..cameras), so that CUDA graphs never capture mid-stream
+        for batch_size in range(1, max(1, len(settings.cameras)) + 1):
+            estimator.warmup(config.input_height, config.input_width, batch_size=batch_size)
+        warmup_ms = (time.monotonic() - start) * 1e3
+        self._settings, self.estimator = settings, estimator
+        with self._update_lock:
+            self._estimator_update = None
+        self.worker = BatchWorker(self._process_batch, name="depth_worker", on_error=self._on_worker_error)
+        self.channels = {name: CameraChannel(self.node, name, settings, self._on_frame, self._throttle, self.stats,
+                                             available=estimator.available_outputs)
+                         for name in (settings.cameras or ("",))}
+        self.worker.start()
+        self._diagnostics_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
+        if not estimator.trained:
+            self.node.get_logger().warning(f"{settings.model_path} is an UNTRAINED checkpoint: its depth and "
+                                           "labels are meaningless")
+        return warmup_ms
+
+    def describe(self, warmup_ms: float) -> str:
+        """One line on the loaded model and the inputs (logged when the node is ready)."""
+        estimator = self.estimator
+        inputs = ", ".join(self.node.resolve_topic_name(c.image_topic) for c in self.channels.values())
+        return (f"model {estimator.model_name} on {estimator.device} ({estimator.precision}, {estimator.backend}; "
+                f"{estimator.runner.description}), "
+                f"input {inputs}, warm-up {warmup_ms:.0f} ms")
+
+    def activate(self) -> None:
+        """Serve frames from now on."""
+        self.active = True
+
+    def deactivate(self, timeout: float = 5.0) -> None:
+        """Stop serving: waiting frames are dropped (counted), the batch in flight publishes nothing more."""
+        self.active = False
+        if self.worker is not None:
+            self.worker.discard_pending()
+            self.worker.wait_idle(timeout)
+
+    def cleanup(self) -> None:
+        """Destroy what ``configure`` created and release the model and its GPU memory."""
+        self.active = False
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        for channel in self.channels.values():
+            channel.destroy()
+        self.channels = {}
+        if self._diagnostics_timer is not None:
+            self.node.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        if self._diagnostics_pub is not None:
+            self.node.destroy_publisher(self._diagnostics_pub)
+            self._diagnostics_pub = None
+        on_cuda = self.estimator is not None and self.estimator.device.type == "cuda"
+        self.estimator = None
+        self._settings = None
+        gc.collect()  # the runner's module and graphs: their CUDA memory returns only once unreferenced
+        if on_cuda:
+            torch.cuda.empty_cache()
+
+    # ---------------------------------------------------------------------------------------------- hot path
+    def _on_frame(self, channel: CameraChannel, frame: Frame) -> None:
+        """Executor thread: hand the frame to the worker, or count it dropped while inactive."""
+        worker = self.worker
+        if worker is None:
+            return
+        if self.active:
+            worker.submit(channel.name, (channel, frame))
+        else:
+            worker.count_dropped(channel.name)
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        if self._throttle.allow(f"worker:{type(exc).__name__}", time.monotonic()):
+            self.node.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}")
+
+    def _process_batch(self, batch: list[tuple[str, ChannelFrame]]) -> None:
+        """Worker thread: every camera's newest frame -> ONE estimate_batch -> each camera's wanted outputs."""
+        estimator, settings, worker = self.estimator, self._settings, self.worker
+        if estimator is None or settings is None or worker is None or not self.active:
+            for name, _ in batch:
+                if worker is not None:
+                    worker.count_dropped(name)
+            return
+        self._apply_estimator_update(estimator)
+        prepared = [(channel, ready) for _, (channel, frame) in batch
+                    if (ready := channel.prepare(frame, settings)) is not None]
+        if not prepared:
+            return
+        start = time.perf_counter()
+        results = self._estimate(estimator, settings, prepared)
+        if estimator.device.type == "cuda":
+            torch.cuda.synchronize(estimator.device)  # so that the time below is the work's, not its launch
+        self._batches.append((len(prepared), time.perf_counter() - start))
+        depth_range = estimator.depth_range()
+        for (channel, ready), outputs in zip(prepared, results):
+            if outputs is not None and self.active:
+                channel.publish(ready, outputs, depth_range=depth_range, settings=settings)
+
+    @staticmethod
+    def _estimate(estimator: DepthEstimator, settings: NodeSettings,
+                  prepared: list[tuple[CameraChannel, PreparedFrame]]) -> list[EstimatorOutputs | None]:
+        """One batch for all frames (the union of their outputs). If the estimator refuses the batch, each frame
+        runs alone, so that a frame it refuses is rejected for its own camera only (None in its place)."""
+        wanted = estimator_outputs_for(sorted({key for _, ready in prepared for key in ready.wanted}),
+                                       settings.point_fields, settings.points_drop_labels)
+        frames = [(ready.rgb, ready.intrinsics) for _, ready in prepared]
+        if len(frames) > 1:
+            try:
+                return list(estimator.estimate_batch(frames, output_resolution=settings.output_resolution,
+                                                     outputs=wanted))
+            except InvalidInputError:
+                pass
+        results: list[EstimatorOutputs | None] = []
+        for (channel, ready), frame in zip(prepared, frames):
+            try:
+                results.append(estimator.estimate_batch([frame], output_resolution=settings.output_resolution,
+                                                        outputs=estimator_outputs_for(
+                                                            ready.wanted, settings.point_fields,
+                                                            settings.points_drop_labels))[0])
+            except InvalidInputError as exc:
+                channel.reject(channel.image_topic, exc)
+                results.append(None)
+        return results
+
+    # -------------------------------------------------------------------------------------------- diagnostics
+    def batch_figures(self) -> dict[str, str]:
+        """Batch size (last, mean) and estimate_batch time (p50/p95 ms) over recent batches, as diagnostic values."""
+        if not self._batches:
+            return {"batch_size": "0", "batch_size_mean": "nan", "batch_ms_p50": "nan", "batch_ms_p95": "nan"}
+        sizes = np.array([size for size, _ in self._batches], dtype=np.float64)
+        p50, p95 = np.percentile(np.array([s for _, s in self._batches]), [50.0, 95.0]) * 1e3
+        return {"batch_size": str(int(sizes[-1])), "batch_size_mean": f"{sizes.mean():.2f}",
+                "batch_ms_p50": f"{p50:.2f}", "batch_ms_p95": f"{p95:.2f}"}
+
+    def publish_diagnostics(self) -> None:
+        """One status for the node (all cameras, model, memory, batches) and, with named cameras, one per camera."""
+        estimator, worker, publisher = self.estimator, self.worker, self._diagnostics_pub
+        if estimator is None or worker is None or publisher is None:
+            return
+        now = time.monotonic()
+        for name, channel in self.channels.items():
+            channel.stats.set_dropped(worker.dropped_of(name))
+        self.stats.set_dropped(sum(worker.dropped_of(name) for name in self.channels))
+        cameras = [(name, channel.stats.snapshot(now)) for name, channel in self.channels.items() if name]
+        memory = {"peak_rss_mb": process_peak_rss_mb()}
+        if estimator.device.type == "cuda":
+            memory["peak_gpu_mb"] = torch.cuda.max_memory_allocated(estimator.device) / 2**20
+        extra: dict[str, Any] = {"state": "active" if self.active else "inactive",
+                                 "runtime": estimator.runner.description,
+                                 **self.batch_figures()}
+        publisher.publish(diagnostic_array(
+            self.stats.snapshot(now), stamp=self.node.get_clock().now().to_msg(),
+            name=f"{self.node.get_name()}: semantic depth", hardware_id=str(estimator.device),
+            device=str(estimator.device), model_name=estimator.model_name, precision=estimator.precision,
+            trained=estimator.trained, memory_mb=memory, extra=extra, cameras=cameras))
+
+
+class CoreAccess:
+    """Read-only views of a host node's ``core`` used by tools and tests (the first camera for one-camera views)."""
+
+    core: DepthNodeCore
+
+    @property
+    def estimator(self) -> DepthEstimator | None:
+        return self.core.estimator
+
+    @property
+    def worker(self) -> BatchWorker[str, ChannelFrame] | None:
+        return self.core.worker
+
+    @property
+    def stats(self) -> NodeStats:
+        return self.core.stats
+
+    @property
+    def settings(self) -> NodeSettings:
+        return self.core.settings
+
+    @property
+    def channels(self) -> dict[str, CameraChannel]:
+        return self.core.channels
+
+    @property
+    def latest_camera_info(self) -> Any:
+        """The first camera's newest camera_info, or None."""
+        channel = next(iter(self.core.channels.values()), None)
+        return None if channel is None else channel.latest_camera_info
+
+    def subscribed_outputs(self) -> list[str]:
+        """Output keys with subscribers on the first camera (every camera's: ``channels[name].subscribed_outputs``)."""
+        channel = next(iter(self.core.channels.values()), None)
+        return [] if channel is None else channel.subscribed_outputs()
