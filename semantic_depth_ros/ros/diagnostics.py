@@ -161,12 +161,14 @@ def _status(snapshot: StatsSnapshot, name: str, hardware_id: str, values: dict[s
 def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardware_id: str, device: str,
                      model_name: str, precision: str, trained: bool,
                      memory_mb: dict[str, float] | None = None, extra: dict[str, str] | None = None,
-                     cameras: Sequence[tuple[str, StatsSnapshot]] = ()) -> DiagnosticArray:
+                     cameras: Sequence[tuple[str, StatsSnapshot]] = (), runtime: str = "") -> DiagnosticArray:
     """A ``DiagnosticStatus`` named ``name`` with rates (Hz), latency percentiles (ms), counters, the model,
-    ``memory_mb`` figures (e.g. ``{"peak_rss_mb": ..., "peak_gpu_mb": ...}``, MiB) and ``extra`` values (e.g. the
+    ``runtime`` (what executes the network: the runner's ``description``, e.g. "onnxruntime
+    TensorrtExecutionProvider gpu 0 (fp16)"), ``memory_mb`` figures (e.g. ``{"peak_rss_mb": ..., "peak_gpu_mb": ...}``, MiB) and ``extra`` values (e.g. the
     batch size and network time); then one status per ``(camera name, snapshot)``, named ``"<name> <camera>"``."""
     values = _snapshot_values(snapshot)
-    values.update({"device": device, "model": model_name, "precision": precision, "trained": str(bool(trained)).lower()})
+    values.update({"device": device, "model": model_name, "precision": precision, "runtime": runtime,
+                   "trained": str(bool(trained)).lower()})
     values.update({key: _format(value) for key, value in (memory_mb or {}).items()})
     values.update(extra or {})
     statuses = [_status(snapshot, name, hardware_id, values)]

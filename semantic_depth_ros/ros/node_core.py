@@ -296,14 +296,13 @@ class DepthNodeCore:
         memory = {"peak_rss_mb": process_peak_rss_mb()}
         if estimator.device.type == "cuda":
             memory["peak_gpu_mb"] = torch.cuda.max_memory_allocated(estimator.device) / 2**20
-        extra: dict[str, Any] = {"state": "active" if self.active else "inactive",
-                                 "runtime": estimator.runner.description,
-                                 **self.batch_figures()}
+        extra: dict[str, Any] = {"state": "active" if self.active else "inactive", **self.batch_figures()}
         publisher.publish(diagnostic_array(
             self.stats.snapshot(now), stamp=self.node.get_clock().now().to_msg(),
             name=f"{self.node.get_name()}: semantic depth", hardware_id=str(estimator.device),
             device=str(estimator.device), model_name=estimator.model_name, precision=estimator.precision,
-            trained=estimator.trained, memory_mb=memory, extra=extra, cameras=cameras))
+            trained=estimator.trained, memory_mb=memory, extra=extra, cameras=cameras,
+            runtime=estimator.runner.description))
 
 
 class CoreAccess:
