@@ -1,12 +1,12 @@
 """Parity of an exported .onnx model with its PyTorch checkpoint: ONNX Runtime (CPU) vs PyTorch fp32.
 
 Both backends run the network on the same generated street-scene frames; their raw outputs go through the
-estimator's own post-processing (``postprocess.resample_outputs``: crop, up-sampling, semantic argmax,
-confidence), so the FINAL depth, labels and confidence are compared. Tolerances (``TOLERANCES``, documented in the README):
+estimator's own post-processing (``postprocess.resample_outputs``: crop, up-sampling, semantic argmax, confidence),
+so the FINAL depth, labels and confidence are compared. Tolerances (``TOLERANCES``, documented in the README):
 median relative depth difference <= 1e-3, labels equal on >= 99.5 % of pixels, confidence within 1e-3 (absolute,
-maximum over pixels). Files exported with ``--fp16`` are held to the looser ``FP16_TOLERANCES`` (median 1e-2,
-98 %, 2e-2): fp16 rounds every operation to about 5e-4 relative, which accumulates through the network, so fp32's
-bounds are not guaranteed for a trained model (random weights measured 1.8e-5, 99.87 %, 7e-7 at 192x64).
+maximum over pixels). Files exported with ``--fp16`` are held to the looser ``FP16_TOLERANCES`` (median 1e-2, 98 %,
+2e-2): fp16 rounds every operation to about 5e-4 relative, which accumulates through the network, so fp32's bounds
+are not guaranteed for a trained model (random weights measured 1.8e-5, 99.87 %, 7e-7 at 192x64).
 """
 
 from __future__ import annotations

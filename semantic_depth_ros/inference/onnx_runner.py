@@ -213,7 +213,8 @@ class OnnxRunner:
 
     ``device`` (argument): ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (the execution provider's device, see
     ``select_providers``); the attribute ``device`` is the torch device of the input and outputs
-    (``io_device_for``). ``batch_size``: None for a dynamic batch axis, else the graph's fixed batch. ``precision``: ``auto`` | ``fp32`` | ``fp16`` (``resolve_onnx_precision``).
+    (``io_device_for``). ``batch_size``: None for a dynamic batch axis, else the graph's fixed batch.
+    ``precision``: ``auto`` | ``fp32`` | ``fp16`` (``resolve_onnx_precision``).
     ``trt_cache_dir``: TensorRT engine cache folder (None: engines are rebuilt at every start, minutes on a
     Jetson). ``num_threads``: CPU provider threads (None: onnxruntime's default, one per core).
     ``available_providers``: for tests; default ``onnxruntime.get_available_providers()``.
