@@ -157,7 +157,6 @@ class DepthEstimator:
         self.precision = precision
         self.backend = backend
         self.config = config
-        self.model_name = config.name
         self.trained = trained
         self.source = source
         if not trained:
@@ -167,7 +166,7 @@ class DepthEstimator:
         self.min_depth = min_depth
         self.max_depth = max_depth
         # the model's own depth head, also when a runner (an .onnx exported with fewer heads) lacks it
-        self._has_drn = config.use_drn
+        self._depth_head = "drn" if config.use_drn else "dc"
         logger.info("model %s (%s) runs on %s", config.name, source, runner.description)
         self._grids = OutputGridCache(self.device)
         self._undistortions = UndistortionCache(UNDISTORTION_CACHE_SIZE)
@@ -224,12 +223,17 @@ class DepthEstimator:
         return results
 
     @property
+    def model_name(self) -> str:
+        """The model's name (``config.name``)."""
+        return self.config.name
+
+    @property
     def available_outputs(self) -> frozenset[str]:
         """The outputs the runner's heads can give (all of ``OUTPUTS`` for a checkpoint; an ``.onnx`` exported with
         fewer heads gives fewer: asking for another raises ConfigError naming the file)."""
         heads = self.runner.heads
         available = {"image"}
-        if ("drn" if self._has_drn else "dc") in heads:
+        if self._depth_head in heads:
             available.add("depth")
         if "dc" in heads:
             available.add("confidence")
@@ -335,7 +339,7 @@ class DepthEstimator:
         """The network heads the requested outputs need, in ``HEADS`` order."""
         heads = set()
         if "depth" in wanted:
-            heads.add("drn" if self._has_drn else "dc")
+            heads.add(self._depth_head)
         if "confidence" in wanted:
             heads.add("dc")
         if "semantic" in wanted or ("depth" in wanted and mask_sky):
