@@ -18,7 +18,8 @@ from .errors import SemanticDepthError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("semantic_depth_ros.commands.demo",
              "train on generated scenes, evaluate, run the ROS 2 node, write a report"),
-    "node": ("semantic_depth_ros.commands.node", "run the depth node (same as `ros2 run semantic_depth_ros depth_node`)"),
+    "node": ("semantic_depth_ros.commands.node",
+             "run the depth node (same as `ros2 run semantic_depth_ros depth_node`)"),
     "init-checkpoint": ("semantic_depth_ros.commands.init_checkpoint", "write an UNTRAINED checkpoint from a preset"),
     "bench": ("semantic_depth_ros.commands.bench", "measure model and end-to-end node latency on this machine"),
     "train": ("semantic_depth_ros.commands.train",

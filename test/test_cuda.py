@@ -64,12 +64,18 @@ def test_cuda_estimator_matches_cpu_fp32(resnet18_checkpoint, precision, backend
         assert {key[1][0] for key in fast.runner.graphs} == {1, 3}
 
 
-def test_cuda_backprojection_and_colours_are_bit_identical_to_cpu():
+def _cloud_inputs(seed: int) -> tuple[Intrinsics, torch.Generator, torch.Tensor, torch.Tensor]:
+    """KITTI-sized intrinsics, the generator (for further draws), 375x1242 depth (metres, some NaN) and RGB."""
     intrinsics = Intrinsics(fx=700.0, fy=710.0, cx=620.0, cy=187.0, width=1242, height=375)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     depth = torch.rand(375, 1242, generator=generator) * 80 + 0.5
     depth[::7, ::5] = float("nan")
     rgb = torch.randint(0, 256, (375, 1242, 3), dtype=torch.uint8, generator=generator)
+    return intrinsics, generator, depth, rgb
+
+
+def test_cuda_backprojection_and_colours_are_bit_identical_to_cpu():
+    intrinsics, generator, depth, rgb = _cloud_inputs(0)
     cache = RayGridCache()
     cpu = backproject_organised(depth, cache.get(intrinsics, 2, "cpu"), rgb, stride=2)
     gpu = backproject_organised(depth.cuda(), cache.get(intrinsics, 2, "cuda"), rgb.cuda(), stride=2).cpu()
@@ -82,11 +88,7 @@ def test_cuda_backprojection_and_colours_are_bit_identical_to_cpu():
 
 
 def test_cuda_semantic_cloud_matches_cpu():
-    intrinsics = Intrinsics(fx=700.0, fy=710.0, cx=620.0, cy=187.0, width=1242, height=375)
-    generator = torch.Generator().manual_seed(1)
-    depth = torch.rand(375, 1242, generator=generator) * 80 + 0.5
-    depth[::7, ::5] = float("nan")
-    rgb = torch.randint(0, 256, (375, 1242, 3), dtype=torch.uint8, generator=generator)
+    intrinsics, generator, depth, rgb = _cloud_inputs(1)
     labels = torch.randint(0, 19, (375, 1242), dtype=torch.uint8, generator=generator)
     confidence = torch.rand(375, 1242, generator=generator)
     cache = RayGridCache()

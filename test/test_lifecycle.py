@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
+from waiting import TIMEOUT, wait_until
 
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.messages import camera_info_fields, image_fields
@@ -37,15 +38,6 @@ from semantic_depth_ros.ros.params import PARAMETER_NAMES
 CAMERAS = ("front", "rear")
 NAMESPACES = tuple(f"/{c}" for c in CAMERAS)
 HEIGHT, WIDTH = 48, 160
-TIMEOUT = 20.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def frame(seed: int) -> tuple[Image, CameraInfo]:

@@ -4,8 +4,7 @@ single-camera node's, lazy outputs per camera, bad input and silence isolated to
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
+from waiting import TIMEOUT, wait_until
 
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.messages import camera_info_fields, cloud_array, image_array, image_fields
@@ -28,15 +28,6 @@ from semantic_depth_ros.ros.node import DepthNode
 # camera -> (height, width, fx, fy): different sizes and intrinsics
 CAMERAS = {"front": (48, 160, 150.0, 140.0), "left": (60, 100, 90.0, 95.0), "right": (40, 200, 210.0, 200.0)}
 ALL = ("depth", "depth_info", "points", "semantic", "confidence")
-TIMEOUT = 20.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def camera_frame(camera: str, seed: int) -> tuple[Image, CameraInfo]:

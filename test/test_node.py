@@ -32,6 +32,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
+from waiting import TIMEOUT, wait_until
 
 from semantic_depth_ros.errors import CheckpointError, ConfigError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
@@ -46,17 +47,8 @@ from semantic_depth_ros.ros.params import PARAMETER_NAMES
 HEIGHT, WIDTH = 48, 160
 FRAME_ID = "test_camera_optical"
 K = (150.0, 0.0, 79.5, 0.0, 140.0, 23.5, 0.0, 0.0, 1.0)
-TIMEOUT = 20.0
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 ALL_OUTPUTS = tuple(OUTPUTS)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def make_image(seed: int) -> np.ndarray:

@@ -39,8 +39,8 @@ def test_depth_table_layout_numbers_and_every_paper_row() -> None:
     text = format_depth_table([("ours (DSC-DRN)", OURS)], cap=80)
     lines = text.splitlines()
     assert _cells(lines[0]) == [
-        "Method", "Cap", "Abs Rel ↓", "Sq Rel ↓", "RMSE ↓", "RMSE log ↓", "log10 ↓", "δ<1.25 ↑", "δ<1.25² ↑",
-        "δ<1.25³ ↑",
+        "Method", "Cap", "Abs Rel ↓", "Sq Rel ↓", "RMSE ↓", "RMSE log ↓", "log10 ↓", "δ<1.25 ↑",
+        "δ<1.25² ↑", "δ<1.25³ ↑",
     ]
     assert _cells(lines[1]) == ["---", "---"] + ["---:"] * 8
     assert _cells(lines[2]) == ["ours (DSC-DRN)", "80 m", "0.123", "0.900", "4.500", "0.200", "0.050", "0.856",

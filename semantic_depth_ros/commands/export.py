@@ -7,10 +7,9 @@ heads, and exits 1 after printing the differences when ONNX Runtime and PyTorch 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from ..data.fileio import write_atomic
+from ..data.fileio import ensure_writable_folder, write_atomic
 from ..errors import ConfigError
 from ..inference.onnx_parity import parity_check
 from ..inference.onnx_runner import is_onnx_path
@@ -36,13 +35,7 @@ def check_output_path(path: Path) -> None:
     """ConfigError unless ``path`` can be written: not a folder, its folder exists (or can be made) and is writable."""
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder; give a file name such as model.onnx")
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {path}: cannot create its folder ({exc.strerror})") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {path}: folder {parent} is not writable")
+    ensure_writable_folder(path.parent, f"--out {path}: folder {path.parent}")
 
 
 def main(args: argparse.Namespace) -> int:

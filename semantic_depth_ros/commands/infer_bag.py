@@ -7,7 +7,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..data.tf_chain import parse_extrinsic
 from ..devices import PRECISIONS
 from ..errors import ConfigError
 from ..inference.estimator import BACKENDS, DepthEstimator
@@ -16,6 +15,7 @@ from ..replay.bag_writer import STORAGES, check_destination
 from ..replay.frames import Selection
 from ..replay.pipeline import ReplayOptions, replay_bag
 from ..replay.topics import DEFAULT_OUTPUTS, default_camera_info_topic, parse_outputs
+from .lidar_args import add_lidar_pairing_arguments, extrinsic_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,12 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lidar-topic", default=None,
                         help="sensor_msgs/PointCloud2 topic: score depth against it (metrics.json, metrics.csv, "
                              "report.md in --out)")
-    parser.add_argument("--lidar-frame", default=None, help="frame id of the clouds (overrides their header)")
-    parser.add_argument("--extrinsic", nargs="+", type=float, default=None, metavar="N",
-                        help="LiDAR->camera optical frame transform instead of /tf_static: 16 numbers (row-major "
-                             "4x4, p_camera = T p_lidar) or 7 (x y z qx qy qz qw)")
-    parser.add_argument("--max-dt", type=float, default=0.05,
-                        help="largest image-to-scan stamp difference to pair them, seconds (default 0.05)")
+    add_lidar_pairing_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--benchmark", action="store_true",
                         help="also time the bare estimator on the same frames (held in memory) and print the ratio")
@@ -66,7 +61,7 @@ def options_from(args: argparse.Namespace) -> ReplayOptions:
         raise ConfigError(f"--point-stride {args.point_stride} must be at least 1")
     if args.lidar_topic is None and (args.lidar_frame is not None or args.extrinsic is not None):
         raise ConfigError("--lidar-frame and --extrinsic need --lidar-topic")
-    extrinsic = parse_extrinsic(args.extrinsic) if args.extrinsic is not None else None
+    extrinsic = extrinsic_from_args(args)
     return ReplayOptions(
         image_topic=args.image_topic,
         camera_info_topic=args.camera_info_topic or default_camera_info_topic(args.image_topic),

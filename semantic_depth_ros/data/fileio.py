@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from semantic_depth_ros.errors import DatasetError, InvalidInputError
+from semantic_depth_ros.errors import ConfigError, DatasetError, InvalidInputError
 
 DEPTH_PNG_SCALE = 256.0
 """uint16 value per metre in depth PNGs (KITTI depth-completion convention)."""
@@ -45,6 +45,17 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def ensure_writable_folder(folder: Path, name: str) -> None:
+    """Create ``folder`` (and its parents) if missing; ConfigError starting with ``name`` when it cannot be created
+    or is not writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot be created ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name}: is not writable")
 
 
 def read_image_file(path: str | os.PathLike[str], flags: int) -> np.ndarray:

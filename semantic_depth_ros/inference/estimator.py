@@ -20,6 +20,8 @@ on the estimator's device):
 6. canonical camera: depth *= (fx * resize factor) / ``config.focal_px`` when intrinsics are given;
 7. NaN where depth is outside [min_depth, max_depth] and, with ``mask_sky``, where the label is sky.
 
+Steps 4 to 7 and the input checks are in ``postprocess``; this module plans, uploads, batches and runs.
+
 The estimator needs no torch module: the model's metadata comes from its ``ModelConfig`` and trained flag, the
 network from a :class:`~.runners.NetworkRunner` (``DepthEstimator.from_runner`` for runners built elsewhere).
 A ``.onnx`` file (``semantic-depth export``) runs on onnxruntime (``onnx_runner.load_onnx_runner``): the same steps
@@ -32,7 +34,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,25 +45,23 @@ from ..devices import PRECISIONS, cpu_has_native_bf16, dtype_of, resolve_device,
 from ..errors import ConfigError, InvalidInputError
 from ..geometry.intrinsics import CameraModel, Intrinsics, scale_intrinsics
 from ..geometry.undistort import Undistortion, UndistortionCache
-from ..labels import IGNORE_LABEL, SKY_TRAIN_ID
-from ..model.bins import confidence_from_probs
+from ..limits import MAX_IMAGE_SIDE
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.config import ModelConfig
 from ..model.network import HEADS
-from ..limits import MAX_IMAGE_SIDE
 from .onnx_runner import is_onnx_path, load_onnx_runner
-from .preprocess import Letterbox, OutputGrid, letterbox, output_grid, resize_rgb, to_network_input
+from .postprocess import (GRID_CACHE_SIZE, OUTPUTS, OutputGridCache, check_image, check_outputs, finish_depth,
+                          mask_no_data, resample_outputs)
+from .preprocess import Letterbox, letterbox, resize_rgb, to_network_input
 from .runners import BACKENDS, NetworkRunner, make_runner, resolve_backend
 
-# Re-exported: callers import the device and precision rules from here too.
-__all__ = ["BACKENDS", "MAX_IMAGE_SIDE", "OUTPUTS", "OUTPUT_RESOLUTIONS", "PRECISIONS", "DepthEstimator",
-           "EstimatorOutputs", "Frame", "cpu_has_native_bf16", "resolve_device", "resolve_precision"]
+# Re-exported: callers import the device and precision rules and the output names from here too.
+__all__ = ["BACKENDS", "GRID_CACHE_SIZE", "MAX_IMAGE_SIDE", "OUTPUTS", "OUTPUT_RESOLUTIONS", "PRECISIONS",
+           "DepthEstimator", "EstimatorOutputs", "Frame", "cpu_has_native_bf16", "resolve_device", "resolve_precision"]
 
 logger = logging.getLogger(__name__)
 
-OUTPUTS = ("depth", "semantic", "confidence", "image")
 OUTPUT_RESOLUTIONS = ("input", "network")
-GRID_CACHE_SIZE = 16  # output grids kept (LRU), keyed by letterbox and sizes
 UNDISTORTION_CACHE_SIZE = 8  # undistortions kept (LRU), keyed by camera model, size and letterbox
 
 # HxWx3 uint8 RGB image of any size, and its intrinsics, its camera model (with lens distortion) or None
@@ -158,7 +157,6 @@ class DepthEstimator:
         self.precision = precision
         self.backend = backend
         self.config = config
-        self.model_name = config.name
         self.trained = trained
         self.source = source
         if not trained:
@@ -168,9 +166,9 @@ class DepthEstimator:
         self.min_depth = min_depth
         self.max_depth = max_depth
         # the model's own depth head, also when a runner (an .onnx exported with fewer heads) lacks it
-        self._has_drn = config.use_drn
+        self._depth_head = "drn" if config.use_drn else "dc"
         logger.info("model %s (%s) runs on %s", config.name, source, runner.description)
-        self._grids: OrderedDict[tuple, OutputGrid] = OrderedDict()
+        self._grids = OutputGridCache(self.device)
         self._undistortions = UndistortionCache(UNDISTORTION_CACHE_SIZE)
         self._pinned: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
 
@@ -196,7 +194,7 @@ class DepthEstimator:
         The frames may differ in size and camera; they are letterboxed to the network input and run as ONE
         Bx3xHxW forward pass. ``output_resolution`` and ``outputs`` apply to every frame.
         """
-        wanted = _check_outputs(outputs)
+        wanted = check_outputs(outputs)
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ConfigError(f"output_resolution '{output_resolution}' is not one of {', '.join(OUTPUT_RESOLUTIONS)}")
         if len(frames) < 1:
@@ -225,12 +223,17 @@ class DepthEstimator:
         return results
 
     @property
+    def model_name(self) -> str:
+        """The model's name (``config.name``)."""
+        return self.config.name
+
+    @property
     def available_outputs(self) -> frozenset[str]:
         """The outputs the runner's heads can give (all of ``OUTPUTS`` for a checkpoint; an ``.onnx`` exported with
         fewer heads gives fewer: asking for another raises ConfigError naming the file)."""
         heads = self.runner.heads
         available = {"image"}
-        if ("drn" if self._has_drn else "dc") in heads:
+        if self._depth_head in heads:
             available.add("depth")
         if "dc" in heads:
             available.add("confidence")
@@ -241,7 +244,7 @@ class DepthEstimator:
     def require_outputs(self, outputs: Collection[str]) -> None:
         """ConfigError naming the model file unless it can give every one of ``outputs`` (see
         ``available_outputs``): lets a command refuse, before any work, a model exported without a head it needs."""
-        lacking = [name for name in OUTPUTS if name in _check_outputs(outputs) - self.available_outputs]
+        lacking = [name for name in OUTPUTS if name in check_outputs(outputs) - self.available_outputs]
         if lacking:
             have = ", ".join(name for name in OUTPUTS if name in self.available_outputs)
             raise ConfigError(f"model file {self.source} cannot give {', '.join(lacking)}: it was exported without "
@@ -300,7 +303,7 @@ class DepthEstimator:
 
     def _plan(self, image: np.ndarray, camera: Intrinsics | CameraModel | None, output_resolution: str) -> _FramePlan:
         """Check one frame and place it: letterbox, output size, output intrinsics and undistortion."""
-        height, width = _check_image(image)
+        height, width = check_image(image)
         if camera is not None and not isinstance(camera, (Intrinsics, CameraModel)):
             raise InvalidInputError(f"intrinsics must be Intrinsics, CameraModel or None, got {type(camera).__name__}")
         intrinsics = camera.intrinsics if isinstance(camera, CameraModel) else camera
@@ -321,27 +324,13 @@ class DepthEstimator:
                 colours: torch.Tensor | None) -> EstimatorOutputs:
         """One frame's 1xCxhxw network outputs -> its outputs at the output size (steps 4 to 7)."""
         any_map = next(iter(raw.values()))
-        grid = self._grid(plan.box, any_map.shape[-2], any_map.shape[-1], plan.out_height, plan.out_width)
-        log_depth, confidence, labels = _resample(raw, grid, heads, wanted)
-        no_data = None  # output pixels outside the distorted camera image
-        if plan.undistortion is not None and not plan.undistortion.all_valid:
-            no_data = ~plan.undistortion.valid
-            if confidence is not None:
-                confidence.masked_fill_(no_data, 0.0)
-            if labels is not None:
-                labels.masked_fill_(no_data, float(IGNORE_LABEL))
+        grid = self._grids.get(plan.box, any_map.shape[-2], any_map.shape[-1], plan.out_height, plan.out_width)
+        log_depth, confidence, labels = resample_outputs(raw, grid, heads, wanted)
+        no_data = mask_no_data(plan.undistortion, confidence, labels)
         depth = None
         if log_depth is not None:
-            depth = log_depth.exp_()
-            scale = self.canonical_scale(plan.box, plan.intrinsics)
-            if scale != 1.0:
-                depth.mul_(scale)
-            invalid = (depth < depth_range[0]) | (depth > depth_range[1])
-            if mask_sky:
-                invalid |= labels == SKY_TRAIN_ID
-            if no_data is not None:
-                invalid |= no_data
-            depth.masked_fill_(invalid, math.nan)
+            depth = finish_depth(log_depth, self.canonical_scale(plan.box, plan.intrinsics), depth_range,
+                                 labels=labels, mask_sky=mask_sky, no_data=no_data)
         semantic = labels.to(torch.uint8) if "semantic" in wanted else None
         return EstimatorOutputs(depth=depth, semantic=semantic, confidence=confidence,
                                 intrinsics=plan.out_intrinsics, image=colours)
@@ -350,7 +339,7 @@ class DepthEstimator:
         """The network heads the requested outputs need, in ``HEADS`` order."""
         heads = set()
         if "depth" in wanted:
-            heads.add("drn" if self._has_drn else "dc")
+            heads.add(self._depth_head)
         if "confidence" in wanted:
             heads.add("dc")
         if "semantic" in wanted or ("depth" in wanted and mask_sky):
@@ -380,64 +369,3 @@ class DepthEstimator:
         done.record()
         self._pinned[slot] = (pinned, done)
         return tensor
-
-    def _grid(self, box: Letterbox, feature_h: int, feature_w: int, out_h: int, out_w: int) -> OutputGrid:
-        """Cached (LRU, a few sizes) crop-and-resample grid."""
-        key = (box, feature_h, feature_w, out_h, out_w)
-        grid = self._grids.get(key)
-        if grid is None:
-            grid = output_grid(box, feature_h, feature_w, out_h, out_w, self.device)
-            self._grids[key] = grid
-            if len(self._grids) > GRID_CACHE_SIZE:
-                self._grids.popitem(last=False)
-        else:
-            self._grids.move_to_end(key)
-        return grid
-
-
-def _resample(raw: dict[str, torch.Tensor], grid: OutputGrid, heads: tuple[str, ...],
-              wanted: frozenset[str]) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Stride-s network outputs -> (log-depth, confidence, float label ids), each HxW at the output size or None.
-
-    Log-depth and confidence are cropped and resampled bilinearly in one pass, the argmax ids by nearest neighbour.
-    """
-    smooth = []
-    if "depth" in wanted:
-        smooth.append(torch.log(raw["depth"] if "drn" in heads else raw["dc_depth"]).float())
-    if "confidence" in wanted:
-        smooth.append(confidence_from_probs(raw["depth_probs"].float()))
-    log_depth = confidence = labels = None
-    if smooth:
-        maps = grid.sample(torch.cat(smooth, dim=1) if len(smooth) > 1 else smooth[0], "bilinear")[0]
-        log_depth = maps[0] if "depth" in wanted else None
-        confidence = maps[-1] if "confidence" in wanted else None
-    if "sc" in heads:
-        ids = raw["semantic_logits"].argmax(dim=1, keepdim=True).to(torch.float32)
-        labels = grid.sample(ids, "nearest")[0, 0]
-    return log_depth, confidence, labels
-
-
-def _check_outputs(outputs: Collection[str]) -> frozenset[str]:
-    """The requested outputs as a set; ConfigError naming an unknown one."""
-    if isinstance(outputs, str):
-        outputs = (outputs,)
-    wanted = frozenset(outputs)
-    unknown = sorted(wanted - set(OUTPUTS))
-    if unknown:
-        raise ConfigError(f"unknown output(s) {', '.join(unknown)}: choose from {', '.join(OUTPUTS)}")
-    return wanted
-
-
-def _check_image(image: np.ndarray) -> tuple[int, int]:
-    """(height, width) of a valid HxWx3 uint8 image; InvalidInputError naming what is wrong."""
-    if not isinstance(image, np.ndarray):
-        raise InvalidInputError(f"image must be a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise InvalidInputError(f"image dtype {image.dtype} must be uint8")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise InvalidInputError(f"image shape {tuple(image.shape)} must be HxWx3 (RGB)")
-    height, width = int(image.shape[0]), int(image.shape[1])
-    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
-        raise InvalidInputError(f"image size {width}x{height} must be between 1x1 and "
-                                f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}")
-    return height, width

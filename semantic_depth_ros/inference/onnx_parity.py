@@ -1,12 +1,12 @@
 """Parity of an exported .onnx model with its PyTorch checkpoint: ONNX Runtime (CPU) vs PyTorch fp32.
 
 Both backends run the network on the same generated street-scene frames; their raw outputs go through the
-estimator's own post-processing (``estimator._resample``: crop, up-sampling, semantic argmax, confidence), so the
-FINAL depth, labels and confidence are compared. Tolerances (``TOLERANCES``, documented in the README):
+estimator's own post-processing (``postprocess.resample_outputs``: crop, up-sampling, semantic argmax, confidence),
+so the FINAL depth, labels and confidence are compared. Tolerances (``TOLERANCES``, documented in the README):
 median relative depth difference <= 1e-3, labels equal on >= 99.5 % of pixels, confidence within 1e-3 (absolute,
-maximum over pixels). Files exported with ``--fp16`` are held to the looser ``FP16_TOLERANCES`` (median 1e-2,
-98 %, 2e-2): fp16 rounds every operation to about 5e-4 relative, which accumulates through the network, so fp32's
-bounds are not guaranteed for a trained model (random weights measured 1.8e-5, 99.87 %, 7e-7 at 192x64).
+maximum over pixels). Files exported with ``--fp16`` are held to the looser ``FP16_TOLERANCES`` (median 1e-2, 98 %,
+2e-2): fp16 rounds every operation to about 5e-4 relative, which accumulates through the network, so fp32's bounds
+are not guaranteed for a trained model (random weights measured 1.8e-5, 99.87 %, 7e-7 at 192x64).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 
 from ..errors import CheckpointError
 from ..model.checkpoint import Checkpoint
-from .estimator import _resample
 from .onnx_runner import OnnxRunner
+from .postprocess import resample_outputs
 from .preprocess import letterbox, output_grid, to_network_input
 
 
@@ -105,7 +105,7 @@ def parity_check(checkpoint: Checkpoint, onnx_path: str | Path, *, frames: int =
             raw = {k: v.float() for k, v in raw.items()}
             any_map = next(iter(raw.values()))
             grid = output_grid(box, any_map.shape[-2], any_map.shape[-1], height, width, torch.device("cpu"))
-            results.append(_resample(raw, grid, heads, wanted))
+            results.append(resample_outputs(raw, grid, heads, wanted))
         (log_t, conf_t, lab_t), (log_o, conf_o, lab_o) = results
         if log_t is not None:
             rel.append((torch.exp(log_o - log_t) - 1.0).abs().flatten())

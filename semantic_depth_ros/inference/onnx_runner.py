@@ -31,6 +31,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from ..data.fileio import ensure_writable_folder
 from ..errors import CheckpointError, ConfigError
 from ..model.config import ModelConfig
 from ..model.network import HEADS
@@ -213,7 +214,8 @@ class OnnxRunner:
 
     ``device`` (argument): ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (the execution provider's device, see
     ``select_providers``); the attribute ``device`` is the torch device of the input and outputs
-    (``io_device_for``). ``batch_size``: None for a dynamic batch axis, else the graph's fixed batch. ``precision``: ``auto`` | ``fp32`` | ``fp16`` (``resolve_onnx_precision``).
+    (``io_device_for``). ``batch_size``: None for a dynamic batch axis, else the graph's fixed batch.
+    ``precision``: ``auto`` | ``fp32`` | ``fp16`` (``resolve_onnx_precision``).
     ``trt_cache_dir``: TensorRT engine cache folder (None: engines are rebuilt at every start, minutes on a
     Jetson). ``num_threads``: CPU provider threads (None: onnxruntime's default, one per core).
     ``available_providers``: for tests; default ``onnxruntime.get_available_providers()``.
@@ -232,7 +234,7 @@ class OnnxRunner:
         wants_fp16 = precision in ("auto", "fp16")
         specs = select_providers(device, available, fp16=wants_fp16, trt_cache_dir=trt_cache_dir)
         if trt_cache_dir is not None and specs[0][0] == TENSORRT:
-            _make_cache_dir(Path(trt_cache_dir))
+            ensure_writable_folder(Path(trt_cache_dir), f"trt_cache_dir {trt_cache_dir}")
         self._session = _open_session(self.path, specs, optimize=True, num_threads=num_threads)
         self.metadata = read_metadata(self.path, self._session)
         self.config = self.metadata.config
@@ -281,16 +283,6 @@ def load_onnx_runner(path: str | Path, *, device: str = "auto", precision: str =
     check_onnx_backend(backend, path)
     return OnnxRunner(path, device=device, precision=precision, trt_cache_dir=resolve_trt_cache_dir(trt_cache_dir),
                       num_threads=num_threads)
-
-
-def _make_cache_dir(folder: Path) -> None:
-    """Create the TensorRT engine cache folder; ConfigError naming it when that is impossible."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"trt_cache_dir {folder}: cannot be created ({exc.strerror or exc})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"trt_cache_dir {folder}: is not writable (TensorRT keeps its engines there)")
 
 
 def _open_session(path: Path, providers: list[ProviderSpec], *, optimize: bool,

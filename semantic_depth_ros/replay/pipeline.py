@@ -240,8 +240,7 @@ def _infer(inbox: queue.Queue, outbox: queue.Queue, stagings: queue.Queue, stop:
            start_ns: int) -> None:
     """The network thread: batches of frames through the estimator, each frame's fields to the writer."""
     wanted = options.outputs
-    needed = set(estimator_outputs_for(wanted)) | ({"depth"} if scoring else set())
-    outputs = tuple(name for name in ("depth", "semantic", "confidence", "image") if name in needed)
+    outputs = estimator_outputs_for((*wanted, "depth") if scoring else wanted)  # scoring needs depth
     rays = RayGridCache()
     batch: list[InputFrame] = []
 

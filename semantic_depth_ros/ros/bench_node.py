@@ -182,7 +182,8 @@ def run_node_benchmark(checkpoint: Path, *, height: int, width: int, device: str
     node_latency = gpu = None
     with node:
         frame = 0
-        for index, outputs in enumerate(output_sets):  # a fresh client per set: the node sees only that set's subscribers
+        # a fresh client per set: the node sees only that set's subscribers
+        for index, outputs in enumerate(output_sets):
             with DepthClient(domain_id=domain, cameras=(NAMESPACE,), outputs=outputs, diagnostics=True,
                              name="semantic_depth_bench_client") as client:
                 client.wait_connected(timeout=30.0)

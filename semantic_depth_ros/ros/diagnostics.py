@@ -1,7 +1,8 @@
 """Node health: input/output rates, receipt-to-publish latency percentiles, drops -> ``diagnostic_msgs``.
 
 ``NodeStats`` is plain Python (thread-safe, time passed in by the caller, so it is unit-testable); only
-``diagnostic_array`` builds the ROS message (one status for the node, one per named camera). ``LogThrottle`` limits repeated error logs per key (e.g. per field).
+``diagnostic_array`` builds the ROS message (one status for the node, one per named camera). ``LogThrottle``
+limits repeated error logs per key (e.g. per field).
 """
 
 from __future__ import annotations
@@ -164,8 +165,9 @@ def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardwar
                      cameras: Sequence[tuple[str, StatsSnapshot]] = (), runtime: str = "") -> DiagnosticArray:
     """A ``DiagnosticStatus`` named ``name`` with rates (Hz), latency percentiles (ms), counters, the model,
     ``runtime`` (what executes the network: the runner's ``description``, e.g. "onnxruntime
-    TensorrtExecutionProvider gpu 0 (fp16)"), ``memory_mb`` figures (e.g. ``{"peak_rss_mb": ..., "peak_gpu_mb": ...}``, MiB) and ``extra`` values (e.g. the
-    batch size and network time); then one status per ``(camera name, snapshot)``, named ``"<name> <camera>"``."""
+    TensorrtExecutionProvider gpu 0 (fp16)"), ``memory_mb`` figures (e.g. ``{"peak_rss_mb": ...,
+    "peak_gpu_mb": ...}``, MiB) and ``extra`` values (e.g. the batch size and network time); then one status per
+    ``(camera name, snapshot)``, named ``"<name> <camera>"``."""
     values = _snapshot_values(snapshot)
     values.update({"device": device, "model": model_name, "precision": precision, "runtime": runtime,
                    "trained": str(bool(trained)).lower()})

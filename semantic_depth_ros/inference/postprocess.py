@@ -1,0 +1,128 @@
+"""Per-frame checks and post-processing of the estimator (steps 4 to 7 of ``estimator``'s module docstring).
+
+Network outputs at the output stride -> outputs at the output size: depth, semantic argmax and confidence
+(``resample_outputs``, one crop-and-resample through a cached ``OutputGrid``), then the frame's rules: pixels
+without image data (undistortion), the canonical-camera depth scale and NaN outside the valid depth range or on
+sky (``finish_depth``). Also the checks of what a caller hands the estimator (``check_outputs``, ``check_image``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Collection
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, InvalidInputError
+from ..geometry.undistort import Undistortion
+from ..labels import IGNORE_LABEL, SKY_TRAIN_ID
+from ..limits import MAX_IMAGE_SIDE
+from ..model.bins import confidence_from_probs
+from .preprocess import Letterbox, OutputGrid, output_grid
+
+OUTPUTS = ("depth", "semantic", "confidence", "image")
+GRID_CACHE_SIZE = 16  # output grids kept (LRU), keyed by letterbox and sizes
+
+
+def check_outputs(outputs: Collection[str]) -> frozenset[str]:
+    """The requested outputs as a set; ConfigError naming an unknown one."""
+    if isinstance(outputs, str):
+        outputs = (outputs,)
+    wanted = frozenset(outputs)
+    unknown = sorted(wanted - set(OUTPUTS))
+    if unknown:
+        raise ConfigError(f"unknown output(s) {', '.join(unknown)}: choose from {', '.join(OUTPUTS)}")
+    return wanted
+
+
+def check_image(image: np.ndarray) -> tuple[int, int]:
+    """(height, width) of a valid HxWx3 uint8 image; InvalidInputError naming what is wrong."""
+    if not isinstance(image, np.ndarray):
+        raise InvalidInputError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InvalidInputError(f"image dtype {image.dtype} must be uint8")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidInputError(f"image shape {tuple(image.shape)} must be HxWx3 (RGB)")
+    height, width = int(image.shape[0]), int(image.shape[1])
+    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
+        raise InvalidInputError(f"image size {width}x{height} must be between 1x1 and "
+                                f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}")
+    return height, width
+
+
+class OutputGridCache:
+    """Least-recently-used crop-and-resample grids (``preprocess.output_grid``), at most ``GRID_CACHE_SIZE``,
+    keyed by letterbox, feature size and output size. Not thread-safe (one per estimator)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._grids: OrderedDict[tuple, OutputGrid] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._grids)
+
+    def get(self, box: Letterbox, feature_h: int, feature_w: int, out_h: int, out_w: int) -> OutputGrid:
+        """The grid from a ``feature_h`` x ``feature_w`` network output to ``out_h`` x ``out_w`` (built on a miss)."""
+        key = (box, feature_h, feature_w, out_h, out_w)
+        grid = self._grids.get(key)
+        if grid is None:
+            grid = output_grid(box, feature_h, feature_w, out_h, out_w, self.device)
+            self._grids[key] = grid
+            if len(self._grids) > GRID_CACHE_SIZE:
+                self._grids.popitem(last=False)
+        else:
+            self._grids.move_to_end(key)
+        return grid
+
+
+def resample_outputs(raw: dict[str, torch.Tensor], grid: OutputGrid, heads: tuple[str, ...],
+                     wanted: frozenset[str]) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Stride-s network outputs -> (log-depth, confidence, float label ids), each HxW at the output size or None.
+
+    Log-depth and confidence are cropped and resampled bilinearly in one pass, the argmax ids by nearest neighbour.
+    """
+    smooth = []
+    if "depth" in wanted:
+        smooth.append(torch.log(raw["depth"] if "drn" in heads else raw["dc_depth"]).float())
+    if "confidence" in wanted:
+        smooth.append(confidence_from_probs(raw["depth_probs"].float()))
+    log_depth = confidence = labels = None
+    if smooth:
+        maps = grid.sample(torch.cat(smooth, dim=1) if len(smooth) > 1 else smooth[0], "bilinear")[0]
+        log_depth = maps[0] if "depth" in wanted else None
+        confidence = maps[-1] if "confidence" in wanted else None
+    if "sc" in heads:
+        ids = raw["semantic_logits"].argmax(dim=1, keepdim=True).to(torch.float32)
+        labels = grid.sample(ids, "nearest")[0, 0]
+    return log_depth, confidence, labels
+
+
+def mask_no_data(undistortion: Undistortion | None, confidence: torch.Tensor | None,
+                 labels: torch.Tensor | None) -> torch.Tensor | None:
+    """HxW bool of the output pixels without image data (outside the distorted camera image), or None when every
+    pixel has data; there, in place, confidence becomes 0 and the label ``IGNORE_LABEL``."""
+    if undistortion is None or undistortion.all_valid:
+        return None
+    no_data = ~undistortion.valid
+    if confidence is not None:
+        confidence.masked_fill_(no_data, 0.0)
+    if labels is not None:
+        labels.masked_fill_(no_data, float(IGNORE_LABEL))
+    return no_data
+
+
+def finish_depth(log_depth: torch.Tensor, scale: float, depth_range: tuple[float, float], *,
+                 labels: torch.Tensor | None, mask_sky: bool, no_data: torch.Tensor | None) -> torch.Tensor:
+    """HxW metric depth (metres), in place of ``log_depth``: exp, times the canonical-camera ``scale``, NaN outside
+    ``depth_range``, on sky ``labels`` with ``mask_sky`` and where ``no_data``."""
+    depth = log_depth.exp_()
+    if scale != 1.0:
+        depth.mul_(scale)
+    invalid = (depth < depth_range[0]) | (depth > depth_range[1])
+    if mask_sky:
+        invalid |= labels == SKY_TRAIN_ID
+    if no_data is not None:
+        invalid |= no_data
+    return depth.masked_fill_(invalid, math.nan)
