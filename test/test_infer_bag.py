@@ -410,3 +410,32 @@ def test_replay_skips_images_of_an_unusable_lens_model(tmp_path, tiny_checkpoint
     captured = capsys.readouterr()
     assert f"skipped {COUNT}" in captured.out.strip().splitlines()[-1]
     assert "distortion model 'plumb_bob' needs 5 coefficients in D, got 3" in caplog.text
+
+
+def test_replay_writes_labelled_points_like_the_node(tmp_path, tiny_checkpoint, estimator):
+    """--point-fields xyzrgbl --drop-labels: the node's semantic cloud layout (label uint32 at offset 16), labels
+    equal to the semantic image written beside it, dropped classes NaN."""
+    bag = make_drive(tmp_path, "mcap")
+    out = tmp_path / "out"
+    semantic = estimator.estimate(FRAMES[0].rgb, intrinsics=FRAMES[0].intrinsics, outputs=("semantic",)).semantic
+    dropped = int(np.bincount(semantic.numpy().ravel()).argmax())  # the most frequent class of the first frame
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(out), "--outputs", "points,semantic", "--point-fields", "xyzrgbl", "--drop-labels",
+                   str(dropped), "--device", "cpu", "--precision", "fp32", "--no-progress") == 0
+    got = read_back(out)
+    cloud = got["/cam/points"][0][1]
+    assert [(f.name, f.offset, f.datatype) for f in cloud.fields] == [
+        ("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("rgb", 12, 7), ("label", 16, 6)]
+    assert cloud.point_step == 20
+    labels = np.frombuffer(bytes(cloud.data), dtype=np.uint32).reshape(cloud.height, cloud.width, 5)[..., 4]
+    np.testing.assert_array_equal(labels, image_array(got["/cam/semantic"][0][1]))
+    xyz = np.frombuffer(bytes(cloud.data), dtype=np.float32).reshape(cloud.height, cloud.width, 5)[..., :3]
+    assert np.isnan(xyz[labels == dropped]).all()
+    assert np.isfinite(xyz[labels != dropped]).any()
+
+
+def test_drop_labels_option_names_the_bad_value(tmp_path, tiny_checkpoint, capsys):
+    bag = make_drive(tmp_path, "mcap")
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(tmp_path / "out"), "--drop-labels", "10,sky", "--no-progress") == 1
+    assert "--drop-labels '10,sky' must be comma-separated Cityscapes train ids" in capsys.readouterr().err

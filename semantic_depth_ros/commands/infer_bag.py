@@ -8,8 +8,10 @@ import logging
 from pathlib import Path
 
 from ..devices import PRECISIONS
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidInputError
+from ..geometry.pointcloud import POINT_LAYOUTS, check_drop_labels
 from ..inference.estimator import BACKENDS, DepthEstimator
+from ..labels import NUM_CLASSES
 from ..messages import OUTPUT_TOPICS
 from ..replay.bag_writer import STORAGES, check_destination
 from ..replay.frames import Selection
@@ -37,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8, help="frames per network batch (default 8)")
     parser.add_argument("--point-stride", type=int, default=1,
                         help="keep every N-th row and column in points (default 1)")
+    parser.add_argument("--point-fields", default="xyzrgb", choices=tuple(POINT_LAYOUTS),
+                        help="layout of points, as the node's point_fields parameter (default xyzrgb; xyzrgbl adds "
+                             "each point's Cityscapes train id, xyzrgblc also its confidence)")
+    parser.add_argument("--drop-labels", default="",
+                        help="comma-separated Cityscapes train ids whose points are NaN, as the node's "
+                             "points_drop_labels (e.g. 10 drops the sky)")
     parser.add_argument("--copy-input", action="store_true",
                         help="also copy the image and camera_info topics and /tf, /tf_static into the output")
     parser.add_argument("--storage", default="mcap", choices=tuple(STORAGES), help="output storage (default mcap)")
@@ -53,6 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def parse_drop_labels(text: str) -> tuple[int, ...]:
+    """``--drop-labels`` ("10" or "0,1,10") as sorted unique train ids; ConfigError naming a bad item."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        ids = check_drop_labels([int(item) for item in items])
+    except (ValueError, InvalidInputError):
+        raise ConfigError(f"--drop-labels {text!r} must be comma-separated Cityscapes train ids (integers in "
+                          f"0..{NUM_CLASSES - 1})") from None
+    return tuple(sorted(set(ids)))
+
+
 def options_from(args: argparse.Namespace) -> ReplayOptions:
     """Checked replay options of the parsed arguments (ConfigError naming a bad value)."""
     if args.batch < 1:
@@ -67,7 +86,8 @@ def options_from(args: argparse.Namespace) -> ReplayOptions:
         camera_info_topic=args.camera_info_topic or default_camera_info_topic(args.image_topic),
         outputs=parse_outputs(args.outputs), batch=args.batch, storage=args.storage, copy_input=args.copy_input,
         overwrite=args.overwrite, selection=Selection(args.every, args.start, args.end),
-        point_stride=args.point_stride, lidar_topic=args.lidar_topic, lidar_frame=args.lidar_frame,
+        point_stride=args.point_stride, point_fields=args.point_fields,
+        drop_labels=parse_drop_labels(args.drop_labels), lidar_topic=args.lidar_topic, lidar_frame=args.lidar_frame,
         extrinsic=extrinsic, max_dt=args.max_dt, progress=not args.no_progress)
 
 

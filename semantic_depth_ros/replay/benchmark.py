@@ -60,7 +60,8 @@ def benchmark(bag_path: str | Path, out: str | Path, estimator: DepthEstimator, 
         frames = [item for item in source.items() if isinstance(item, InputFrame)]
     if not frames:
         raise InvalidInputError(f"no decodable frame on {options.image_topic} to benchmark")
-    outputs = tuple(set(estimator_outputs_for(options.outputs)) | ({"depth"} if scoring else set()))
+    outputs = estimator_outputs_for((*options.outputs, "depth") if scoring else options.outputs,
+                                    options.point_fields, options.drop_labels)
     for _ in range(2):
         estimate(estimator, frames[:options.batch], outputs)
         estimate(estimator, frames[:1], outputs)

@@ -47,6 +47,8 @@ class ReplayOptions:
     overwrite: bool = False
     selection: Selection = Selection()
     point_stride: int = 1
+    point_fields: str = "xyzrgb"  # layout of points (geometry.pointcloud.POINT_LAYOUTS), as the node's parameter
+    drop_labels: tuple[int, ...] = ()  # train ids whose points are NaN, as the node's points_drop_labels
     lidar_topic: str | None = None
     lidar_frame: str | None = None
     extrinsic: np.ndarray | None = None
@@ -240,7 +242,8 @@ def _infer(inbox: queue.Queue, outbox: queue.Queue, stagings: queue.Queue, stop:
            start_ns: int) -> None:
     """The network thread: batches of frames through the estimator, each frame's fields to the writer."""
     wanted = options.outputs
-    outputs = estimator_outputs_for((*wanted, "depth") if scoring else wanted)  # scoring needs depth
+    outputs = estimator_outputs_for((*wanted, "depth") if scoring else wanted,  # scoring needs depth
+                                    options.point_fields, options.drop_labels)
     rays = RayGridCache()
     batch: list[InputFrame] = []
 
@@ -250,7 +253,8 @@ def _infer(inbox: queue.Queue, outbox: queue.Queue, stagings: queue.Queue, stop:
         for frame, result in zip(batch, results):
             keys = wanted if frame.camera is not None else tuple(k for k in wanted if k not in NEEDS_INTRINSICS)
             tensors = output_tensors(keys, result, depth_range=depth_range, point_stride=options.point_stride,
-                                     rays=rays)
+                                     rays=rays, point_fields=options.point_fields,
+                                     drop_labels=options.drop_labels)
             if scoring and "depth" not in tensors:
                 tensors["depth"] = result.depth
             staging = _get(stagings, stop)
