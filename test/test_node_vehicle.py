@@ -33,10 +33,13 @@ from std_msgs.msg import Header
 from semantic_depth_ros.data.synthetic.domains import domain_intrinsics, domain_spec
 from semantic_depth_ros.data.synthetic.layout import build_world
 from semantic_depth_ros.data.synthetic.render import render_world
+from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.geometry.intrinsics import CameraModel, Intrinsics, scale_intrinsics
 from semantic_depth_ros.geometry.pointcloud import unpack_rgb
 from semantic_depth_ros.inference.estimator import DepthEstimator, EstimatorOutputs
 from semantic_depth_ros.messages import camera_info_fields, cloud_array, image_array, image_fields
+from semantic_depth_ros.model.checkpoint import load_checkpoint
+from semantic_depth_ros.model.onnx_export import export_onnx
 from semantic_depth_ros.ros.client import DepthClient
 from semantic_depth_ros.ros.lifecycle_node import DepthLifecycleNode
 from semantic_depth_ros.ros.messages import camera_info_msg, image_msg
@@ -388,4 +391,30 @@ def test_the_managed_node_publishes_labelled_points_after_activate(
     finally:
         executor.shutdown(timeout_sec=5.0)
         thread.join(timeout=5.0)
+        node.close()
+
+
+def test_a_label_layout_the_model_cannot_give_is_refused_up_front(
+        graph: Graph, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A depth-only ONNX export has no semantic head: labelled or label-dropping points are refused at start-up
+    and at run time (one line naming the parameter and the file), instead of failing every frame."""
+    depth_only = tmp_path / "depth_only.onnx"
+    depth_only.write_bytes(export_onnx(load_checkpoint(tiny_checkpoint), heads="depth").SerializeToString())
+    common = [Parameter("model_path", value=str(depth_only)), Parameter("device", value="cpu")]
+    context = graph.single.context
+    with pytest.raises(ConfigError) as refused:
+        DepthNode("depth_only_node", context=context, namespace="vehd",
+                  parameter_overrides=[*common, Parameter("point_fields", value="xyzrgbl")])
+    message = str(refused.value)
+    assert "\n" not in message and "point_fields = 'xyzrgbl'" in message and str(depth_only) in message
+    assert "semantic" in message
+    node = DepthNode("depth_only_node", context=context, namespace="vehd", parameter_overrides=common)
+    try:
+        for change in (Parameter("point_fields", value="xyzrgbl"), Parameter("point_fields", value="xyzrgblc"),
+                       Parameter("points_drop_labels", value=[10])):
+            result = node.set_parameters([change])[0]
+            assert not result.successful and str(depth_only) in result.reason, (change.name, result.reason)
+        assert (node.settings.point_fields, node.settings.points_drop_labels) == ("xyzrgb", ())
+        assert node.set_parameters([Parameter("point_stride", value=2)])[0].successful  # others still change
+    finally:
         node.close()
