@@ -394,10 +394,11 @@ def test_the_managed_node_publishes_labelled_points_after_activate(
         node.close()
 
 
-def test_a_label_layout_the_model_cannot_give_is_refused_up_front(
+def test_settings_the_model_cannot_give_are_refused_up_front(
         graph: Graph, tiny_checkpoint: Path, tmp_path: Path) -> None:
-    """A depth-only ONNX export has no semantic head: labelled or label-dropping points are refused at start-up
-    and at run time (one line naming the parameter and the file), instead of failing every frame."""
+    """A depth-only ONNX export has no semantic head: labelled or label-dropping points, and sky masking, are
+    refused at start-up and at run time (one line naming the parameter and the file), instead of failing every
+    frame."""
     depth_only = tmp_path / "depth_only.onnx"
     depth_only.write_bytes(export_onnx(load_checkpoint(tiny_checkpoint), heads="depth").SerializeToString())
     common = [Parameter("model_path", value=str(depth_only)), Parameter("device", value="cpu")]
@@ -411,10 +412,11 @@ def test_a_label_layout_the_model_cannot_give_is_refused_up_front(
     node = DepthNode("depth_only_node", context=context, namespace="vehd", parameter_overrides=common)
     try:
         for change in (Parameter("point_fields", value="xyzrgbl"), Parameter("point_fields", value="xyzrgblc"),
-                       Parameter("points_drop_labels", value=[10])):
+                       Parameter("points_drop_labels", value=[10]), Parameter("mask_sky", value=True)):
             result = node.set_parameters([change])[0]
             assert not result.successful and str(depth_only) in result.reason, (change.name, result.reason)
-        assert (node.settings.point_fields, node.settings.points_drop_labels) == ("xyzrgb", ())
+        settings = node.settings
+        assert (settings.point_fields, settings.points_drop_labels, settings.mask_sky) == ("xyzrgb", (), False)
         assert node.set_parameters([Parameter("point_stride", value=2)])[0].successful  # others still change
     finally:
         node.close()

@@ -117,7 +117,7 @@ class DepthNodeCore:
             else:
                 changed = apply_changes(self._settings, changes)
                 if self.estimator is not None:
-                    check_point_layout(changed, self.estimator)
+                    check_model_settings(changed, self.estimator)
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -150,7 +150,7 @@ class DepthNodeCore:
         estimator = DepthEstimator(settings.model_path, device=settings.device, precision=settings.precision,
                                    mask_sky=settings.mask_sky, min_depth=low, max_depth=high,
                                    backend=settings.backend, trt_cache_dir=settings.trt_cache_dir)
-        check_point_layout(settings, estimator)
+        check_model_settings(settings, estimator)
         start = time.monotonic()
         config = estimator.config
         # every batch size a round can have (1..cameras), so that CUDA graphs never capture mid-stream
@@ -309,12 +309,17 @@ class DepthNodeCore:
             runtime=estimator.runner.description))
 
 
-def check_point_layout(settings: NodeSettings, estimator: DepthEstimator) -> None:
-    """ConfigError (one line naming the parameters and the model file) when ``points`` in the layout
-    ``point_fields`` dropping ``points_drop_labels`` needs a head (semantic, confidence) the model lacks, so that
-    such a setting is refused up front instead of failing every frame."""
-    if "depth" not in estimator.available_outputs:
-        return  # no points publisher at all
+def check_model_settings(settings: NodeSettings, estimator: DepthEstimator) -> None:
+    """ConfigError (one line naming the parameter and the model file) when a setting needs a head the model lacks
+    (an .onnx exported with fewer heads): ``mask_sky``, or ``points`` in the layout ``point_fields`` dropping
+    ``points_drop_labels`` (labels need the semantic head, ``xyzrgblc`` the confidence). Such a setting is refused
+    at ``configure`` and at run time instead of failing every frame."""
+    available = estimator.available_outputs
+    if "depth" not in available:
+        return  # no depth: neither sky masking nor points
+    if settings.mask_sky and "semantic" not in available:
+        raise ConfigError(f"parameter mask_sky = true needs the semantic head, which model file {estimator.source} "
+                          "was exported without")
     try:
         estimator.require_outputs(layout_needs(settings.point_fields, settings.points_drop_labels))
     except ConfigError as exc:
