@@ -318,8 +318,8 @@ def check_model_settings(settings: NodeSettings, estimator: DepthEstimator) -> N
     if "depth" not in available:
         return  # no depth: neither sky masking nor points
     if settings.mask_sky and "semantic" not in available:
-        raise ConfigError(f"parameter mask_sky = true needs the semantic head, which model file {estimator.source} "
-                          "was exported without")
+        raise ConfigError(f"mask_sky needs the semantic head, which model file {estimator.source} was exported "
+                          "without; unset mask_sky or re-export with `semantic-depth export --heads depth,semantic`")
     try:
         estimator.require_outputs(layout_needs(settings.point_fields, settings.points_drop_labels))
     except ConfigError as exc:
