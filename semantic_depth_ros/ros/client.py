@@ -159,7 +159,8 @@ class DepthClient:
         if info is not None:
             info.header.stamp = image.header.stamp
             self._info_pubs[camera].publish(info)
-            identity = (info.width, info.height, tuple(info.k), tuple(info.d), info.header.frame_id)
+            identity = (info.width, info.height, tuple(info.k), info.distortion_model, tuple(info.d),
+                        info.header.frame_id)
             if self._last_info.get(camera) != identity:
                 self._last_info[camera] = identity
                 time.sleep(INFO_SETTLE_S)

@@ -34,6 +34,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from ..errors import ConfigError, InvalidInputError
+from ..geometry.pointcloud import layout_needs
 from ..inference.benchmark import process_peak_rss_mb
 from ..inference.estimator import DepthEstimator, EstimatorOutputs
 from ..messages import estimator_outputs_for
@@ -114,7 +115,9 @@ class DepthNodeCore:
                 for name, value in changes.items():
                     validate_value(name, value)
             else:
-                apply_changes(self._settings, changes)
+                changed = apply_changes(self._settings, changes)
+                if self.estimator is not None:
+                    check_model_settings(changed, self.estimator)
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -147,6 +150,7 @@ class DepthNodeCore:
         estimator = DepthEstimator(settings.model_path, device=settings.device, precision=settings.precision,
                                    mask_sky=settings.mask_sky, min_depth=low, max_depth=high,
                                    backend=settings.backend, trt_cache_dir=settings.trt_cache_dir)
+        check_model_settings(settings, estimator)
         start = time.monotonic()
         config = estimator.config
         # every batch size a round can have (1..cameras), so that CUDA graphs never capture mid-stream
@@ -303,6 +307,24 @@ class DepthNodeCore:
             device=str(estimator.device), model_name=estimator.model_name, precision=estimator.precision,
             trained=estimator.trained, memory_mb=memory, extra=extra, cameras=cameras,
             runtime=estimator.runner.description))
+
+
+def check_model_settings(settings: NodeSettings, estimator: DepthEstimator) -> None:
+    """ConfigError (one line naming the parameter and the model file) when a setting needs a head the model lacks
+    (an .onnx exported with fewer heads): ``mask_sky``, or ``points`` in the layout ``point_fields`` dropping
+    ``points_drop_labels`` (labels need the semantic head, ``xyzrgblc`` the confidence). Such a setting is refused
+    at ``configure`` and at run time instead of failing every frame."""
+    available = estimator.available_outputs
+    if "depth" not in available:
+        return  # no depth: neither sky masking nor points
+    if settings.mask_sky and "semantic" not in available:
+        raise ConfigError(f"mask_sky needs the semantic head, which model file {estimator.source} was exported "
+                          "without; unset mask_sky or re-export with `semantic-depth export --heads depth,semantic`")
+    try:
+        estimator.require_outputs(layout_needs(settings.point_fields, settings.points_drop_labels))
+    except ConfigError as exc:
+        raise ConfigError(f"parameter point_fields = {settings.point_fields!r} with points_drop_labels = "
+                          f"{list(settings.points_drop_labels)}: {exc}") from None
 
 
 class CoreAccess:
