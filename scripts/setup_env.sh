@@ -24,4 +24,4 @@ if ! "$VENV/bin/python" -c "import rclpy, sensor_msgs.msg, diagnostic_msgs.msg" 
 fi
 # onnx + onnxruntime (CPU) come with the package (install_requires); GPU vehicles add onnxruntime-gpu.
 pip install -q -e ".[test]"
-"$VENV/bin/python" -c "import semantic_depth_ros, torch, rclpy, cv2, rosbags, onnx, onnxruntime; print("environment ready: torch", torch.__version__, "onnxruntime", onnxruntime.__version__)"
+"$VENV/bin/python" -c "import semantic_depth_ros, torch, rclpy, cv2, rosbags, onnx, onnxruntime; print('environment ready: torch', torch.__version__, 'onnxruntime', onnxruntime.__version__)"

@@ -79,6 +79,7 @@ class CameraChannel:
         self._throttle = throttle
         self._on_frame = on_frame
         self._camera_info: CameraInfo | None = None
+        self._camera: tuple[CameraInfo, int, int, CameraModel] | None = None  # worker's parse of the latest info
         self._rays = RayGridCache()
         self._staging = HostStaging()
         output_qos = qos_profile(settings.output_qos_reliability, settings.output_qos_depth)
@@ -150,7 +151,12 @@ class CameraChannel:
         unsupported distortion model), else the fallback parameters, else None."""
         info = self._camera_info
         if info is not None:
-            return check_camera_model(camera_from_info(info, width, height))
+            cached = self._camera
+            if cached is not None and cached[0] is info and cached[1:3] == (width, height):
+                return cached[3]  # camera_info rarely changes: parse and check it once, not per frame
+            camera = check_camera_model(camera_from_info(info, width, height))
+            self._camera = (info, width, height, camera)
+            return camera
         if settings.has_fallback_intrinsics:
             return Intrinsics(settings.fx, settings.fy, settings.cx, settings.cy, width, height)
         return None
