@@ -84,3 +84,36 @@ def test_diagnostic_array_adds_extra_values_and_one_status_per_camera() -> None:
     front_values = {kv.key: kv.value for kv in camera_front.values}
     assert front_values["camera"] == "front" and front_values["latency_p50_ms"] == "50.00"
     assert (camera_front.level, camera_left.level) == (DiagnosticStatus.OK, DiagnosticStatus.WARN)
+
+
+def test_batch_figures_while_the_worker_appends() -> None:
+    """The diagnostics timer (executor thread) reads the batch history while the worker thread appends to it: no
+    'deque mutated during iteration' may escape into the executor and stop the node."""
+    import sys
+    import threading
+    import time
+    from collections import deque
+    from types import SimpleNamespace
+
+    from semantic_depth_ros.ros.node_core import BATCH_SAMPLES, DepthNodeCore
+
+    core = SimpleNamespace(_batches=deque([(2, 0.01)] * BATCH_SAMPLES, maxlen=BATCH_SAMPLES))
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            core._batches.append((3, 0.02))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, so an unprotected read is caught
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            figures = DepthNodeCore.batch_figures(core)
+            assert figures["batch_size"] in ("2", "3")
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)

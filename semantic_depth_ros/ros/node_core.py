@@ -280,10 +280,11 @@ class DepthNodeCore:
     # -------------------------------------------------------------------------------------------- diagnostics
     def batch_figures(self) -> dict[str, str]:
         """Batch size (last, mean) and estimate_batch time (p50/p95 ms) over recent batches, as diagnostic values."""
-        if not self._batches:
+        batches = list(self._batches)  # one C-level copy: the worker thread appends while the executor reads
+        if not batches:
             return {"batch_size": "0", "batch_size_mean": "nan", "batch_ms_p50": "nan", "batch_ms_p95": "nan"}
-        sizes = np.array([size for size, _ in self._batches], dtype=np.float64)
-        p50, p95 = np.percentile(np.array([s for _, s in self._batches]), [50.0, 95.0]) * 1e3
+        sizes = np.array([size for size, _ in batches], dtype=np.float64)
+        p50, p95 = np.percentile(np.array([s for _, s in batches]), [50.0, 95.0]) * 1e3
         return {"batch_size": str(int(sizes[-1])), "batch_size_mean": f"{sizes.mean():.2f}",
                 "batch_ms_p50": f"{p50:.2f}", "batch_ms_p95": f"{p95:.2f}"}
 
