@@ -422,6 +422,8 @@ def test_dynamic_parameters_take_effect_and_static_ones_are_rejected(graph: dict
     assert not result.successful and "point_stride" in result.reason
     (result,) = node.set_parameters([Parameter("min_depth", value=cut + 1.0)])
     assert not result.successful and "must be smaller than max_depth" in result.reason
+    (result,) = node.set_parameters([Parameter("max_depth", value=node.estimator.config.min_depth / 2)])
+    assert not result.successful and "leave no depth range" in result.reason  # would fail every frame
     assert node.get_parameter("model_path").value == str(graph["checkpoint"])
     assert all(r.successful for r in node.set_parameters([Parameter("max_depth", value=0.0),
                                                           Parameter("point_stride", value=1)]))

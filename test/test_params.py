@@ -193,3 +193,21 @@ def test_points_drop_labels_declares_and_changes_in_rclpy() -> None:
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_a_depth_bound_below_the_models_other_bound_is_refused() -> None:
+    """max_depth alone under the model's min_depth (or min_depth alone over its max_depth) passes the parameter
+    checks but leaves no range: the node refuses it instead of failing every frame."""
+    from types import SimpleNamespace
+
+    from semantic_depth_ros.ros.node_core import check_model_settings
+
+    estimator = SimpleNamespace(config=SimpleNamespace(min_depth=1.0, max_depth=80.0), source="m.pt",
+                                available_outputs=frozenset({"image"}))
+    for values in ({"max_depth": 0.5}, {"min_depth": 90.0}, {"max_depth": 1.0}):
+        settings = settings_from_values(values)  # each accepted on its own
+        with pytest.raises(ConfigError, match=r"leave no depth range with model file m\.pt") as info:
+            check_model_settings(settings, estimator)
+        assert "\n" not in str(info.value)
+    check_model_settings(settings_from_values({"max_depth": 2.0}), estimator)  # [1, 2] m: fine
+    check_model_settings(settings_from_values({"min_depth": 0.5, "max_depth": 0.8}), estimator)

@@ -311,10 +311,18 @@ class DepthNodeCore:
 
 
 def check_model_settings(settings: NodeSettings, estimator: DepthEstimator) -> None:
-    """ConfigError (one line naming the parameter and the model file) when a setting needs a head the model lacks
+    """ConfigError (one line naming the parameter and the model file) when ``min_depth``/``max_depth`` leave an
+    empty range once 0.0 takes the model's own bound (every frame would fail), or a setting needs a head the model lacks
     (an .onnx exported with fewer heads): ``mask_sky``, or ``points`` in the layout ``point_fields`` dropping
     ``points_drop_labels`` (labels need the semantic head, ``xyzrgblc`` the confidence). Such a setting is refused
     at ``configure`` and at run time instead of failing every frame."""
+    low, high = settings.depth_range  # None: the model's own bound, which the other parameter must respect too
+    low = estimator.config.min_depth if low is None else low
+    high = estimator.config.max_depth if high is None else high
+    if not low < high:
+        raise ConfigError(f"parameters min_depth = {settings.min_depth!r} and max_depth = {settings.max_depth!r} "
+                          f"leave no depth range with model file {estimator.source} ([{low:g}, {high:g}] m; 0.0 "
+                          f"takes the model's own {estimator.config.min_depth:g} or {estimator.config.max_depth:g} m)")
     available = estimator.available_outputs
     if "depth" not in available:
         return  # no depth: neither sky masking nor points
