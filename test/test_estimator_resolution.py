@@ -67,6 +67,26 @@ def test_caches_stay_bounded_over_many_sizes() -> None:
         output_tensors(["points"], outputs, depth_range=estimator.depth_range(), point_stride=1, rays=rays)
         counts.append(estimator.cache_sizes())
         assert len(rays) <= RAY_CACHE_SIZE
-    assert counts[-1]["grids"] == GRID_CACHE_SIZE and counts[-1]["undistortions"] == UNDISTORTION_CACHE_SIZE
-    assert max(c["grids"] for c in counts) == GRID_CACHE_SIZE
-    assert max(c["undistortions"] for c in counts) == UNDISTORTION_CACHE_SIZE
+    assert counts[-1]["grids"] == GRID_CACHE_SIZE and max(c["grids"] for c in counts) == GRID_CACHE_SIZE
+    assert counts[-1]["undistortions"] == min(len(counts), UNDISTORTION_CACHE_SIZE)
+
+
+def test_every_camera_of_a_full_node_keeps_its_undistortion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAX_CAMERAS distorted cameras batched round-robin build each map once (not every batch); more distinct
+    cameras than the cache holds still leave it at its bound."""
+    from semantic_depth_ros.geometry import undistort
+    from semantic_depth_ros.ros.params import MAX_CAMERAS
+
+    builds = []
+    build = undistort.build_undistortion
+    monkeypatch.setattr(undistort, "build_undistortion", lambda *args: builds.append(args) or build(*args))
+    estimator = DepthEstimator(make_checkpoint(), device="cpu")
+    image = random_image(24, 40, seed=0)
+    cameras = [CameraModel(Intrinsics(fx=30.0 + i, fy=30.0 + i, cx=20.0, cy=12.0, width=40, height=24), *LENS)
+               for i in range(2 * UNDISTORTION_CACHE_SIZE)]
+    fleet = [(image, camera) for camera in cameras[:MAX_CAMERAS]]
+    for _ in range(3):  # outputs=(): the frames are planned (undistortion included) without running the network
+        estimator.estimate_batch(fleet, outputs=())
+    assert len(builds) == MAX_CAMERAS
+    estimator.estimate_batch([(image, camera) for camera in cameras], outputs=())
+    assert estimator.cache_sizes()["undistortions"] == UNDISTORTION_CACHE_SIZE

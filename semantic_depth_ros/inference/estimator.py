@@ -62,7 +62,10 @@ __all__ = ["BACKENDS", "GRID_CACHE_SIZE", "MAX_IMAGE_SIDE", "OUTPUTS", "OUTPUT_R
 logger = logging.getLogger(__name__)
 
 OUTPUT_RESOLUTIONS = ("input", "network")
-UNDISTORTION_CACHE_SIZE = 8  # undistortions kept (LRU), keyed by camera model, size and letterbox
+# undistortions kept (LRU), keyed by camera model, size and letterbox: twice the 16 cameras one node may batch
+# (ros.params.MAX_CAMERAS), so that every camera and a changed camera_info stay cached; with fewer entries than
+# cameras a round-robin batch evicts each map before its next use and rebuilds it (~70 ms) every frame
+UNDISTORTION_CACHE_SIZE = 32
 
 # HxWx3 uint8 RGB image of any size, and its intrinsics, its camera model (with lens distortion) or None
 Frame = tuple[np.ndarray, Intrinsics | CameraModel | None]
