@@ -247,7 +247,10 @@ def test_launch_file_names_an_existing_executable_params_file_and_rviz_config(mo
     rviz_config = Path(rviz.kwargs["arguments"][rviz.kwargs["arguments"].index("-d") + 1])
     assert rviz_config.is_file()
     assert rviz.kwargs["remappings"] == [("image", "/camera/image_raw")]
-    assert [n.kwargs["package"] for n in module.node_actions(arguments)] == [PACKAGE]  # use_rviz false: no rviz2
+    (default_node,) = module.node_actions(arguments)  # use_rviz false: no rviz2
+    assert default_node.kwargs["package"] == PACKAGE
+    # no model_path argument: the params file's model_path stands (an empty override would erase it)
+    assert "model_path" not in default_node.kwargs["parameters"][1]
 
 
 def test_launch_lifecycle_and_cameras_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
