@@ -204,3 +204,19 @@ def test_the_executable_stays_alive_after_a_failed_configure(tmp_path: Path) -> 
         output, _ = process.communicate(timeout=20)
     assert f"error: checkpoint {tmp_path / 'missing.pt'}: file not found" in output
     assert "Traceback" not in output
+
+
+def test_cleanup_returns_cached_gpu_memory_after_a_failed_configure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configure that fails after loading the model on CUDA leaves no estimator attribute behind; cleanup must
+    still hand the allocator's cached blocks back to the GPU."""
+    from types import SimpleNamespace
+
+    from semantic_depth_ros.ros.node_core import DepthNodeCore
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    core = SimpleNamespace(active=False, worker=None, channels={}, _diagnostics_timer=None, _diagnostics_pub=None,
+                           estimator=None, _settings=None)
+    DepthNodeCore.cleanup(core)
+    assert emptied == [True]

@@ -206,11 +206,11 @@ class DepthNodeCore:
         if self._diagnostics_pub is not None:
             self.node.destroy_publisher(self._diagnostics_pub)
             self._diagnostics_pub = None
-        on_cuda = self.estimator is not None and self.estimator.device.type == "cuda"
         self.estimator = None
         self._settings = None
         gc.collect()  # the runner's module and graphs: their CUDA memory returns only once unreferenced
-        if on_cuda:
+        # also after a configure that failed once its estimator was on the GPU (self.estimator was never set)
+        if torch.cuda.is_initialized():
             torch.cuda.empty_cache()
 
     # ---------------------------------------------------------------------------------------------- hot path
