@@ -41,7 +41,7 @@ NODE_NAME = "depth_node"
 CAMERA_PLACEHOLDER = "{camera}"
 # argument name -> (default, description); the node and rviz2 are built from their values at launch time
 ARGUMENTS = {
-    "model_path": ("", "model file (.pt or .onnx); overrides model_path of the params file"),
+    "model_path": ("", "model file (.pt or .onnx); when given, overrides model_path of the params file"),
     "image": ("/camera/image_raw", "camera image topic (its /compressed sub-topic with input_transport "
                                    "compressed); with cameras, a template such as /{camera}/image_raw"),
     "camera_info": ("/camera/camera_info", "camera_info topic of the image; with cameras, a template such as "
@@ -94,7 +94,9 @@ def _input_remappings(values: dict[str, str], cameras: list[str]) -> list[tuple[
 def node_actions(values: dict[str, str]) -> list:
     """The depth node (plain or managed) and, with ``use_rviz``, rviz2, from the launch arguments' values."""
     cameras = parse_cameras(values["cameras"])
-    overrides = {"model_path": ParameterValue(values["model_path"], value_type=str)}
+    overrides = {}  # an empty launch argument keeps the params file's value (a model_path set there, say)
+    if values["model_path"]:
+        overrides["model_path"] = ParameterValue(values["model_path"], value_type=str)
     if cameras:
         overrides["cameras"] = cameras
     lifecycle = is_true(values["lifecycle"])
