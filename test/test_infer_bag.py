@@ -439,3 +439,24 @@ def test_drop_labels_option_names_the_bad_value(tmp_path, tiny_checkpoint, capsy
     assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
                    str(tmp_path / "out"), "--drop-labels", "10,sky", "--no-progress") == 1
     assert "--drop-labels '10,sky' must be comma-separated Cityscapes train ids" in capsys.readouterr().err
+
+
+def test_scoring_a_distorted_camera_uses_extracts_ground_truth(tmp_path, tiny_checkpoint):
+    """With lens distortion, pixels whose ray leaves the distorted image have no prediction (NaN): the LiDAR truth
+    leaves them out there too, as ``semantic-depth extract`` does, so both give the same LiDAR pixels per frame."""
+    from semantic_depth_ros.data.rosbag_extract import extract_bag
+
+    bag = make_drive(tmp_path, "sqlite3", distortion=(0.5, 0.0, 0.0, 0.0, 0.0))
+    out = tmp_path / "scored"
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(out), "--outputs", "semantic", "--device", "cpu", "--precision", "fp32",
+                   "--lidar-topic", "/points", "--no-progress") == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    extract_bag(bag, image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info", lidar_topic="/points",
+                out_dir=tmp_path / "extracted", progress=False)
+    manifest = [json.loads(line) for line in (tmp_path / "extracted" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == len(manifest) == COUNT
+    full = [int(np.count_nonzero(project_points_to_depth(transform_points(f.lidar_to_camera, f.lidar_points),
+                                                         k_matrix(f.intrinsics), WIDTH, HEIGHT))) for f in FRAMES]
+    assert [int(row["lidar_pixels"]) for row in rows] == [entry["depth_pixels"] for entry in manifest]
+    assert all(entry["depth_pixels"] < n for entry, n in zip(manifest, full))  # the lens really hid some points

@@ -182,6 +182,12 @@ def _undistorter(model: CameraModel) -> _Undistorter:
     return _Undistorter(map_x, map_y, valid_mask(map_x, map_y, intr.height, intr.width))
 
 
+def undistorted_no_data(model: CameraModel) -> np.ndarray | None:
+    """HxW bool mask of the pixels of ``model``'s undistorted image whose ray falls outside the distorted image
+    (no image data, so no depth either); None for a camera without distortion."""
+    return ~_undistorter(model).valid if model.has_distortion else None
+
+
 def frames_of(index: BagIndex, record: _ImageRecord, camera: _Camera, lidar_frame: str | None) -> tuple[str, str]:
     """(camera frame, LiDAR frame) of one image and its paired scan."""
     camera_frame = record.frame_id or camera.frame_id
@@ -357,9 +363,8 @@ def _write_frame(folder: ExtractedFolderWriter, summary: ExtractionSummary, inde
         return
     depth = project_points_to_depth(transform_points(lidar_to_camera, points), intr.matrix(), intr.width, intr.height)
     if undistort and camera.model.has_distortion:
-        undistorter = _undistorter(camera.model)
-        rgb = undistorter.image(rgb)
-        depth[~undistorter.valid] = 0.0
+        rgb = _undistorter(camera.model).image(rgb)
+        depth[undistorted_no_data(camera.model)] = 0.0
     scan_stamp = index.scan_stamps[record.scan]
     entry = {
         "stamp_ns": record.stamp,
