@@ -460,3 +460,47 @@ def test_scoring_a_distorted_camera_uses_extracts_ground_truth(tmp_path, tiny_ch
                                                          k_matrix(f.intrinsics), WIDTH, HEIGHT))) for f in FRAMES]
     assert [int(row["lidar_pixels"]) for row in rows] == [entry["depth_pixels"] for entry in manifest]
     assert all(entry["depth_pixels"] < n for entry, n in zip(manifest, full))  # the lens really hid some points
+
+
+def write_truncated_drive(path: Path, topic: str) -> Path:
+    """COUNT frames (image, camera_info, a LiDAR scan 10 ms later) with the 3rd message of ``topic`` cut to 40 bytes."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    f = MessageFactory("mcap")
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {name: writer.add_connection(name, msgtype, typestore=f.typestore) for name, msgtype in (
+            ("/cam/camera_info", "sensor_msgs/msg/CameraInfo"), ("/cam/image_raw", "sensor_msgs/msg/Image"),
+            ("/points", "sensor_msgs/msg/PointCloud2"))}
+        for i, frame in enumerate(FRAMES):
+            stamp = T0 + i * FRAME_NS
+            for name, msg, time in (
+                    ("/cam/camera_info", f.camera_info(k_matrix(frame.intrinsics), WIDTH, HEIGHT, stamp, "cam"), stamp),
+                    ("/cam/image_raw", f.image(frame.rgb, stamp, "cam"), stamp),
+                    ("/points", f.pointcloud(frame.lidar_points, stamp + SCAN_DELAY_NS, "cam"), stamp + SCAN_DELAY_NS)):
+                raw = bytes(f.typestore.serialize_cdr(msg, conns[name].msgtype))
+                writer.write(conns[name], time, raw[:40] if (name == topic and i == 2) else raw)
+    return path
+
+
+@pytest.mark.parametrize("topic,scored", [("/cam/image_raw", COUNT - 1), ("/points", COUNT - 1),
+                                          ("/cam/camera_info", COUNT)])
+def test_a_corrupt_message_does_not_stop_scoring_or_extract(tmp_path, tiny_checkpoint, topic, scored):
+    """One truncated image, scan or camera_info in a drive: infer-bag --lidar-topic and extract skip it and go on
+    (they used to stop with 'cannot read bag' in their index pass)."""
+    from semantic_depth_ros.data.rosbag_extract import extract_bag
+
+    bag = write_truncated_drive(tmp_path / "drive", topic)
+    identity = ["--extrinsic", *"0 0 0 0 0 0 1".split()]
+    out = tmp_path / "scored"
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(out), "--outputs", "depth", "--device", "cpu", "--lidar-topic", "/points", *identity,
+                   "--no-progress") == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["frames_scored"] == scored
+    kept = [i for i in range(COUNT) if not (topic != "/cam/camera_info" and i == 2)]
+    assert [row["stamp_ns"] for row in report["frames"]] == [T0 + i * FRAME_NS for i in kept]
+    summary = extract_bag(bag, image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info",
+                          lidar_topic="/points", out_dir=tmp_path / "extracted", extrinsic=np.eye(4), progress=False)
+    assert summary.written == scored
+    assert (summary.invalid_image, summary.no_scan_within_tolerance) == (
+        int(topic == "/cam/image_raw"), int(topic == "/points"))

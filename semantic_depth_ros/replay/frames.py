@@ -113,7 +113,12 @@ class FrameSource:
         self.info_conns = bag.connections(camera_info_topic, {CAMERA_INFO_TYPE}, required=needs_camera)
         self._infos: list[tuple[int, Any]] = []
         if self.info_conns:  # (an empty connection list would make rosbags read every topic)
-            self._infos = [(item.bag_time_ns, item.msg) for item in bag.messages(self.info_conns)]
+            for connection, bag_time, raw in bag.raw_messages(self.info_conns):
+                try:
+                    self._infos.append((int(bag_time), bag.deserialize(raw, connection.msgtype)))
+                except Exception as exc:  # noqa: BLE001 - a corrupt camera_info is skipped, not the drive
+                    LOGGER.warning(Skipped(connection.topic, int(bag_time), f"cannot deserialize "
+                                           f"{connection.msgtype}: {type(exc).__name__}").line(bag.start_time_ns))
         if needs_camera and not self._infos:
             raise ExtractionError(f"camera_info topic {camera_info_topic!r} has no messages; depth, points and "
                                   "scoring need the camera's intrinsics")
