@@ -151,6 +151,22 @@ def test_export_gt_writes_one_float32_map_per_frame_without_pickle(tmp_path: Pat
     assert code == 1 and err == f"error: {out} exists; pass --overwrite to replace it\n"
 
 
+@pytest.mark.parametrize("where,message", [
+    ("folder.npz", "error: --out {out} is a folder; give a file name such as gt_depths.npz\n"),
+    ("file.txt/gt.npz", "error: --out {out}: folder {parent}: cannot be created"),
+])
+def test_export_gt_refuses_an_unusable_output_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           where: str, message: str) -> None:
+    """A folder as --out, or a parent folder that cannot be made: one line, not a traceback after the projection."""
+    split = write_kitti(tmp_path / "kitti", frames=1)
+    (tmp_path / "folder.npz").mkdir()
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    out = tmp_path / where
+    code, _, err = run(capsys, "export-gt", "--root", str(tmp_path / "kitti"), "--split-file", str(split),
+                       "--out", str(out), "--overwrite", "--no-progress")
+    assert code == 1 and err.startswith(message.format(out=out, parent=out.parent)) and err.count("\n") == 1
+
+
 def test_gt_file_is_checked_and_replaces_the_projection(tmp_path: Path) -> None:
     split = write_kitti(tmp_path / "kitti", frames=2)
     good = tmp_path / "good.npz"
