@@ -196,3 +196,15 @@ def test_gt_file_is_checked_and_replaces_the_projection(tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DatasetError, match="is not an npz archive"):
         DepthArchive(tmp_path / "junk.npz", 2)
+
+
+def test_a_corrupt_frame_of_the_gt_file_is_one_line(tmp_path: Path) -> None:
+    """Damaged compressed data inside a frame (a bad copy, a full disk): DatasetError naming the frame, not zlib's."""
+    path = tmp_path / "gt.npz"
+    write_depth_archive(path, [np.random.default_rng(0).random((120, 200), dtype=np.float32) * 80])
+    damaged = bytearray(path.read_bytes())
+    for offset in range(300, 2000, 50):
+        damaged[offset] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(DatasetError, match=f"^gt file {path}.* 00000(.npy)? (cannot be read|is not a numpy array) "):
+        DepthArchive(path, 1)[0]
