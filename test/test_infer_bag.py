@@ -504,3 +504,20 @@ def test_a_corrupt_message_does_not_stop_scoring_or_extract(tmp_path, tiny_check
     assert summary.written == scored
     assert (summary.invalid_image, summary.no_scan_within_tolerance) == (
         int(topic == "/cam/image_raw"), int(topic == "/points"))
+
+
+def test_benchmark_times_the_bare_estimator_on_the_replayed_camera_model(tmp_path, estimator, monkeypatch):
+    """--benchmark: the bare rounds get each frame's whole camera model (lens distortion removed, as the replay
+    does), and the last round writes the output bag."""
+    from semantic_depth_ros.replay.benchmark import ROUNDS, benchmark
+
+    bag = make_drive(tmp_path, "mcap", distortion=LENS)
+    cameras = []
+    bare = estimator.estimate
+    monkeypatch.setattr(estimator, "estimate", lambda rgb, **kw: cameras.append(kw["intrinsics"]) or bare(rgb, **kw))
+    options = ReplayOptions(image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info",
+                            outputs=parse_outputs("depth"), progress=False)
+    result = benchmark(bag, tmp_path / "out", estimator, options)
+    assert result.frames == COUNT and len(cameras) == ROUNDS * COUNT
+    assert all(isinstance(c, CameraModel) and c.has_distortion for c in cameras)
+    assert len(read_back(tmp_path / "out")["/cam/depth"]) == COUNT and not list(tmp_path.glob("out.benchmark-*"))
