@@ -104,6 +104,10 @@ def test_split_reader_accepts_both_formats_and_names_the_bad_line(tmp_path: Path
         read_split_file(bad)
     assert str(info.value).startswith(f"{bad}:2: expected '<date>/<drive> <frame> <l|r>' or")
     assert "\n" not in str(info.value)
+    binary = tmp_path / "weights.pt"
+    binary.write_bytes(b"PK\x03\x04\x80\xff")
+    with pytest.raises(DatasetError, match=f"^split file {binary} is not a text file$"):
+        read_split_file(binary)
 
 
 def test_a_jpg_split_line_reads_the_png_of_the_raw_download(tmp_path: Path) -> None:
