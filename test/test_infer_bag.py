@@ -521,3 +521,15 @@ def test_benchmark_times_the_bare_estimator_on_the_replayed_camera_model(tmp_pat
     assert result.frames == COUNT and len(cameras) == ROUNDS * COUNT
     assert all(isinstance(c, CameraModel) and c.has_distortion for c in cameras)
     assert len(read_back(tmp_path / "out")["/cam/depth"]) == COUNT and not list(tmp_path.glob("out.benchmark-*"))
+
+
+def test_selection_bounds_are_inclusive_to_the_nanosecond(tmp_path, estimator):
+    """Images at exactly --start and --end seconds from the bag start are both replayed (0.3 s is 300_000_000 ns,
+    whose float product with 1e-9 exceeds 0.3)."""
+    bag = write_truncated_drive(tmp_path / "drive", topic="")  # first message at T0: images at 0.0 .. 0.3 s
+    options = ReplayOptions(image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info",
+                            outputs=parse_outputs("depth"), progress=False,
+                            selection=Selection(start_s=0.1, end_s=0.3))
+    replay_bag(bag, tmp_path / "out", estimator, options)
+    stamps = [t for t, _, _ in read_back(tmp_path / "out")["/cam/depth"]]
+    assert stamps == [T0 + i * FRAME_NS for i in (1, 2, 3)]

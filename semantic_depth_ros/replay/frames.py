@@ -93,10 +93,11 @@ class Selection:
         if self.start_s is not None and self.end_s is not None and self.end_s < self.start_s:
             raise ConfigError(f"--end {self.end_s} is before --start {self.start_s}")
 
-    def contains(self, seconds: float) -> bool:
-        """Whether a bag time ``seconds`` after the bag start is inside [start_s, end_s]."""
-        return not ((self.start_s is not None and seconds < self.start_s)
-                    or (self.end_s is not None and seconds > self.end_s))
+    def contains(self, offset_ns: int) -> bool:
+        """Whether a bag time ``offset_ns`` nanoseconds after the bag start is inside [start_s, end_s] (compared in
+        whole nanoseconds: an image at exactly ``--end 0.3`` is inside, though 300_000_000 * 1e-9 > 0.3)."""
+        return not ((self.start_s is not None and offset_ns < round(self.start_s * 1e9))
+                    or (self.end_s is not None and offset_ns > round(self.end_s * 1e9)))
 
 
 class FrameSource:
@@ -181,7 +182,7 @@ class FrameSource:
                 truth.feed(self.bag, connection, raw)
             elif key in image_ids:
                 current, ordinal = ordinal, ordinal + 1
-                inside = self.selection.contains((bag_time - self.start_ns) * 1e-9)
+                inside = self.selection.contains(bag_time - self.start_ns)
                 chosen = inside and in_window % self.selection.every == 0
                 in_window += int(inside)
                 if not chosen:
