@@ -29,7 +29,8 @@ def test_parsers() -> None:
             parser(bad)
 
 
-def test_an_unusable_json_path_is_refused_before_measuring(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unusable_json_path_is_refused_before_measuring(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a_file").write_text("not a folder")
     for path, message in ((tmp_path, f"--json {tmp_path} is a folder; give a file name such as bench.json"),
                           (tmp_path / "a_file" / "b.json",
