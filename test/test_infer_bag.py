@@ -533,3 +533,4 @@ def test_selection_bounds_are_inclusive_to_the_nanosecond(tmp_path, estimator):
     replay_bag(bag, tmp_path / "out", estimator, options)
     stamps = [t for t, _, _ in read_back(tmp_path / "out")["/cam/depth"]]
     assert stamps == [T0 + i * FRAME_NS for i in (1, 2, 3)]
+    assert Selection(start_s=1e308).contains(10**18) is False and Selection(end_s=1e308).contains(10**18) is True

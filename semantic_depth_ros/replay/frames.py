@@ -96,8 +96,13 @@ class Selection:
     def contains(self, offset_ns: int) -> bool:
         """Whether a bag time ``offset_ns`` nanoseconds after the bag start is inside [start_s, end_s] (compared in
         whole nanoseconds: an image at exactly ``--end 0.3`` is inside, though 300_000_000 * 1e-9 > 0.3)."""
-        return not ((self.start_s is not None and offset_ns < round(self.start_s * 1e9))
-                    or (self.end_s is not None and offset_ns > round(self.end_s * 1e9)))
+        return not ((self.start_s is not None and offset_ns < _whole_ns(self.start_s))
+                    or (self.end_s is not None and offset_ns > _whole_ns(self.end_s)))
+
+
+def _whole_ns(seconds: float) -> int:
+    """Seconds -> the nearest whole nanosecond (beyond 1e12 s, a bound no bag reaches, clamped: no overflow)."""
+    return round(min(seconds, 1e12) * 1e9)
 
 
 class FrameSource:
