@@ -410,6 +410,12 @@ def test_replay_skips_images_of_an_unusable_lens_model(tmp_path, tiny_checkpoint
     captured = capsys.readouterr()
     assert f"skipped {COUNT}" in captured.out.strip().splitlines()[-1]
     assert "distortion model 'plumb_bob' needs 5 coefficients in D, got 3" in caplog.text
+    scored = tmp_path / "scored"  # scoring too skips those images instead of stopping the run
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(scored), "--outputs", "depth", "--device", "cpu", "--lidar-topic", "/points",
+                   "--no-progress") == 0
+    assert f"skipped {COUNT}" in capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads((scored / "metrics.json").read_text())["frames_scored"] == 0
 
 
 def test_replay_writes_labelled_points_like_the_node(tmp_path, tiny_checkpoint, estimator):

@@ -118,8 +118,11 @@ class BagIndex:
 
 
 def index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], lidar_conns: list[Any],
-               tf_conns: list[Any], max_dt: float) -> BagIndex:
-    """First pass: image and scan stamps and frames, camera models, static transforms; then the pairing."""
+              tf_conns: list[Any], max_dt: float, *, skip_bad_cameras: bool = False) -> BagIndex:
+    """First pass: image and scan stamps and frames, camera models, static transforms; then the pairing.
+
+    A camera_info with an unusable camera model stops (ExtractionError) unless ``skip_bad_cameras`` (then it is
+    left out with a warning: infer-bag skips the images it describes)."""
     index = BagIndex()
     kinds = {c.topic: "image" for c in image_conns}
     kinds.update({c.topic: "info" for c in info_conns})
@@ -149,7 +152,10 @@ def index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], lid
             try:
                 model = check_camera_model(camera_from_info(msg))
             except InvalidInputError as err:
-                raise ExtractionError(f"{connection.topic}: {err}") from None
+                if not skip_bad_cameras:
+                    raise ExtractionError(f"{connection.topic}: {err}") from None
+                LOGGER.warning("skipping %s at bag time %d: %s", connection.topic, bag_time, err)
+                continue
             index.cameras.append(_Camera(model, normalize_frame(msg.header.frame_id)))
             index.camera_times.append(bag_time)
         else:

@@ -47,7 +47,8 @@ class LidarTruth:
         self.connections = bag.connections(lidar_topic, {POINTCLOUD2_TYPE})
         tf_conns = [] if extrinsic is not None else bag.connections(TF_STATIC_TOPIC, {TF_MESSAGE_TYPE},
                                                                     required=False)
-        self.index = index_bag(bag, image_conns, info_conns, self.connections, tf_conns, max_dt)
+        self.index = index_bag(bag, image_conns, info_conns, self.connections, tf_conns, max_dt,
+                               skip_bad_cameras=True)  # its images are skipped by the frame source
         self._todo = {i: record.camera for i, record in enumerate(self.index.images)
                       if record.camera is not None and record.scan >= 0}
         self._transforms = resolve_transforms(self.index, self._todo, lidar_frame, extrinsic)
