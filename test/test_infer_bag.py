@@ -540,3 +540,19 @@ def test_selection_bounds_are_inclusive_to_the_nanosecond(tmp_path, estimator):
     stamps = [t for t, _, _ in read_back(tmp_path / "out")["/cam/depth"]]
     assert stamps == [T0 + i * FRAME_NS for i in (1, 2, 3)]
     assert Selection(start_s=1e308).contains(10**18) is False and Selection(end_s=1e308).contains(10**18) is True
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_model_loads(tmp_path, tiny_checkpoint, capsys,
+                                                                       monkeypatch):
+    """(Simulated with os.access: the tests may run as root, who can write anywhere.)"""
+    import os
+
+    bag = make_drive(tmp_path, "sqlite3")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(locked / "out"), "--device", "cpu", "--no-progress") == 1
+    err = capsys.readouterr().err
+    assert err == f"error: --out {locked / 'out'}: folder {locked} is not writable\n"
