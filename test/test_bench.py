@@ -29,6 +29,17 @@ def test_parsers() -> None:
             parser(bad)
 
 
+def test_an_unusable_json_path_is_refused_before_measuring(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    inside_file = tmp_path / "a_file" / "b.json"
+    for path, message in ((tmp_path, f"--json {tmp_path} is a folder; give a file name such as bench.json"),
+                          (inside_file, f"--json {inside_file}: folder {inside_file.parent}: cannot be created")):
+        assert cli_main(["bench", "--json", str(path), "--device", "cpu", "--no-node", "--presets", "nope"]) == 1
+        captured = capsys.readouterr()
+        assert captured.err.startswith(f"error: {message}") and captured.err.count("\n") == 1 and not captured.out
+
+
 def test_benchmark_fps_is_frames_over_the_measured_duration(monkeypatch: pytest.MonkeyPatch) -> None:
     """With a clock that advances 1 ms per reading, every figure follows from the definition."""
     from semantic_depth_ros.inference import benchmark

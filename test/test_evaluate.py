@@ -376,6 +376,10 @@ def test_cli_missing_checkpoint_and_dataset_are_one_line_errors(
     assert code == 1 and err == "error: depth cap 0.5 must be finite and larger than min_depth 1\n"
     code, _, err = run_cli(capsys, "--checkpoint", str(checkpoint), "--dataset", "none")
     assert code == 1 and err == "error: nothing to evaluate: --dataset none and --semantic none\n"
+    (tmp_path / "a_file").write_text("not a folder")
+    code, out, err = run_cli(capsys, "--checkpoint", str(checkpoint), "--count", "1", "--height", "16",
+                             "--width", "32", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "a_file"))
+    assert code == 1 and err == f"error: --out {tmp_path / 'a_file'}: cannot be created (File exists)\n" and not out
 
 
 def test_cli_generated_depth_and_semantics_writes_the_report(

@@ -57,6 +57,9 @@ def test_missing_or_broken_files_name_the_path(tmp_path: Path):
     (tmp_path / "manifest.jsonl").write_text('{"rgb": "../../etc/passwd", "depth": "depth/100.png"}\n')
     with pytest.raises(DatasetError, match=r"manifest\.jsonl:1: file path must be relative to the folder"):
         ExtractedDepthDataset(tmp_path)
+    (tmp_path / "manifest.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")  # a binary file copied over it
+    with pytest.raises(DatasetError, match=r"^manifest .*manifest\.jsonl is not a text file$"):
+        ExtractedDepthDataset(tmp_path)
     (tmp_path / "manifest.jsonl").write_text('{"rgb": "rgb/100.png", "depth": "depth/999.png"}\n')
     with pytest.raises(DatasetError, match=r"missing file: .*depth/999\.png"):
         ExtractedDepthDataset(tmp_path)[0]

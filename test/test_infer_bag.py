@@ -410,6 +410,12 @@ def test_replay_skips_images_of_an_unusable_lens_model(tmp_path, tiny_checkpoint
     captured = capsys.readouterr()
     assert f"skipped {COUNT}" in captured.out.strip().splitlines()[-1]
     assert "distortion model 'plumb_bob' needs 5 coefficients in D, got 3" in caplog.text
+    scored = tmp_path / "scored"  # scoring too skips those images instead of stopping the run
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(scored), "--outputs", "depth", "--device", "cpu", "--lidar-topic", "/points",
+                   "--no-progress") == 0
+    assert f"skipped {COUNT}" in capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads((scored / "metrics.json").read_text())["frames_scored"] == 0
 
 
 def test_replay_writes_labelled_points_like_the_node(tmp_path, tiny_checkpoint, estimator):
@@ -439,3 +445,114 @@ def test_drop_labels_option_names_the_bad_value(tmp_path, tiny_checkpoint, capsy
     assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
                    str(tmp_path / "out"), "--drop-labels", "10,sky", "--no-progress") == 1
     assert "--drop-labels '10,sky' must be comma-separated Cityscapes train ids" in capsys.readouterr().err
+
+
+def test_scoring_a_distorted_camera_uses_extracts_ground_truth(tmp_path, tiny_checkpoint):
+    """With lens distortion, pixels whose ray leaves the distorted image have no prediction (NaN): the LiDAR truth
+    leaves them out there too, as ``semantic-depth extract`` does, so both give the same LiDAR pixels per frame."""
+    from semantic_depth_ros.data.rosbag_extract import extract_bag
+
+    bag = make_drive(tmp_path, "sqlite3", distortion=(0.5, 0.0, 0.0, 0.0, 0.0))
+    out = tmp_path / "scored"
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(out), "--outputs", "semantic", "--device", "cpu", "--precision", "fp32",
+                   "--lidar-topic", "/points", "--no-progress") == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    extract_bag(bag, image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info", lidar_topic="/points",
+                out_dir=tmp_path / "extracted", progress=False)
+    manifest = [json.loads(line) for line in (tmp_path / "extracted" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == len(manifest) == COUNT
+    full = [int(np.count_nonzero(project_points_to_depth(transform_points(f.lidar_to_camera, f.lidar_points),
+                                                         k_matrix(f.intrinsics), WIDTH, HEIGHT))) for f in FRAMES]
+    assert [int(row["lidar_pixels"]) for row in rows] == [entry["depth_pixels"] for entry in manifest]
+    assert all(entry["depth_pixels"] < n for entry, n in zip(manifest, full))  # the lens really hid some points
+
+
+def write_truncated_drive(path: Path, topic: str) -> Path:
+    """COUNT frames (image, camera_info, a LiDAR scan 10 ms later) with the 3rd message of ``topic`` cut to 40 bytes."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    f = MessageFactory("mcap")
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {name: writer.add_connection(name, msgtype, typestore=f.typestore) for name, msgtype in (
+            ("/cam/camera_info", "sensor_msgs/msg/CameraInfo"), ("/cam/image_raw", "sensor_msgs/msg/Image"),
+            ("/points", "sensor_msgs/msg/PointCloud2"))}
+        for i, frame in enumerate(FRAMES):
+            stamp = T0 + i * FRAME_NS
+            for name, msg, time in (
+                    ("/cam/camera_info", f.camera_info(k_matrix(frame.intrinsics), WIDTH, HEIGHT, stamp, "cam"), stamp),
+                    ("/cam/image_raw", f.image(frame.rgb, stamp, "cam"), stamp),
+                    ("/points", f.pointcloud(frame.lidar_points, stamp + SCAN_DELAY_NS, "cam"), stamp + SCAN_DELAY_NS)):
+                raw = bytes(f.typestore.serialize_cdr(msg, conns[name].msgtype))
+                writer.write(conns[name], time, raw[:40] if (name == topic and i == 2) else raw)
+    return path
+
+
+@pytest.mark.parametrize("topic,scored", [("/cam/image_raw", COUNT - 1), ("/points", COUNT - 1),
+                                          ("/cam/camera_info", COUNT)])
+def test_a_corrupt_message_does_not_stop_scoring_or_extract(tmp_path, tiny_checkpoint, topic, scored):
+    """One truncated image, scan or camera_info in a drive: infer-bag --lidar-topic and extract skip it and go on
+    (they used to stop with 'cannot read bag' in their index pass)."""
+    from semantic_depth_ros.data.rosbag_extract import extract_bag
+
+    bag = write_truncated_drive(tmp_path / "drive", topic)
+    identity = ["--extrinsic", *"0 0 0 0 0 0 1".split()]
+    out = tmp_path / "scored"
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(out), "--outputs", "depth", "--device", "cpu", "--lidar-topic", "/points", *identity,
+                   "--no-progress") == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["frames_scored"] == scored
+    kept = [i for i in range(COUNT) if not (topic != "/cam/camera_info" and i == 2)]
+    assert [row["stamp_ns"] for row in report["frames"]] == [T0 + i * FRAME_NS for i in kept]
+    summary = extract_bag(bag, image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info",
+                          lidar_topic="/points", out_dir=tmp_path / "extracted", extrinsic=np.eye(4), progress=False)
+    assert summary.written == scored
+    assert (summary.invalid_image, summary.no_scan_within_tolerance) == (
+        int(topic == "/cam/image_raw"), int(topic == "/points"))
+
+
+def test_benchmark_times_the_bare_estimator_on_the_replayed_camera_model(tmp_path, estimator, monkeypatch):
+    """--benchmark: the bare rounds get each frame's whole camera model (lens distortion removed, as the replay
+    does), and the last round writes the output bag."""
+    from semantic_depth_ros.replay.benchmark import ROUNDS, benchmark
+
+    bag = make_drive(tmp_path, "mcap", distortion=LENS)
+    cameras = []
+    bare = estimator.estimate
+    monkeypatch.setattr(estimator, "estimate", lambda rgb, **kw: cameras.append(kw["intrinsics"]) or bare(rgb, **kw))
+    options = ReplayOptions(image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info",
+                            outputs=parse_outputs("depth"), progress=False)
+    result = benchmark(bag, tmp_path / "out", estimator, options)
+    assert result.frames == COUNT and len(cameras) == ROUNDS * COUNT
+    assert all(isinstance(c, CameraModel) and c.has_distortion for c in cameras)
+    assert len(read_back(tmp_path / "out")["/cam/depth"]) == COUNT and not list(tmp_path.glob("out.benchmark-*"))
+
+
+def test_selection_bounds_are_inclusive_to_the_nanosecond(tmp_path, estimator):
+    """Images at exactly --start and --end seconds from the bag start are both replayed (0.3 s is 300_000_000 ns,
+    whose float product with 1e-9 exceeds 0.3)."""
+    bag = write_truncated_drive(tmp_path / "drive", topic="")  # first message at T0: images at 0.0 .. 0.3 s
+    options = ReplayOptions(image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info",
+                            outputs=parse_outputs("depth"), progress=False,
+                            selection=Selection(start_s=0.1, end_s=0.3))
+    replay_bag(bag, tmp_path / "out", estimator, options)
+    stamps = [t for t, _, _ in read_back(tmp_path / "out")["/cam/depth"]]
+    assert stamps == [T0 + i * FRAME_NS for i in (1, 2, 3)]
+    assert Selection(start_s=1e308).contains(10**18) is False and Selection(end_s=1e308).contains(10**18) is True
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_model_loads(tmp_path, tiny_checkpoint, capsys,
+                                                                       monkeypatch):
+    """(Simulated with os.access: the tests may run as root, who can write anywhere.)"""
+    import os
+
+    bag = make_drive(tmp_path, "sqlite3")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(locked / "out"), "--device", "cpu", "--no-progress") == 1
+    err = capsys.readouterr().err
+    assert err == f"error: --out {locked / 'out'}: folder {locked} is not writable\n"

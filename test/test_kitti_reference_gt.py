@@ -104,6 +104,10 @@ def test_split_reader_accepts_both_formats_and_names_the_bad_line(tmp_path: Path
         read_split_file(bad)
     assert str(info.value).startswith(f"{bad}:2: expected '<date>/<drive> <frame> <l|r>' or")
     assert "\n" not in str(info.value)
+    binary = tmp_path / "weights.pt"
+    binary.write_bytes(b"PK\x03\x04\x80\xff")
+    with pytest.raises(DatasetError, match=f"^split file {binary} is not a text file$"):
+        read_split_file(binary)
 
 
 def test_a_jpg_split_line_reads_the_png_of_the_raw_download(tmp_path: Path) -> None:
@@ -151,6 +155,22 @@ def test_export_gt_writes_one_float32_map_per_frame_without_pickle(tmp_path: Pat
     assert code == 1 and err == f"error: {out} exists; pass --overwrite to replace it\n"
 
 
+@pytest.mark.parametrize("where,message", [
+    ("folder.npz", "error: --out {out} is a folder; give a file name such as gt_depths.npz\n"),
+    ("file.txt/gt.npz", "error: --out {out}: folder {parent}: cannot be created"),
+])
+def test_export_gt_refuses_an_unusable_output_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           where: str, message: str) -> None:
+    """A folder as --out, or a parent folder that cannot be made: one line, not a traceback after the projection."""
+    split = write_kitti(tmp_path / "kitti", frames=1)
+    (tmp_path / "folder.npz").mkdir()
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    out = tmp_path / where
+    code, _, err = run(capsys, "export-gt", "--root", str(tmp_path / "kitti"), "--split-file", str(split),
+                       "--out", str(out), "--overwrite", "--no-progress")
+    assert code == 1 and err.startswith(message.format(out=out, parent=out.parent)) and err.count("\n") == 1
+
+
 def test_gt_file_is_checked_and_replaces_the_projection(tmp_path: Path) -> None:
     split = write_kitti(tmp_path / "kitti", frames=2)
     good = tmp_path / "good.npz"
@@ -180,3 +200,15 @@ def test_gt_file_is_checked_and_replaces_the_projection(tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DatasetError, match="is not an npz archive"):
         DepthArchive(tmp_path / "junk.npz", 2)
+
+
+def test_a_corrupt_frame_of_the_gt_file_is_one_line(tmp_path: Path) -> None:
+    """Damaged compressed data inside a frame (a bad copy, a full disk): DatasetError naming the frame, not zlib's."""
+    path = tmp_path / "gt.npz"
+    write_depth_archive(path, [np.random.default_rng(0).random((120, 200), dtype=np.float32) * 80])
+    damaged = bytearray(path.read_bytes())
+    for offset in range(300, 2000, 50):
+        damaged[offset] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(DatasetError, match=f"^gt file {path}.* 00000(.npy)? (cannot be read|is not a numpy array) "):
+        DepthArchive(path, 1)[0]

@@ -305,3 +305,15 @@ def test_incompatible_imagenet_weights_are_refused(tmp_path: Path) -> None:
     garbage.write_bytes(b"junk" * 10)
     with pytest.raises(CheckpointError, match=f"^ImageNet weights {garbage}: cannot be read"):
         load_imagenet_weights(ResNetEncoder("resnet18"), garbage)
+
+
+def test_init_checkpoint_refuses_an_unusable_out_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from semantic_depth_ros import cli
+
+    (tmp_path / "a_file").write_text("not a folder")
+    inside_file = tmp_path / "a_file" / "model.pt"
+    for out, message in ((tmp_path, f"--out {tmp_path} is a folder; give a file name such as model.pt"),
+                         (inside_file, f"--out {inside_file}: folder {inside_file.parent}: cannot be created")):
+        assert cli.main(["init-checkpoint", "--preset", "resnet18_fast", "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {message}") and err.count("\n") == 1

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..data.fileio import write_json
+from ..data.fileio import ensure_writable_folder, write_json
 from ..errors import ConfigError
 from ..inference.benchmark import benchmark_model, random_checkpoint
 from ..inference.estimator import resolve_device, resolve_precision
@@ -252,6 +252,10 @@ def main(args: argparse.Namespace) -> int:
                           "warmup >= 0, duration > 0")
     if args.cameras < 0 or not args.rate > 0:
         raise ConfigError(f"--cameras {args.cameras}, --rate {args.rate}: need cameras >= 0 and a positive rate")
+    if args.json:  # before minutes of measurements, not after them
+        if Path(args.json).is_dir():
+            raise ConfigError(f"--json {args.json} is a folder; give a file name such as bench.json")
+        ensure_writable_folder(Path(args.json).parent, f"--json {args.json}: folder {Path(args.json).parent}")
     precisions = _precisions(args)
     device = resolve_device(args.device)
     report: dict[str, Any] = {"device": str(device), "backend": args.backend}

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..data.fileio import ensure_writable_folder
 from ..data.kitti import PROJECTIONS
 from ..errors import ConfigError
 from ..evaluation.evaluate import (
@@ -114,6 +115,8 @@ def _semantic_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     progress = not args.no_progress
+    if args.out is not None:  # before the evaluation, not after it
+        ensure_writable_folder(Path(args.out), f"--out {args.out}")
     if args.dataset != "none":
         check_caps(args.caps, args.min_depth)
     datasets: dict[str, tuple[Any, str]] = {}

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.depth_archive import write_depth_archive
+from ..data.fileio import ensure_writable_folder
 from ..data.kitti import PROJECTIONS, KittiDepthDataset
 from ..errors import ConfigError
 
@@ -41,8 +42,11 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ConfigError(f"--out must name a .npz file, got {out}")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name such as gt_depths.npz")
     if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it")
+    ensure_writable_folder(out.parent, f"--out {out}: folder {out.parent}")  # before projecting every scan
     root = Path(args.root)
     dataset = KittiDepthDataset(root, args.split_file, gt="velodyne", projection=args.projection)
     count = write_depth_archive(out, split_ground_truth(dataset, progress=not args.no_progress))

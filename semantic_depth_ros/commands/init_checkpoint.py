@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
+from ..data.fileio import ensure_writable_folder
+from ..errors import ConfigError
 from ..model.checkpoint import save_checkpoint
 from ..model.config import available_presets, load_preset
 from ..model.network import SemanticDepthNet
@@ -23,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name such as model.pt")
+    ensure_writable_folder(out.parent, f"--out {out}: folder {out.parent}")
     config = load_preset(args.preset)
     if args.imagenet_weights:
         config = config.replace(imagenet_weights=args.imagenet_weights)

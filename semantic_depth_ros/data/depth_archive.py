@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def _member_header(archive: zipfile.ZipFile, name: str, path: Path) -> tuple[tup
             version = np.lib.format.read_magic(member)
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _, dtype = reader(member)
-    except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (ValueError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
         raise DatasetError(f"gt file {path}: member {name} is not a numpy array ({exc})") from None
     return tuple(shape), dtype
 
@@ -110,5 +111,5 @@ class DepthArchive:
             self._npz, self._pid = np.load(self.path, allow_pickle=False), os.getpid()
         try:
             return np.asarray(self._npz[archive_key(index)], dtype=np.float32)
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        except (ValueError, OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise DatasetError(f"gt file {self.path} frame {archive_key(index)} cannot be read ({exc})") from None

@@ -160,7 +160,11 @@ class ExtractedDepthDataset(Dataset):
         if not manifest.is_file():
             raise DatasetError(f"missing manifest: {manifest}")
         self.frames: list[tuple[Path, Path]] = []
-        for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            text = manifest.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DatasetError(f"manifest {manifest} is not a text file") from None
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:

@@ -69,8 +69,12 @@ def parse_split_line(tokens: list[str], where: str) -> KittiFrame:
 def read_split_file(value: str | os.PathLike[str]) -> list[KittiFrame]:
     """The frames of a split file (a path, or an installed split's name), in file order."""
     path = resolve_split_file(value)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DatasetError(f"split file {path} is not a text file") from None
     frames: list[KittiFrame] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         tokens = line.split()
         if tokens:
             frames.append(parse_split_line(tokens, f"{path}:{number}"))

@@ -101,6 +101,7 @@ class _ImageRecord:
     frame_id: str
     camera: _Camera | None = None
     scan: int = -1
+    corrupt: bool = False  # its message could not be deserialized
 
 
 @dataclass
@@ -112,19 +113,35 @@ class BagIndex:
     scan_frames: list[str] = field(default_factory=list)
     cameras: list[_Camera] = field(default_factory=list)
     camera_times: list[int] = field(default_factory=list)
+    corrupt_scans: set[int] = field(default_factory=set)  # scan ordinals whose message could not be deserialized
     tree: TransformTree = field(default_factory=TransformTree)
 
 
 def index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], lidar_conns: list[Any],
-               tf_conns: list[Any], max_dt: float) -> BagIndex:
-    """First pass: image and scan stamps and frames, camera models, static transforms; then the pairing."""
+              tf_conns: list[Any], max_dt: float, *, skip_bad_cameras: bool = False) -> BagIndex:
+    """First pass: image and scan stamps and frames, camera models, static transforms; then the pairing.
+
+    A camera_info with an unusable camera model stops (ExtractionError) unless ``skip_bad_cameras`` (then it is
+    left out with a warning: infer-bag skips the images it describes)."""
     index = BagIndex()
     kinds = {c.topic: "image" for c in image_conns}
     kinds.update({c.topic: "info" for c in info_conns})
     kinds.update({c.topic: "lidar" for c in lidar_conns})
     kinds.update({c.topic: "tf" for c in tf_conns})
-    for item in bag.messages([*image_conns, *info_conns, *lidar_conns, *tf_conns]):
-        kind, msg, bag_time = kinds[item.topic], item.msg, item.bag_time_ns
+    for connection, bag_time, raw in bag.raw_messages([*image_conns, *info_conns, *lidar_conns, *tf_conns]):
+        kind, bag_time = kinds[connection.topic], int(bag_time)
+        try:
+            msg = bag.deserialize(raw, connection.msgtype)
+        except Exception as exc:  # noqa: BLE001 - a corrupt message is skipped, not the drive
+            LOGGER.warning("skipping %s at bag time %d: cannot deserialize %s: %s", connection.topic, bag_time,
+                           connection.msgtype, type(exc).__name__)
+            if kind == "image":  # kept (never extracted) so that image ordinals stay those of the bag
+                index.images.append(_ImageRecord(bag_time, bag_time, "", corrupt=True))
+            elif kind == "lidar":  # kept (never paired) so that scan ordinals stay those of the bag
+                index.scan_stamps.append(bag_time)
+                index.scan_frames.append("")
+                index.corrupt_scans.add(len(index.scan_stamps) - 1)
+            continue
         if kind == "image":
             frame = normalize_frame(msg.header.frame_id)
             index.images.append(_ImageRecord(header_stamp_ns(msg, bag_time), bag_time, frame))
@@ -135,15 +152,22 @@ def index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], lid
             try:
                 model = check_camera_model(camera_from_info(msg))
             except InvalidInputError as err:
-                raise ExtractionError(f"{item.topic}: {err}") from None
+                if not skip_bad_cameras:
+                    raise ExtractionError(f"{connection.topic}: {err}") from None
+                LOGGER.warning("skipping %s at bag time %d: %s", connection.topic, bag_time, err)
+                continue
             index.cameras.append(_Camera(model, normalize_frame(msg.header.frame_id)))
             index.camera_times.append(bag_time)
         else:
             for parent, child, transform in tf_message_transforms(msg):
                 index.tree.add(parent, child, transform)
-    scans = nearest_within([r.stamp for r in index.images], index.scan_stamps, max_dt)
+    usable = np.array([j for j in range(len(index.scan_stamps)) if j not in index.corrupt_scans], dtype=np.int64)
+    paired = nearest_within([r.stamp for r in index.images], [index.scan_stamps[j] for j in usable], max_dt)
+    scans = np.where(paired >= 0, usable[np.maximum(paired, 0)] if usable.size else -1, -1)
     cameras = latest_at_or_before([r.bag_time for r in index.images], index.camera_times)
     for record, scan, camera in zip(index.images, scans, cameras):
+        if record.corrupt:
+            continue
         record.scan = int(scan)
         if index.cameras:
             record.camera = index.cameras[camera] if camera >= 0 else index.cameras[0]
@@ -180,6 +204,12 @@ def _undistorter(model: CameraModel) -> _Undistorter:
     intr = model.intrinsics
     map_x, map_y = undistortion_map(intr, model.distortion_model, model.d)
     return _Undistorter(map_x, map_y, valid_mask(map_x, map_y, intr.height, intr.width))
+
+
+def undistorted_no_data(model: CameraModel) -> np.ndarray | None:
+    """HxW bool mask of the pixels of ``model``'s undistorted image whose ray falls outside the distorted image
+    (no image data, so no depth either); None for a camera without distortion."""
+    return ~_undistorter(model).valid if model.has_distortion else None
 
 
 def frames_of(index: BagIndex, record: _ImageRecord, camera: _Camera, lidar_frame: str | None) -> tuple[str, str]:
@@ -260,6 +290,9 @@ def _select_frames(index: BagIndex, folder: ExtractedFolderWriter, summary: Extr
     todo: dict[int, _Camera] = {}
     seen: set[int] = set()
     for i, record in enumerate(index.images):
+        if record.corrupt:
+            summary.invalid_image += 1
+            continue
         if record.stamp in seen:
             summary.duplicate_stamp += 1
             continue
@@ -357,9 +390,8 @@ def _write_frame(folder: ExtractedFolderWriter, summary: ExtractionSummary, inde
         return
     depth = project_points_to_depth(transform_points(lidar_to_camera, points), intr.matrix(), intr.width, intr.height)
     if undistort and camera.model.has_distortion:
-        undistorter = _undistorter(camera.model)
-        rgb = undistorter.image(rgb)
-        depth[~undistorter.valid] = 0.0
+        rgb = _undistorter(camera.model).image(rgb)
+        depth[undistorted_no_data(camera.model)] = 0.0
     scan_stamp = index.scan_stamps[record.scan]
     entry = {
         "stamp_ns": record.stamp,

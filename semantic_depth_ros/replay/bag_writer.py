@@ -93,11 +93,13 @@ def partial_path(out: Path) -> Path:
 
 
 def check_destination(out: Path, overwrite: bool) -> None:
-    """ConfigError when ``out`` exists (and ``overwrite`` is off) or its parent folder is missing."""
+    """ConfigError when ``out`` exists (and ``overwrite`` is off) or its parent folder is missing or not writable."""
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise ConfigError(f"--out {out} already exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: folder {out.parent} is not writable")
 
 
 class OutputBag:

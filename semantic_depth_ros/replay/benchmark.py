@@ -71,8 +71,7 @@ def benchmark(bag_path: str | Path, out: str | Path, estimator: DepthEstimator, 
     for round_ in range(ROUNDS):
         started = time.perf_counter()
         for frame in frames:
-            estimator.estimate(frame.rgb, intrinsics=frame.camera.intrinsics if frame.camera else None,
-                               outputs=outputs)
+            estimator.estimate(frame.rgb, intrinsics=frame.camera, outputs=outputs)  # the lens too, as replayed
         _synchronise(estimator)
         bare_fps = max(bare_fps, len(frames) / (time.perf_counter() - started))
         last = round_ == ROUNDS - 1

@@ -93,10 +93,16 @@ class Selection:
         if self.start_s is not None and self.end_s is not None and self.end_s < self.start_s:
             raise ConfigError(f"--end {self.end_s} is before --start {self.start_s}")
 
-    def contains(self, seconds: float) -> bool:
-        """Whether a bag time ``seconds`` after the bag start is inside [start_s, end_s]."""
-        return not ((self.start_s is not None and seconds < self.start_s)
-                    or (self.end_s is not None and seconds > self.end_s))
+    def contains(self, offset_ns: int) -> bool:
+        """Whether a bag time ``offset_ns`` nanoseconds after the bag start is inside [start_s, end_s] (compared in
+        whole nanoseconds: an image at exactly ``--end 0.3`` is inside, though 300_000_000 * 1e-9 > 0.3)."""
+        return not ((self.start_s is not None and offset_ns < _whole_ns(self.start_s))
+                    or (self.end_s is not None and offset_ns > _whole_ns(self.end_s)))
+
+
+def _whole_ns(seconds: float) -> int:
+    """Seconds -> the nearest whole nanosecond (beyond 1e12 s, a bound no bag reaches, clamped: no overflow)."""
+    return round(min(seconds, 1e12) * 1e9)
 
 
 class FrameSource:
@@ -113,7 +119,12 @@ class FrameSource:
         self.info_conns = bag.connections(camera_info_topic, {CAMERA_INFO_TYPE}, required=needs_camera)
         self._infos: list[tuple[int, Any]] = []
         if self.info_conns:  # (an empty connection list would make rosbags read every topic)
-            self._infos = [(item.bag_time_ns, item.msg) for item in bag.messages(self.info_conns)]
+            for connection, bag_time, raw in bag.raw_messages(self.info_conns):
+                try:
+                    self._infos.append((int(bag_time), bag.deserialize(raw, connection.msgtype)))
+                except Exception as exc:  # noqa: BLE001 - a corrupt camera_info is skipped, not the drive
+                    LOGGER.warning(Skipped(connection.topic, int(bag_time), f"cannot deserialize "
+                                           f"{connection.msgtype}: {type(exc).__name__}").line(bag.start_time_ns))
         if needs_camera and not self._infos:
             raise ExtractionError(f"camera_info topic {camera_info_topic!r} has no messages; depth, points and "
                                   "scoring need the camera's intrinsics")
@@ -176,7 +187,7 @@ class FrameSource:
                 truth.feed(self.bag, connection, raw)
             elif key in image_ids:
                 current, ordinal = ordinal, ordinal + 1
-                inside = self.selection.contains((bag_time - self.start_ns) * 1e-9)
+                inside = self.selection.contains(bag_time - self.start_ns)
                 chosen = inside and in_window % self.selection.every == 0
                 in_window += int(inside)
                 if not chosen:

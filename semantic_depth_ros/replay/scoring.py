@@ -24,7 +24,7 @@ import numpy as np
 from ..data.bag_reader import POINTCLOUD2_TYPE, TF_MESSAGE_TYPE, TF_STATIC_TOPIC, BagReader, cloud_msg_to_xyz
 from ..data.fileio import write_atomic, write_json
 from ..data.projection import project_points_to_depth, transform_points
-from ..data.rosbag_extract import frames_of, index_bag, resolve_transforms
+from ..data.rosbag_extract import frames_of, index_bag, resolve_transforms, undistorted_no_data
 from ..errors import InvalidInputError
 from ..evaluation.metrics import DEPTH_METRIC_KEYS, NoValidPixelsError, compute_depth_metrics
 from ..evaluation.report import format_depth_table
@@ -47,7 +47,8 @@ class LidarTruth:
         self.connections = bag.connections(lidar_topic, {POINTCLOUD2_TYPE})
         tf_conns = [] if extrinsic is not None else bag.connections(TF_STATIC_TOPIC, {TF_MESSAGE_TYPE},
                                                                     required=False)
-        self.index = index_bag(bag, image_conns, info_conns, self.connections, tf_conns, max_dt)
+        self.index = index_bag(bag, image_conns, info_conns, self.connections, tf_conns, max_dt,
+                               skip_bad_cameras=True)  # its images are skipped by the frame source
         self._todo = {i: record.camera for i, record in enumerate(self.index.images)
                       if record.camera is not None and record.scan >= 0}
         self._transforms = resolve_transforms(self.index, self._todo, lidar_frame, extrinsic)
@@ -85,7 +86,10 @@ class LidarTruth:
             self._scans.pop(scan, None)
 
     def take(self, ordinal: int, camera: CameraModel | None) -> np.ndarray | None:
-        """HxW float32 LiDAR depth (metres, 0 = no point) of image ``ordinal`` in ``camera``; None if unpaired."""
+        """HxW float32 LiDAR depth (metres, 0 = no point) of image ``ordinal`` in ``camera``; None if unpaired.
+
+        With lens distortion the depth is in the undistorted image (the estimator's output) and pixels without
+        image data have no depth, as in ``semantic-depth extract``."""
         if camera is None or ordinal not in self._todo:
             self.release(ordinal)
             return None
@@ -96,7 +100,11 @@ class LidarTruth:
         if points is None:
             return None
         intr = camera.intrinsics
-        return project_points_to_depth(transform_points(transform, points), intr.matrix(), intr.width, intr.height)
+        depth = project_points_to_depth(transform_points(transform, points), intr.matrix(), intr.width, intr.height)
+        no_data = undistorted_no_data(camera)
+        if no_data is not None:
+            depth[no_data] = 0.0
+        return depth
 
 
 class DriveScore:
