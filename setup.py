@@ -32,12 +32,13 @@ setup(
         "tqdm",
         "rosbags",
         "tensorboard",
-        # ONNX export and the onnxruntime backend; on a GPU vehicle install onnxruntime-gpu instead of onnxruntime
-        # (it provides the same module with the CUDA and TensorRT execution providers).
-        "onnx",
-        "onnxruntime",
+        "onnx",  # ONNX export
     ],
-    extras_require={"test": ["pytest", "colcon-common-extensions"]},
+    # The onnxruntime backend (.onnx models) needs ONE of onnxruntime (CPU) and onnxruntime-gpu (CUDA, TensorRT):
+    # both provide the same module and must not be installed together, so the vehicle chooses; the CPU one is the
+    # extra `onnxruntime` and comes with the tests.
+    extras_require={"onnxruntime": ["onnxruntime"],
+                    "test": ["pytest", "colcon-common-extensions", "onnxruntime"]},
     zip_safe=True,
     entry_points={
         "console_scripts": [

@@ -22,6 +22,6 @@ if ! "$VENV/bin/python" -c "import rclpy, sensor_msgs.msg, diagnostic_msgs.msg" 
   echo "no rclpy found: installing ROS 2 Jazzy rclpy wheels"
   pip install -q "ros-rclpy[fastrtps]==7.1.6" "ros-sensor-msgs==5.3.6" "ros-diagnostic-msgs==5.3.6"
 fi
-# onnx + onnxruntime (CPU) come with the package (install_requires); GPU vehicles add onnxruntime-gpu.
+# onnx comes with the package; the CPU onnxruntime with the test extra (a GPU vehicle installs onnxruntime-gpu).
 pip install -q -e ".[test]"
 "$VENV/bin/python" -c "import semantic_depth_ros, torch, rclpy, cv2, rosbags, onnx, onnxruntime; print('environment ready: torch', torch.__version__, 'onnxruntime', onnxruntime.__version__)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import onnx
@@ -160,3 +162,20 @@ def test_precision_and_backend_an_onnx_model_cannot_honour_are_refused(tiny_onnx
             OnnxRunner(tiny_onnx, device="cpu", precision=precision)
     with pytest.raises(ConfigError, match="num_threads = 0 must be a positive integer"):
         OnnxRunner(tiny_onnx, num_threads=0)
+
+
+def test_pt_models_need_no_onnxruntime_and_onnx_models_say_how_to_install_it(tmp_path, tiny_checkpoint):
+    """A vehicle installs onnxruntime-gpu or onnxruntime itself (never both): without either, .pt models run and
+    an .onnx model is refused with one line saying what to install."""
+    script = (
+        "import sys; sys.modules['onnxruntime'] = None\n"  # makes `import onnxruntime` raise ImportError
+        "from semantic_depth_ros.inference.estimator import DepthEstimator\n"
+        "from semantic_depth_ros.errors import ConfigError\n"
+        f"DepthEstimator({str(tiny_checkpoint)!r}, device='cpu', precision='fp32')\n"
+        "try:\n"
+        f"    DepthEstimator({str(tmp_path / 'm.onnx')!r}, device='cpu')\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == ("onnxruntime is not installed: `pip install onnxruntime-gpu` (CUDA and TensorRT "
+                                  "providers) or `pip install onnxruntime` (CPU) to run .onnx models")

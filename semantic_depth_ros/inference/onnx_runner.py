@@ -26,9 +26,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from ..data.fileio import ensure_writable_folder
@@ -98,7 +99,7 @@ def load_onnx_model(path: str | Path) -> tuple[ModelConfig, bool, frozenset[str]
     return meta.config, meta.trained, meta.heads, meta
 
 
-def read_metadata(path: Path, session: ort.InferenceSession) -> OnnxMetadata:
+def read_metadata(path: Path, session: Any) -> OnnxMetadata:
     """Our metadata from an open session, checked against the graph's input and outputs."""
     props = session.get_modelmeta().custom_metadata_map
     where = f"model file {path}"
@@ -230,7 +231,7 @@ class OnnxRunner:
             raise ConfigError(f"num_threads = {num_threads!r} must be a positive integer")
         if precision not in ONNX_PRECISIONS:
             resolve_onnx_precision(precision, CPU, "fp32", self.path)  # raises with the reason
-        available = list(ort.get_available_providers() if available_providers is None else available_providers)
+        available = list(_onnxruntime().get_available_providers() if available_providers is None else available_providers)
         wants_fp16 = precision in ("auto", "fp16")
         specs = select_providers(device, available, fp16=wants_fp16, trt_cache_dir=trt_cache_dir)
         if trt_cache_dir is not None and specs[0][0] == TENSORRT:
@@ -286,12 +287,13 @@ def load_onnx_runner(path: str | Path, *, device: str = "auto", precision: str =
 
 
 def _open_session(path: Path, providers: list[ProviderSpec], *, optimize: bool,
-                  num_threads: int | None) -> ort.InferenceSession:
+                  num_threads: int | None) -> Any:
     """An inference session of ``path``; CheckpointError naming the file for a missing or unreadable model."""
     if not path.exists():
         raise CheckpointError(f"model file {path}: file not found")
     if not path.is_file():
         raise CheckpointError(f"model file {path}: not a regular file")
+    ort = _onnxruntime()
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: ORT's own warnings go to stderr, not through logging
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
@@ -303,6 +305,17 @@ def _open_session(path: Path, providers: list[ProviderSpec], *, optimize: bool,
                                     provider_options=[o for _, o in providers])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types (InvalidProtobuf, Fail, ...)
         raise CheckpointError(f"model file {path}: cannot be loaded by onnxruntime ({_first_line(exc)})") from None
+
+
+def _onnxruntime() -> ModuleType:
+    """The onnxruntime module, imported on first use: a vehicle installs onnxruntime-gpu (CUDA, TensorRT) or
+    onnxruntime (CPU), which provide the same module; .pt models need neither. ConfigError when neither is there."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError("onnxruntime is not installed: `pip install onnxruntime-gpu` (CUDA and TensorRT "
+                          "providers) or `pip install onnxruntime` (CPU) to run .onnx models") from None
+    return onnxruntime
 
 
 def _first_line(exc: BaseException) -> str:
