@@ -28,11 +28,9 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -50,12 +48,13 @@ from semantic_depth_ros.data.bag_reader import (
 )
 from semantic_depth_ros.data.extracted import ExtractedFolderWriter
 from semantic_depth_ros.data.fileio import depth_to_uint16, encode_png
+from semantic_depth_ros.data.host_undistort import undistort_image, undistorted_no_data
 from semantic_depth_ros.data.projection import project_points_to_depth, transform_points
 from semantic_depth_ros.data.tf_chain import TransformTree, normalize_frame
 from semantic_depth_ros.data.time_pairing import latest_at_or_before, nearest_within
 from semantic_depth_ros.errors import ExtractionError, InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import CameraModel, camera_from_info
-from semantic_depth_ros.geometry.undistort import check_camera_model, undistortion_map, valid_mask
+from semantic_depth_ros.geometry.undistort import check_camera_model
 
 LOGGER = logging.getLogger(__name__)
 
@@ -181,35 +180,6 @@ def _check_camera_size(rgb: np.ndarray, camera: CameraModel, topic: str, stamp: 
             f"image on {topic} at stamp {stamp} is {rgb.shape[1]}x{rgb.shape[0]} "
             f"but its CameraInfo says {intr.width}x{intr.height}"
         )
-
-
-@dataclass(frozen=True)
-class _Undistorter:
-    """One camera model's undistortion: HxW float32 ``cv2.remap`` maps and the HxW bool mask of pixels with data."""
-
-    map_x: np.ndarray
-    map_y: np.ndarray
-    valid: np.ndarray
-
-    def image(self, rgb: np.ndarray) -> np.ndarray:
-        """HxWx3 uint8 distorted image -> the undistorted pinhole image (same K and size), black without data."""
-        undistorted = cv2.remap(rgb, self.map_x, self.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        undistorted[~self.valid] = 0
-        return undistorted
-
-
-@lru_cache(maxsize=4)  # a few camera models per bag; bounded if camera_info keeps changing
-def _undistorter(model: CameraModel) -> _Undistorter:
-    """The undistortion of a camera model with a non-zero D."""
-    intr = model.intrinsics
-    map_x, map_y = undistortion_map(intr, model.distortion_model, model.d)
-    return _Undistorter(map_x, map_y, valid_mask(map_x, map_y, intr.height, intr.width))
-
-
-def undistorted_no_data(model: CameraModel) -> np.ndarray | None:
-    """HxW bool mask of the pixels of ``model``'s undistorted image whose ray falls outside the distorted image
-    (no image data, so no depth either); None for a camera without distortion."""
-    return ~_undistorter(model).valid if model.has_distortion else None
 
 
 def frames_of(index: BagIndex, record: _ImageRecord, camera: _Camera, lidar_frame: str | None) -> tuple[str, str]:
@@ -390,7 +360,7 @@ def _write_frame(folder: ExtractedFolderWriter, summary: ExtractionSummary, inde
         return
     depth = project_points_to_depth(transform_points(lidar_to_camera, points), intr.matrix(), intr.width, intr.height)
     if undistort and camera.model.has_distortion:
-        rgb = _undistorter(camera.model).image(rgb)
+        rgb = undistort_image(camera.model, rgb)
         depth[undistorted_no_data(camera.model)] = 0.0
     scan_stamp = index.scan_stamps[record.scan]
     entry = {

@@ -24,7 +24,8 @@ import numpy as np
 from ..data.bag_reader import POINTCLOUD2_TYPE, TF_MESSAGE_TYPE, TF_STATIC_TOPIC, BagReader, cloud_msg_to_xyz
 from ..data.fileio import write_atomic, write_json
 from ..data.projection import project_points_to_depth, transform_points
-from ..data.rosbag_extract import frames_of, index_bag, resolve_transforms, undistorted_no_data
+from ..data.host_undistort import undistorted_no_data
+from ..data.rosbag_extract import frames_of, index_bag, resolve_transforms
 from ..errors import InvalidInputError
 from ..evaluation.metrics import DEPTH_METRIC_KEYS, NoValidPixelsError, compute_depth_metrics
 from ..evaluation.report import format_depth_table
