@@ -151,6 +151,34 @@ def test_cli_exports_and_prints_parity(tiny_checkpoint: Path, tmp_path: Path, ca
     assert [p.name for p in out.parent.iterdir()] == ["tiny.onnx"]  # no temp file left
 
 
+def test_cli_keeps_no_file_that_failed_parity(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model beyond the tolerance is never left under --out (nor as a temp file): exit 1, the figures printed."""
+    from semantic_depth_ros.commands import export as export_command
+
+    checked = []
+
+    class Failed:
+        passed = False
+
+        @staticmethod
+        def lines() -> list[str]:
+            return ["parity: FAIL (simulated)"]
+
+    def failing_parity(checkpoint, path, *, frames):
+        checked.append(Path(path))
+        assert load_onnx_model(path)[0].name == "tiny_test"  # the exported file itself is what gets checked
+        return Failed()
+
+    monkeypatch.setattr(export_command, "parity_check", failing_parity)
+    out = tmp_path / "tiny.onnx"
+    assert cli_main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "parity: FAIL (simulated)" in text and f"not written: {out} (the parity check failed)" in text
+    assert checked and checked[0] != out
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_errors_are_one_line(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(tiny_checkpoint.read_bytes()[:1000])

@@ -7,6 +7,7 @@ heads, and exits 1 after printing the differences when ONNX Runtime and PyTorch 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..data.fileio import ensure_writable_folder, write_atomic
@@ -50,16 +51,26 @@ def main(args: argparse.Namespace) -> int:
     heads = None if args.heads is None else args.heads
     proto = export_onnx(checkpoint, heads=heads, height=args.height, width=args.width, opset=args.opset,
                         fp16=args.fp16)
+    # The file gets its final name only after the parity check passes: a vehicle never finds an unchecked model.
+    unchecked = out.with_name(f".{out.stem}.unchecked-{os.getpid()}.onnx")
     try:
-        write_atomic(out, proto.SerializeToString())
+        write_atomic(unchecked, proto.SerializeToString())
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot be written ({exc.strerror or exc})") from None
-    size_mb = out.stat().st_size / 2**20
-    config = checkpoint.config
-    print(f"wrote {out} ({size_mb:.1f} MiB; model {config.name}, input "
-          f"{args.width or config.input_width}x{args.height or config.input_height}, opset {args.opset}, "
-          f"{'fp16' if args.fp16 else 'fp32'} weights{'' if checkpoint.trained else ', UNTRAINED weights'})")
-    report = parity_check(checkpoint, out, frames=args.parity_frames)
-    for line in report.lines():
-        print(line)
-    return 0 if report.passed else 1
+    try:
+        size_mb = unchecked.stat().st_size / 2**20
+        config = checkpoint.config
+        print(f"exported {out.name} ({size_mb:.1f} MiB; model {config.name}, input "
+              f"{args.width or config.input_width}x{args.height or config.input_height}, opset {args.opset}, "
+              f"{'fp16' if args.fp16 else 'fp32'} weights{'' if checkpoint.trained else ', UNTRAINED weights'})")
+        report = parity_check(checkpoint, unchecked, frames=args.parity_frames)
+        for line in report.lines():
+            print(line)
+        if not report.passed:
+            print(f"not written: {out} (the parity check failed)")
+            return 1
+        os.replace(unchecked, out)
+        print(f"wrote {out}")
+        return 0
+    finally:
+        unchecked.unlink(missing_ok=True)
