@@ -87,6 +87,31 @@ def test_an_exception_is_reported_and_the_next_batch_is_still_served() -> None:
     assert (worker.batches, worker.failed) == (1, 1)
 
 
+def test_an_exception_from_the_error_handler_does_not_kill_the_worker() -> None:
+    seen: list[Batch] = []
+    handled: list[str] = []
+
+    def process(batch: Batch) -> None:
+        if batch[0][1] < 0:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        seen.append(batch)
+
+    def failing_handler(exc: BaseException) -> None:
+        handled.append(str(exc))
+        raise ValueError("the logger is gone")
+
+    worker: BatchWorker[str, int] = BatchWorker(process, on_error=failing_handler)
+    worker.start()
+    worker.submit("cam", -1)
+    assert worker.wait_idle(timeout=5.0)
+    worker.submit("cam", 3)
+    assert worker.wait_idle(timeout=5.0)  # served: the thread survived its handler's exception
+    assert worker.running
+    assert worker.stop()
+    assert seen == [[("cam", 3)]] and len(handled) == 1
+    assert (worker.batches, worker.failed) == (1, 1)
+
+
 def test_stop_and_discard_drop_pending_items_counted_per_camera() -> None:
     seen: list[Batch] = []
     worker, started, release = _blocking_worker(seen)

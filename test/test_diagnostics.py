@@ -7,7 +7,7 @@ import math
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from semantic_depth_ros.ros.diagnostics import LogThrottle, NodeStats, diagnostic_array
+from semantic_depth_ros.ros.diagnostics import LogThrottle, NodeStats, diagnostic_array, status_level
 
 
 def test_rates_latencies_and_counters() -> None:
@@ -67,6 +67,29 @@ def test_status_warns_when_frames_arrive_but_nothing_is_published() -> None:
     array = diagnostic_array(stats.snapshot(1.5), stamp=Time(), name="n", hardware_id="cpu", device="cpu",
                              model_name="m", precision="fp32", trained=True)
     assert array.status[0].level == DiagnosticStatus.WARN
+
+
+def test_failed_frames_are_counted_and_make_the_status_an_error_naming_the_failure() -> None:
+    stats = NodeStats(window_s=5.0)
+    for t in (1.0, 1.1):
+        stats.record_input(t)
+        stats.record_failed(t + 0.01, "RuntimeError")
+    snap = stats.snapshot(1.5)
+    assert (snap.frames_failed, snap.failures_in_window, snap.last_failure) == (2, 2, "RuntimeError")
+    array = diagnostic_array(snap, stamp=Time(), name="n", hardware_id="cuda:0", device="cuda:0",
+                             model_name="m", precision="fp16", trained=True, cameras=[("front", snap)])
+    for status in array.status:  # the node's and the camera's
+        assert status.level == DiagnosticStatus.ERROR
+        assert "RuntimeError" in status.message
+        values = {kv.key: kv.value for kv in status.values}
+        assert (values["frames_failed"], values["last_failure"]) == ("2", "RuntimeError")
+    stats.record_input(2.0)  # recovered: published again, the failures are still in the window
+    stats.record_output(2.0, 2.05)
+    level, message = status_level(stats.snapshot(2.1))
+    assert level == DiagnosticStatus.OK and message.startswith("publishing")
+    later = stats.snapshot(20.0)  # the failures left the window; the counter stays
+    assert (later.frames_failed, later.failures_in_window) == (2, 0)
+    assert status_level(later)[0] == DiagnosticStatus.OK
 
 
 def test_diagnostic_array_adds_extra_values_and_one_status_per_camera() -> None:

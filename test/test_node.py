@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import rclpy
 import torch
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Log
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -514,6 +514,90 @@ def test_diagnostics_report_rates_latency_drops_device_and_model(graph: dict[str
     assert int(values["frames_published"]) >= 1 and float(values["latency_p50_ms"]) > 0.0
     assert float(values["input_rate_hz"]) > 0.0
     assert float(values["peak_rss_mb"]) > 100.0  # this test process holds torch and rclpy
+
+
+def test_a_batch_in_flight_across_deactivate_and_activate_publishes_nothing(graph: dict[str, Any],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch that outlives deactivate's wait must not publish its (stale) frame once the node is active again."""
+    client, node = graph["client"], graph["node"]
+    client.subscribe("depth")
+    wait_until(lambda: client.image_pub.get_subscription_count() > 0, what="the node's image subscription")
+    wait_until(lambda: set(node.subscribed_outputs()) == {"depth"}, what="the depth subscription")
+    started, release = threading.Event(), threading.Event()
+    real_estimate = node.estimator.estimate_batch
+
+    def held(*args: Any, **kwargs: Any) -> Any:  # the first batch waits until the test releases it
+        if not started.is_set():
+            started.set()
+            release.wait(TIMEOUT)
+        return real_estimate(*args, **kwargs)
+
+    monkeypatch.setattr(node.estimator, "estimate_batch", held)
+    published, dropped = node.stats.frames_published, node.worker.dropped_of("")
+    stale = stamp(graph)
+    client.image_pub.publish(image_msg(make_image(stale), stale))
+    assert started.wait(TIMEOUT), "the frame never reached the network"
+    node.core.deactivate(timeout=0.05)  # gives up waiting: the batch is still in flight
+    node.core.activate()
+    release.set()
+    assert node.worker.wait_idle(TIMEOUT)
+    assert node.stats.frames_published == published  # the frame received before deactivate was not published
+    assert node.worker.dropped_of("") == dropped + 1  # ... and counts as dropped for its camera
+    s = stamp(graph)
+    client.send(image_msg(make_image(s), s), ("depth",), node)  # the next frame is served
+    assert client.get("depth", stale) is None
+
+
+@pytest.fixture()
+def failing_node(ros: dict[str, Any]) -> tuple[DepthNode, Client]:
+    """A fresh node (no outputs in its rate window yet) in namespace /failing, and its client."""
+    params = [Parameter("model_path", value=str(ros["checkpoint"])), Parameter("device", value="cpu")]
+    node = DepthNode(context=ros["context"], namespace="failing", parameter_overrides=params)
+    ros.setdefault("extra_nodes", []).append(node)
+    with ros["spinner"].paused():
+        client = Client(Node("failing_test_client", context=ros["context"]), ros["spinner"], namespace="/failing")
+        ros["executor"].add_node(node)
+        ros["executor"].add_node(client.node)
+    return node, client
+
+
+def test_failing_frames_are_counted_and_make_diagnostics_an_error_until_the_network_recovers(
+        ros: dict[str, Any], failing_node: tuple[DepthNode, Client], monkeypatch: pytest.MonkeyPatch) -> None:
+    node, client = failing_node
+    arrays: list[DiagnosticArray] = []
+    monkeypatch.setattr(node.core._diagnostics_pub, "publish", arrays.append)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(node.estimator, "estimate_batch", broken)
+        client.subscribe("depth")
+        wait_until(lambda: client.image_pub.get_subscription_count() > 0, what="the node's image subscription")
+        wait_until(lambda: set(node.subscribed_outputs()) == {"depth"}, what="the depth subscription")
+        s = stamp(ros)
+        deadline = time.monotonic() + TIMEOUT
+        while node.stats.frames_failed == 0:  # the input is best effort: send again until a frame failed
+            assert time.monotonic() < deadline, "no frame failed"
+            client.image_pub.publish(image_msg(make_image(s), s))
+            time.sleep(0.1)
+        node.worker.wait_idle(TIMEOUT)
+        node.core.publish_diagnostics()
+        wait_until(lambda: client.log_containing("frame failed: RuntimeError: CUDA error"), what="the error log")
+    status = arrays[-1].status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.ERROR and "RuntimeError" in status.message
+    assert int(values["frames_failed"]) >= 1 and values["last_failure"] == "RuntimeError"
+    assert values["frames_published"] == "0"
+    assert node.channels[""].stats.frames_failed == node.stats.frames_failed  # per camera too
+
+    s = stamp(ros)
+    client.send(image_msg(make_image(s), s), ("depth",), node)  # the estimator recovered: the node serves again
+    node.core.publish_diagnostics()
+    status = arrays[-1].status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.OK and int(values["frames_published"]) >= 1
+    client.unsubscribe_all(node)
 
 
 # --------------------------------------------------------------------------------------- compressed input

@@ -21,7 +21,8 @@ T = TypeVar("T")
 class BatchWorker(Generic[K, T]):
     """One worker thread fed through one slot per camera key; ``process([(key, item), ...])`` runs per batch.
 
-    An exception from ``process`` goes to ``on_error`` (if given) and the worker carries on. Counters:
+    An exception from ``process`` goes to ``on_error`` (if given; an exception from ``on_error`` is ignored) and
+    the worker carries on. Counters:
     ``submitted`` and ``dropped`` per key (``dropped_of``), ``batches`` processed, ``failed`` batches.
     """
 
@@ -120,6 +121,15 @@ class BatchWorker(Generic[K, T]):
             self._busy = True
             return batch
 
+    def _report(self, exc: Exception) -> None:
+        """Hand ``exc`` to ``on_error``; an exception from the handler itself is ignored (the worker carries on)."""
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(exc)
+        except Exception:  # noqa: BLE001 - a failing handler (e.g. logging at shutdown) must not kill the worker
+            pass
+
     def _run(self) -> None:
         while True:
             batch = self._take()
@@ -130,8 +140,7 @@ class BatchWorker(Generic[K, T]):
                 self._process(batch)
             except Exception as exc:  # noqa: BLE001 - one bad batch must not kill the worker
                 failed = True
-                if self._on_error is not None:
-                    self._on_error(exc)
+                self._report(exc)
             finally:
                 with self._condition:
                     self.failed += int(failed)

@@ -169,6 +169,12 @@ class CameraChannel:
         if self._throttle.allow(f"reject:{self.name}:{text.split(' ', 1)[0]}", time.monotonic()):
             self.node.get_logger().error(f"rejected {self.node.resolve_topic_name(topic)} message: {text}")
 
+    def record_failure(self, exc: BaseException) -> None:
+        """Count a frame of this camera that failed in the network or publishing (not bad input; the caller logs)."""
+        now = time.monotonic()
+        for stats in self._all_stats:
+            stats.record_failed(now, type(exc).__name__)
+
     def publish(self, prepared: PreparedFrame, outputs: EstimatorOutputs, *, depth_range: tuple[float, float],
                 settings: NodeSettings) -> None:
         """Every wanted output of one frame from the message core (one host copy each), depth first, under the

@@ -1,4 +1,4 @@
-"""Node health: input/output rates, receipt-to-publish latency percentiles, drops -> ``diagnostic_msgs``.
+"""Node health: input/output rates, receipt-to-publish latency percentiles, drops, failures -> ``diagnostic_msgs``.
 
 ``NodeStats`` is plain Python (thread-safe, time passed in by the caller, so it is unit-testable); only
 ``diagnostic_array`` builds the ROS message (one status for the node, one per named camera). ``LogThrottle``
@@ -23,7 +23,9 @@ LATENCY_SAMPLES = 300
 @dataclass(frozen=True)
 class StatsSnapshot:
     """Health figures at one instant. Rates in Hz over the last ``window_s`` seconds; latencies in milliseconds
-    (NaN before the first output); counters since start."""
+    (NaN before the first output); counters since start. ``failures_in_window``: frames that failed (the network
+    raised) in the last ``window_s`` seconds; ``last_failure``: the exception type of the newest failure ("" if
+    none)."""
 
     input_rate_hz: float
     output_rate_hz: float
@@ -34,10 +36,14 @@ class StatsSnapshot:
     frames_dropped: int
     messages_rejected: int
     window_s: float
+    frames_failed: int = 0
+    failures_in_window: int = 0
+    last_failure: str = ""
 
 
 class NodeStats:
-    """Counts frames in, frames out, drops and rejects; keeps recent event times and latencies (bounded memory).
+    """Counts frames in, frames out, drops, rejects and failures; keeps recent event times and latencies (bounded
+    memory).
 
     Times are seconds on any monotonic clock, supplied by the caller.
     """
@@ -48,11 +54,14 @@ class NodeStats:
         self._inputs: deque[float] = deque()
         self._outputs: deque[float] = deque()
         self._latencies_s: deque[float] = deque(maxlen=latency_samples)
+        self._failures: deque[float] = deque()
+        self.last_failure = ""
         self._start: float | None = None
         self.frames_received = 0
         self.frames_published = 0
         self.messages_rejected = 0
         self.frames_dropped = 0
+        self.frames_failed = 0
 
     def _trim(self, events: deque[float], now: float) -> None:
         while events and events[0] <= now - self._window_s:
@@ -80,6 +89,14 @@ class NodeStats:
         with self._lock:
             self.messages_rejected += 1
 
+    def record_failed(self, now: float, error: str) -> None:
+        """A frame failed at ``now``: the network raised ``error`` (the exception's type name), not bad input."""
+        with self._lock:
+            self.frames_failed += 1
+            self.last_failure = error
+            self._failures.append(now)
+            self._trim(self._failures, now)
+
     def set_dropped(self, dropped: int) -> None:
         """Total frames dropped so far (the hand-off counts them)."""
         with self._lock:
@@ -90,6 +107,7 @@ class NodeStats:
         with self._lock:
             self._trim(self._inputs, now)
             self._trim(self._outputs, now)
+            self._trim(self._failures, now)
             span = self._window_s if self._start is None else min(self._window_s, max(now - self._start, 1e-9))
             if self._latencies_s:
                 p50, p95 = np.percentile(np.fromiter(self._latencies_s, dtype=np.float64), [50.0, 95.0]) * 1e3
@@ -105,6 +123,9 @@ class NodeStats:
                 frames_dropped=self.frames_dropped,
                 messages_rejected=self.messages_rejected,
                 window_s=span,
+                frames_failed=self.frames_failed,
+                failures_in_window=len(self._failures),
+                last_failure=self.last_failure,
             )
 
 
@@ -131,7 +152,11 @@ def _format(value: float) -> str:
 
 
 def status_level(snapshot: StatsSnapshot) -> tuple[bytes, str]:
-    """(DiagnosticStatus level, summary): WARN when frames arrive but nothing is published, OK otherwise."""
+    """(DiagnosticStatus level, summary): ERROR when frames failed in the window and nothing was published (the
+    message names the last failure's type), WARN when frames arrive but nothing is published, OK otherwise."""
+    if snapshot.failures_in_window > 0 and snapshot.output_rate_hz == 0.0:
+        return DiagnosticStatus.ERROR, (f"frames failing ({snapshot.last_failure}): publishing nothing, see the "
+                                        "node's log")
     if snapshot.input_rate_hz > 0.0 and snapshot.output_rate_hz == 0.0:
         return DiagnosticStatus.WARN, "receiving images but publishing nothing (no subscribers or bad input)"
     if snapshot.input_rate_hz == 0.0:
@@ -149,6 +174,8 @@ def _snapshot_values(snapshot: StatsSnapshot) -> dict[str, str]:
         "frames_published": str(snapshot.frames_published),
         "frames_dropped": str(snapshot.frames_dropped),
         "messages_rejected": str(snapshot.messages_rejected),
+        "frames_failed": str(snapshot.frames_failed),
+        "last_failure": snapshot.last_failure,
         "rate_window_s": _format(snapshot.window_s),
     }
 

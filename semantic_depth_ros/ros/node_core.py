@@ -8,13 +8,17 @@ Stages follow ROS 2 managed-node semantics; the plain node runs them all in its 
 - ``configure``: validate the parameters, load the checkpoint, warm up, create every camera's subscriptions and
   publishers (``ros.camera_channel``), the batch worker and ``/diagnostics``; raises ``SemanticDepthError`` (one
   line naming the file or parameter) and leaves nothing behind when that fails;
-- ``activate``: frames are served; ``deactivate``: incoming frames are dropped and counted, the model stays loaded;
+- ``activate``: frames are served; ``deactivate``: incoming frames are dropped and counted, the model stays loaded.
+  Each of ``activate``/``deactivate``/``cleanup`` starts a new activation generation: a batch publishes only while
+  the generation it started in is still the current one, so a batch that outlives ``deactivate``'s wait publishes
+  nothing after a quick re-activate (its frames count as dropped);
 - ``cleanup``: everything ``configure`` created is destroyed and the model released (GPU memory too).
 
 Several cameras share one network: each camera's newest frame waits in its own slot of one ``BatchWorker``; each
 time the worker is free it takes every waiting frame and runs them as ONE ``estimate_batch`` requesting the union
 of the outputs the cameras' subscribers want; each camera then publishes only its own wanted outputs (a frame's
-values do not depend on the other outputs computed alongside it). A bad message is rejected for its camera alone.
+values do not depend on the other outputs computed alongside it). A bad message is rejected for its camera alone;
+a frame whose network run fails otherwise (e.g. a CUDA error) is counted as failed for its camera and logged.
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ class DepthNodeCore:
         self.worker: BatchWorker[str, ChannelFrame] | None = None
         self.stats = NodeStats()  # every camera together
         self.active = False
+        self._generation = 0  # activation generation: bumped by activate/deactivate/cleanup
+        self._state_lock = threading.Lock()
         self._settings: NodeSettings | None = None
         self._throttle = LogThrottle(LOG_THROTTLE_S)
         self._estimator_update: NodeSettings | None = None  # applied by the worker before its next batch
@@ -180,20 +186,37 @@ class DepthNodeCore:
                 f"{estimator.runner.description}), "
                 f"input {inputs}, warm-up {warmup_ms:.0f} ms")
 
+    def _set_active(self, active: bool) -> None:
+        """Enter a new activation generation, serving frames or not."""
+        with self._state_lock:
+            self._generation += 1
+            self.active = active
+
+    def _serving_generation(self) -> int | None:
+        """The current activation generation while active, else None."""
+        with self._state_lock:
+            return self._generation if self.active else None
+
+    def _still_serving(self, generation: int) -> bool:
+        """Whether the node is active in ``generation`` (no deactivate/activate/cleanup since)."""
+        with self._state_lock:
+            return self.active and self._generation == generation
+
     def activate(self) -> None:
         """Serve frames from now on."""
-        self.active = True
+        self._set_active(True)
 
     def deactivate(self, timeout: float = 5.0) -> None:
-        """Stop serving: waiting frames are dropped (counted), the batch in flight publishes nothing more."""
-        self.active = False
+        """Stop serving: waiting frames are dropped (counted), the batch in flight publishes nothing more (even if
+        it outlives the ``timeout`` seconds waited for it and the node is activated again meanwhile)."""
+        self._set_active(False)
         if self.worker is not None:
             self.worker.discard_pending()
             self.worker.wait_idle(timeout)
 
     def cleanup(self) -> None:
         """Destroy what ``configure`` created and release the model and its GPU memory."""
-        self.active = False
+        self._set_active(False)
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
@@ -231,7 +254,8 @@ class DepthNodeCore:
     def _process_batch(self, batch: list[tuple[str, ChannelFrame]]) -> None:
         """Worker thread: every camera's newest frame -> ONE estimate_batch -> each camera's wanted outputs."""
         estimator, settings, worker = self.estimator, self._settings, self.worker
-        if estimator is None or settings is None or worker is None or not self.active:
+        generation = self._serving_generation()
+        if estimator is None or settings is None or worker is None or generation is None:
             for name, _ in batch:
                 if worker is not None:
                     worker.count_dropped(name)
@@ -242,20 +266,33 @@ class DepthNodeCore:
         if not prepared:
             return
         start = time.perf_counter()
-        results = self._estimate(estimator, settings, prepared)
-        if estimator.device.type == "cuda":
-            torch.cuda.synchronize(estimator.device)  # so that the time below is the work's, not its launch
+        try:
+            results = self._estimate(estimator, settings, prepared)
+            if estimator.device.type == "cuda":
+                torch.cuda.synchronize(estimator.device)  # so that the time below is the work's, not its launch
+        except Exception as exc:
+            for channel, _ in prepared:
+                channel.record_failure(exc)
+            raise  # the worker hands it to _on_worker_error (logged, throttled) and counts the failed batch
         self._batches.append((len(prepared), time.perf_counter() - start))
         depth_range = estimator.depth_range()
         for (channel, ready), outputs in zip(prepared, results):
-            if outputs is not None and self.active:
+            if outputs is None:
+                continue  # rejected or failed: counted already
+            if not self._still_serving(generation):
+                worker.count_dropped(channel.name)  # received before a deactivate: never published as current
+                continue
+            try:
                 channel.publish(ready, outputs, depth_range=depth_range, settings=settings)
+            except Exception as exc:  # noqa: BLE001 - one camera's failure must not cost the others their frame
+                channel.record_failure(exc)
+                self._on_worker_error(exc)
 
-    @staticmethod
-    def _estimate(estimator: DepthEstimator, settings: NodeSettings,
+    def _estimate(self, estimator: DepthEstimator, settings: NodeSettings,
                   prepared: list[tuple[CameraChannel, PreparedFrame]]) -> list[EstimatorOutputs | None]:
         """One batch for all frames (the union of their outputs). If the estimator refuses the batch, each frame
-        runs alone, so that a frame it refuses is rejected for its own camera only (None in its place)."""
+        runs alone, so that a frame it refuses is rejected for its own camera only and a frame it fails on (any
+        other exception) is counted as failed for its own camera only (None in their place)."""
         wanted = estimator_outputs_for(sorted({key for _, ready in prepared for key in ready.wanted}),
                                        settings.point_fields, settings.points_drop_labels)
         frames = [(ready.rgb, ready.intrinsics) for _, ready in prepared]
@@ -274,6 +311,10 @@ class DepthNodeCore:
                                                             settings.points_drop_labels))[0])
             except InvalidInputError as exc:
                 channel.reject(channel.image_topic, exc)
+                results.append(None)
+            except Exception as exc:  # noqa: BLE001 - e.g. a CUDA error: counted, logged, the next frame is tried
+                channel.record_failure(exc)
+                self._on_worker_error(exc)
                 results.append(None)
         return results
 
