@@ -200,7 +200,7 @@ def test_a_depth_bound_below_the_models_other_bound_is_refused() -> None:
     checks but leaves no range: the node refuses it instead of failing every frame."""
     from types import SimpleNamespace
 
-    from semantic_depth_ros.ros.node_core import check_model_settings
+    from semantic_depth_ros.ros.params import check_model_settings
 
     estimator = SimpleNamespace(config=SimpleNamespace(min_depth=1.0, max_depth=80.0), source="m.pt",
                                 available_outputs=frozenset({"image"}))

@@ -38,7 +38,6 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from ..errors import ConfigError, InvalidInputError
-from ..geometry.pointcloud import layout_needs
 from ..inference.benchmark import process_peak_rss_mb
 from ..inference.estimator import DepthEstimator, EstimatorOutputs
 from ..messages import estimator_outputs_for
@@ -49,6 +48,7 @@ from .params import (
     PARAMETER_NAMES,
     NodeSettings,
     apply_changes,
+    check_model_settings,
     declaration_list,
     settings_from_values,
     unset_defaults,
@@ -349,32 +349,6 @@ class DepthNodeCore:
             device=str(estimator.device), model_name=estimator.model_name, precision=estimator.precision,
             trained=estimator.trained, memory_mb=memory, extra=extra, cameras=cameras,
             runtime=estimator.runner.description))
-
-
-def check_model_settings(settings: NodeSettings, estimator: DepthEstimator) -> None:
-    """ConfigError (one line naming the parameter and the model file) when ``min_depth``/``max_depth`` leave an
-    empty range once 0.0 takes the model's own bound (every frame would fail), or a setting needs a head the model lacks
-    (an .onnx exported with fewer heads): ``mask_sky``, or ``points`` in the layout ``point_fields`` dropping
-    ``points_drop_labels`` (labels need the semantic head, ``xyzrgblc`` the confidence). Such a setting is refused
-    at ``configure`` and at run time instead of failing every frame."""
-    low, high = settings.depth_range  # None: the model's own bound, which the other parameter must respect too
-    low = estimator.config.min_depth if low is None else low
-    high = estimator.config.max_depth if high is None else high
-    if not low < high:
-        raise ConfigError(f"parameters min_depth = {settings.min_depth!r} and max_depth = {settings.max_depth!r} "
-                          f"leave no depth range with model file {estimator.source} ([{low:g}, {high:g}] m; 0.0 "
-                          f"takes the model's own {estimator.config.min_depth:g} or {estimator.config.max_depth:g} m)")
-    available = estimator.available_outputs
-    if "depth" not in available:
-        return  # no depth: neither sky masking nor points
-    if settings.mask_sky and "semantic" not in available:
-        raise ConfigError(f"mask_sky needs the semantic head, which model file {estimator.source} was exported "
-                          "without; unset mask_sky or re-export with `semantic-depth export --heads depth,semantic`")
-    try:
-        estimator.require_outputs(layout_needs(settings.point_fields, settings.points_drop_labels))
-    except ConfigError as exc:
-        raise ConfigError(f"parameter point_fields = {settings.point_fields!r} with points_drop_labels = "
-                          f"{list(settings.points_drop_labels)}: {exc}") from None
 
 
 class CoreAccess:

@@ -11,21 +11,23 @@ unset value or any list of integers is accepted, then validated here.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import math
-import array
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.parameter import Parameter
 
-from ..geometry.pointcloud import POINT_LAYOUTS
+from ..errors import ConfigError
+from ..geometry.pointcloud import POINT_LAYOUTS, layout_needs
 from ..labels import NUM_CLASSES
 
-from ..errors import ConfigError
+if TYPE_CHECKING:
+    from ..inference.estimator import DepthEstimator
 
 ParamValue = Union[bool, int, float, str, tuple[str, ...], tuple[int, ...]]
 
@@ -293,3 +295,29 @@ def unset_defaults(values: Mapping[str, Parameter]) -> list[Parameter]:
     return [Parameter(name, Parameter.Type.STRING_ARRAY, list(SPECS[name].default))
             for name, parameter in values.items()
             if SPECS[name].type_name == "str_list" and parameter.type_ == Parameter.Type.NOT_SET]
+
+
+def check_model_settings(settings: NodeSettings, estimator: DepthEstimator) -> None:
+    """ConfigError (one line naming the parameter and the model file) when ``min_depth``/``max_depth`` leave an
+    empty range once 0.0 takes the model's own bound (every frame would fail), or a setting needs a head the model lacks
+    (an .onnx exported with fewer heads): ``mask_sky``, or ``points`` in the layout ``point_fields`` dropping
+    ``points_drop_labels`` (labels need the semantic head, ``xyzrgblc`` the confidence). Such a setting is refused
+    at ``configure`` and at run time instead of failing every frame."""
+    low, high = settings.depth_range  # None: the model's own bound, which the other parameter must respect too
+    low = estimator.config.min_depth if low is None else low
+    high = estimator.config.max_depth if high is None else high
+    if not low < high:
+        raise ConfigError(f"parameters min_depth = {settings.min_depth!r} and max_depth = {settings.max_depth!r} "
+                          f"leave no depth range with model file {estimator.source} ([{low:g}, {high:g}] m; 0.0 "
+                          f"takes the model's own {estimator.config.min_depth:g} or {estimator.config.max_depth:g} m)")
+    available = estimator.available_outputs
+    if "depth" not in available:
+        return  # no depth: neither sky masking nor points
+    if settings.mask_sky and "semantic" not in available:
+        raise ConfigError(f"mask_sky needs the semantic head, which model file {estimator.source} was exported "
+                          "without; unset mask_sky or re-export with `semantic-depth export --heads depth,semantic`")
+    try:
+        estimator.require_outputs(layout_needs(settings.point_fields, settings.points_drop_labels))
+    except ConfigError as exc:
+        raise ConfigError(f"parameter point_fields = {settings.point_fields!r} with points_drop_labels = "
+                          f"{list(settings.points_drop_labels)}: {exc}") from None
