@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -24,6 +25,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 FIXED_PRECISIONS = tuple(DTYPES)  # what a precision resolves to
 PRECISIONS = (*FIXED_PRECISIONS, "auto")
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+CPU_BF16_ENV = "SEMANTIC_DEPTH_CPU_BF16"  # forces cpu_has_native_bf16 (1/0)
 
 
 def resolve_device(spec: str, *, local_rank: int | None = None) -> torch.device:
@@ -53,7 +55,16 @@ def resolve_device(spec: str, *, local_rank: int | None = None) -> torch.device:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo; False elsewhere)."""
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo; False elsewhere).
+
+    ``SEMANTIC_DEPTH_CPU_BF16=1`` or ``0`` overrides the detection (a VM that hides CPU flags; the test suite runs
+    with it forced both ways); any other value is a ConfigError naming it.
+    """
+    forced = os.environ.get(CPU_BF16_ENV)
+    if forced is not None:
+        if forced.strip() not in ("0", "1"):
+            raise ConfigError(f"{CPU_BF16_ENV} = {forced!r} must be 0 or 1")
+        return forced.strip() == "1"
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:

@@ -390,6 +390,16 @@ def test_auto_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
 
 
+@pytest.mark.parametrize(("forced", "expected"), [("1", "bf16"), ("0", "fp32")])
+def test_the_cpu_bf16_decision_can_be_forced(monkeypatch: pytest.MonkeyPatch, forced: str, expected: str) -> None:
+    monkeypatch.setenv(devices.CPU_BF16_ENV, forced)  # what CI does to run the suite both ways on any CPU
+    assert devices.cpu_has_native_bf16() is (forced == "1")
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    monkeypatch.setenv(devices.CPU_BF16_ENV, "yes")
+    with pytest.raises(ConfigError, match="^SEMANTIC_DEPTH_CPU_BF16 = 'yes' must be 0 or 1$"):
+        devices.cpu_has_native_bf16()
+
+
 def test_fp16_on_cpu_is_refused() -> None:
     with pytest.raises(ConfigError, match="^precision fp16 needs a CUDA device, got cpu$"):
         DepthEstimator(make_checkpoint(), device="cpu", precision="fp16")
