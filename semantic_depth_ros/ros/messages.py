@@ -2,8 +2,8 @@
 
 Incoming messages are validated by ``inference.image_input`` before anything is allocated. Outgoing messages take
 every field from ``semantic_depth_ros.messages`` (the same fields offline bag replay writes); ``data`` receives an
-``array.array`` filled straight from the host buffer, and the message is created with field checks on so the
-``array`` is taken as is (with checks off the generated setter would copy it once more).
+``array.array`` filled straight from the host buffer, taken as is by the generated setter on every distribution
+(``distro.new_message``: field checks on where the class has them; with them off the setter would copy it).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from std_msgs.msg import Header
 
 from ..inference.image_input import decode_compressed_image, decode_raw_image
 from ..messages import CameraInfoFields, CloudFields, ImageFields, OutputFields
+from .distro import new_message
 
 
 def image_msg_to_rgb(msg: Image) -> np.ndarray:
@@ -40,8 +41,8 @@ def _data(data: np.ndarray) -> array.array:
 
 def image_msg(header: Header, fields: ImageFields) -> Image:
     """``sensor_msgs/Image`` of ``fields`` (``messages.image_fields``) under ``header``."""
-    msg = Image(check_fields=True, header=header, height=fields.height, width=fields.width, encoding=fields.encoding,
-                is_bigendian=int(fields.is_bigendian), step=fields.step)
+    msg = new_message(Image, header=header, height=fields.height, width=fields.width, encoding=fields.encoding,
+                      is_bigendian=int(fields.is_bigendian), step=fields.step)
     msg.data = _data(fields.data)
     return msg
 
@@ -50,7 +51,7 @@ def cloud_msg(header: Header, fields: CloudFields) -> PointCloud2:
     """``sensor_msgs/PointCloud2`` of ``fields`` (``messages.cloud_fields``) under ``header``."""
     point_fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
                     for f in fields.fields]
-    msg = PointCloud2(check_fields=True, header=header, height=fields.height, width=fields.width, fields=point_fields,
+    msg = new_message(PointCloud2, header=header, height=fields.height, width=fields.width, fields=point_fields,
                       is_bigendian=fields.is_bigendian, point_step=fields.point_step, row_step=fields.row_step,
                       is_dense=fields.is_dense)
     msg.data = _data(fields.data)

@@ -43,6 +43,7 @@ from ..inference.estimator import DepthEstimator, EstimatorOutputs
 from ..messages import estimator_outputs_for
 from .batch_worker import BatchWorker
 from .camera_channel import CameraChannel, Frame, PreparedFrame
+from .distro import add_parameter_callbacks
 from .diagnostics import LogThrottle, NodeStats, diagnostic_array
 from .params import (
     PARAMETER_NAMES,
@@ -86,8 +87,7 @@ class DepthNodeCore:
         self._diagnostics_pub = None
         self._diagnostics_timer = None
         self._declare_parameters()
-        node.add_on_set_parameters_callback(self._on_set_parameters)
-        node.add_post_set_parameters_callback(self._after_set_parameters)
+        add_parameter_callbacks(node, self._on_set_parameters, self._after_set_parameters)
 
     # ----------------------------------------------------------------------------------------------- parameters
     def _declare_parameters(self) -> None:
