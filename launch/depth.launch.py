@@ -11,9 +11,11 @@ served under ``<namespace>/<name>/``; ``image``/``camera_info`` containing ``{ca
 unconfigured: bring it up with ``ros2 lifecycle set /depth_node configure`` then ``activate``, or list it in
 Nav2's lifecycle manager ``node_names``.
 
-The processes started here get the package's Fast DDS profile (config/fastdds.xml: a shared-memory segment that
-holds a whole frame of outputs and a 100 ms heartbeat) unless FASTRTPS_DEFAULT_PROFILES_FILE is already set or
-``dds_profile:=''`` is given; with Fast DDS defaults a subscriber to all outputs sees ~3 s stalls per frame.
+The processes started here get the package's Fast DDS profile (a shared-memory segment that holds a whole frame
+of outputs and a 100 ms heartbeat; config/fastdds.xml for Fast DDS 2.x on Humble and Jazzy, config/fastdds3.xml for
+Fast DDS 3.x on Kilted, in the variable that version reads: ``semantic_depth_ros.ros.distro``) unless
+FASTRTPS_DEFAULT_PROFILES_FILE or FASTDDS_DEFAULT_PROFILES_FILE is already set or ``dds_profile:=''`` is given; with
+Fast DDS defaults a subscriber to all outputs sees ~3 s stalls per frame.
 """
 
 import os
@@ -26,14 +28,15 @@ from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+from semantic_depth_ros.ros.distro import USER_DDS_PROFILE_ENVS, dds_profile_variable
+from semantic_depth_ros.ros.distro import default_dds_profile as package_dds_profile
+
 # share/semantic_depth_ros/launch/ -> share/semantic_depth_ros/ (the same layout in the source tree)
 SHARE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS_FILE = SHARE_DIR / "config" / "depth_node.yaml"
 RVIZ_CONFIG = SHARE_DIR / "config" / "depth.rviz"
-DDS_PROFILE = SHARE_DIR / "config" / "fastdds.xml"
-# Fast DDS 2.x (ROS 2 Jazzy's rmw_fastrtps) reads the first; a user who set either keeps their own configuration
-DDS_PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"
-USER_DDS_PROFILE_ENVS = (DDS_PROFILE_ENV, "FASTDDS_DEFAULT_PROFILES_FILE")
+# the variable the installed Fast DDS reads its XML profile from (2.x: FASTRTPS_..., 3.x: FASTDDS_...)
+DDS_PROFILE_ENV = dds_profile_variable()
 PACKAGE = "semantic_depth_ros"
 EXECUTABLE = "depth_node"
 LIFECYCLE_EXECUTABLE = "depth_lifecycle_node"
@@ -60,7 +63,9 @@ ARGUMENTS = {
 
 def default_dds_profile() -> str:
     """The shipped Fast DDS profile, or "" (leave the environment alone) when the user already names one."""
-    return "" if any(name in os.environ for name in USER_DDS_PROFILE_ENVS) else str(DDS_PROFILE)
+    if any(name in os.environ for name in USER_DDS_PROFILE_ENVS):
+        return ""
+    return str(package_dds_profile(share_dir=SHARE_DIR))
 
 
 def parse_cameras(text: str) -> list[str]:
@@ -139,7 +144,7 @@ def generate_launch_description() -> LaunchDescription:
           for name, (default, description) in ARGUMENTS.items()),
         DeclareLaunchArgument("dds_profile", default_value=default_dds_profile(),
                               description=f"Fast DDS XML profile ({DDS_PROFILE_ENV}) of the processes started "
-                                          "here; default: the package's config/fastdds.xml unless "
+                                          "here; default: the package's profile for the installed Fast DDS unless "
                                           f"{DDS_PROFILE_ENV} is already set; empty: keep the environment"),
         SetEnvironmentVariable(DDS_PROFILE_ENV, dds_profile,
                                condition=IfCondition(NotEqualsSubstitution(dds_profile, ""))),

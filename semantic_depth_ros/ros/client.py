@@ -29,7 +29,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ..errors import SemanticDepthError
 from .node import OUTPUTS
-from .node_process import dds_profile_environment
+from .distro import dds_profile_environment
 
 INFO_SETTLE_S = 0.05  # after a changed camera_info, so that the node holds it before the image arrives
 _CDR_STAMP = struct.Struct("<iI")  # after the 4-byte encapsulation header: header.stamp.sec, header.stamp.nanosec

@@ -18,28 +18,11 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import ConfigError
-from ..resources import find_data_file
+from .distro import dds_profile_environment
 
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
 READY_LOG = "ready: model"  # what the node logs once its warm-up frame ran
-# Fast DDS 2.x (ROS 2 Jazzy's rmw_fastrtps) loads the XML profile named by the first; a user who set either keeps theirs
-DDS_PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"
-USER_DDS_PROFILE_ENVS = (DDS_PROFILE_ENV, "FASTDDS_DEFAULT_PROFILES_FILE")
-
-
-def dds_profile_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """``{DDS_PROFILE_ENV: installed config/fastdds.xml}``, or {} when ``environ`` already names a profile.
-
-    The package's profile (a shared-memory segment that holds a whole frame of outputs, a 100 ms heartbeat) avoids
-    the ~3 s per-frame stalls Fast DDS defaults give a subscriber to every multi-megabyte output.
-    """
-    if any(name in environ for name in USER_DDS_PROFILE_ENVS):
-        return {}
-    profile = find_data_file("config", "fastdds.xml")
-    return {} if profile is None else {DDS_PROFILE_ENV: str(profile)}
-
-
 def random_domain_id() -> int:
     """A ROS domain for a private graph (1..100), so no real robot on the network sees it."""
     return random.SystemRandom().randint(1, 100)
