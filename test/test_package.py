@@ -335,3 +335,42 @@ def test_rviz_config_shows_image_depth_colour_semantic_colour_and_points() -> No
     }
     points = next(d for d in displays if d["Topic"]["Value"] == "points")
     assert points["Color Transformer"] == "RGB8"
+
+
+ROSDEP_KEYS = REPO / "test" / "data" / "rosdep_keys.txt"
+SUPPORTED_DISTRIBUTIONS = ("humble", "jazzy", "kilted")
+
+
+def _rosdistro_names() -> dict[str, set[str]]:
+    """test/data/rosdep_keys.txt (scripts/update_rosdep_keys.py): name -> where rosdep finds it."""
+    names: dict[str, set[str]] = {}
+    for line in ROSDEP_KEYS.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, where = line.split()
+            names.setdefault(name, set()).update(where.split(","))
+    return names
+
+
+def test_every_package_xml_dependency_resolves_with_rosdep_on_every_supported_distribution() -> None:
+    header = ROSDEP_KEYS.read_text().splitlines()[0]
+    assert header.startswith("# rosdistro ") and "(20" in header  # commit and date of the list
+    names = _rosdistro_names()
+    assert {"rclpy", "python3-numpy", "python3-pytorch-pip"} <= set(names)  # the list is whole, not a stub
+    root = ET.parse(REPO / "package.xml").getroot()
+    depends = [e.text for e in root if e.tag.endswith("depend")]
+    assert "python3-onnx-pip" not in depends  # rosdistro has no onnx key: README's pip line installs it
+    unresolved = {}
+    for key in depends:
+        where = names.get(key, set())
+        if "base.yaml" in where or "python.yaml" in where:
+            continue
+        missing = [d for d in SUPPORTED_DISTRIBUTIONS if d not in where]
+        if missing:
+            unresolved[key] = missing
+    assert unresolved == {}, f"rosdep cannot resolve (key: distributions): {unresolved}"
+
+
+def test_the_rosdep_check_fails_on_a_key_rosdistro_does_not_have() -> None:
+    names = _rosdistro_names()
+    assert "python3-onnx-pip" not in names and "ament_python" not in names
+    assert names["python3-onnxruntime-pip"] == {"python.yaml"}
