@@ -38,7 +38,7 @@ setup(
     # both provide the same module and must not be installed together, so the vehicle chooses; the CPU one is the
     # extra `onnxruntime` and comes with the tests.
     extras_require={"onnxruntime": ["onnxruntime"],
-                    "test": ["pytest", "colcon-common-extensions", "onnxruntime"]},
+                    "test": ["pytest", "colcon-common-extensions", "onnxruntime", "vermin"]},
     zip_safe=True,
     entry_points={
         "console_scripts": [

@@ -2,7 +2,9 @@
 # Create ./.venv with everything semantic_depth_ros needs to run its demo and tests on a fresh machine
 # (no ROS install, no GPU needed). Re-running is cheap: pip skips what is already there.
 #   bash scripts/setup_env.sh            # then: source .venv/bin/activate
-# Environment: VENV (default .venv), TORCH_SPEC (default torch==2.13.0; use e.g. "torch" with a CUDA index on a GPU box).
+# Environment: VENV (default .venv), TORCH_SPEC (default torch==2.13.0; use e.g. "torch" with a CUDA index on a GPU box),
+# ROS_WHEELS (jazzy, the default, or kilted: which ROS 2 distribution's PyPI wheels to install when no rclpy is found;
+# CI makes a second venv with ROS_WHEELS=kilted VENV=.venv-kilted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -17,10 +19,15 @@ fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
 pip install -q --upgrade pip
 "$VENV/bin/python" -c "import torch" 2>/dev/null || pip install -q "$TORCH_SPEC"
-# ROS 2: use the system's rclpy when a ROS install is sourced; otherwise the Jazzy rclpy wheels from PyPI.
-if ! "$VENV/bin/python" -c "import rclpy, sensor_msgs.msg, diagnostic_msgs.msg" 2>/dev/null; then
-  echo "no rclpy found: installing ROS 2 Jazzy rclpy wheels"
-  pip install -q "ros-rclpy[fastrtps]==7.1.6" "ros-sensor-msgs==5.3.6" "ros-diagnostic-msgs==5.3.6"
+# ROS 2: use the system's rclpy when a ROS install is sourced; otherwise one distribution's rclpy wheels from PyPI.
+case "${ROS_WHEELS:-jazzy}" in
+  jazzy) ROS_SPECS=("ros-rclpy[fastrtps]==7.1.6" "ros-sensor-msgs==5.3.6" "ros-diagnostic-msgs==5.3.6" "ros-nav-msgs==5.3.6") ;;
+  kilted) ROS_SPECS=("ros-rclpy[fastrtps]==9.1.2" "ros-sensor-msgs==5.5.1" "ros-diagnostic-msgs==5.5.1" "ros-nav-msgs==5.5.1") ;;
+  *) echo "error: ROS_WHEELS = '${ROS_WHEELS}' must be jazzy or kilted" >&2; exit 1 ;;
+esac
+if ! "$VENV/bin/python" -c "import rclpy, sensor_msgs.msg, diagnostic_msgs.msg, nav_msgs.msg" 2>/dev/null; then
+  echo "no rclpy found: installing ROS 2 ${ROS_WHEELS:-jazzy} rclpy wheels"
+  pip install -q "${ROS_SPECS[@]}"
 fi
 # onnx comes with the package; the CPU onnxruntime with the test extra (a GPU vehicle installs onnxruntime-gpu).
 pip install -q -e ".[test]"
