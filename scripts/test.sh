@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 export PYTHONUNBUFFERED=1
-exec "$VENV/bin/python" -m pytest test -q -p no:cacheprovider "$@"
+# test/ by default (setup.cfg testpaths); test files given as arguments replace it
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

