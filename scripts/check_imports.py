@@ -3,18 +3,25 @@
 tests that need ROS carry the ``ros`` marker (so ``scripts/test.sh -m "not ros"`` runs without ROS).
 
 Usage: ``python scripts/check_imports.py [REPO]``: one line per finding, then a summary; exit 1 on any finding.
+
 The layer order (``LAYERS``, top to bottom) is data: a module belongs to the longest entry that prefixes its
 dotted path inside the package. A module may import its own entry's modules and those of lower layers; entries
 in one layer are siblings and import neither each other nor upwards. Every import counts, also function-local and
 ``TYPE_CHECKING`` ones: a cycle hidden from the interpreter is still a cycle in the design. docs/architecture.md
 draws the same order.
+
+A package module *needs ROS* when importing it imports rclpy or a ROS message package, directly or through the
+package's own modules (module-level imports only: a function-local import runs later, if at all). A test that
+imports such a module (or ROS itself) must be marked: inside a ``test_*`` function or ``Test*`` class, the test or
+its module; anywhere else (module level, helpers, fixtures), the module (``pytestmark``). conftest.py checks at
+run time what this cannot see (an unmarked test that ends up importing rclpy through a command).
 """
 
 from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +51,12 @@ ROS_TEST_MARKER = "ros"
 
 @dataclass(frozen=True)
 class Import:
-    """One import statement's target module (absolute dotted name) and its line."""
+    """One import: its target module (absolute dotted name), its line, and whether it runs when the module is
+    imported (``eager``: not inside a function, not under ``if TYPE_CHECKING``)."""
 
     target: str
     line: int
+    eager: bool = True
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -58,28 +67,36 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def _is_package(path: Path) -> bool:
-    return path.name == "__init__.py"
+def _is_type_checking(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return isinstance(test, ast.Name) and test.id == "TYPE_CHECKING" or \
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
-def imports_of(tree: ast.AST, name: str, is_package: bool, known: frozenset[str]) -> list[Import]:
-    """Every import in ``tree`` (module ``name``) as absolute module names; ``from pkg import sub`` names the
-    submodule ``pkg.sub`` when ``known`` has it, else ``pkg``."""
+def imports_of(tree: ast.AST, name: str, is_package: bool, known: Iterable[str] = ()) -> list[Import]:
+    """Every import in ``tree`` (module ``name``) as absolute module names, in line order; ``from pkg import sub``
+    names the submodule ``pkg.sub`` when ``known`` has it, else ``pkg``. One entry per (line, target)."""
     base = name if is_package else name.rpartition(".")[0]
-    found: list[Import] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.extend(Import(alias.name, node.lineno) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = base.split(".")
-                module = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            for alias in node.names:
-                candidate = f"{module}.{alias.name}"
-                found.append(Import(candidate if candidate in known else module, node.lineno))
-    return sorted(found, key=lambda item: item.line)
+    known = frozenset(known)
+    found: set[Import] = set()
+
+    def visit(node: ast.AST, eager: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import):
+                found.update(Import(alias.name, child.lineno, eager) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                module = child.module or ""
+                if child.level:
+                    parts = base.split(".")
+                    module = ".".join(parts[: len(parts) - (child.level - 1)] + ([module] if module else []))
+                for alias in child.names:
+                    candidate = f"{module}.{alias.name}"
+                    found.add(Import(candidate if candidate in known else module, child.lineno, eager))
+            lazy = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) or _is_type_checking(child)
+            visit(child, eager and not lazy)
+
+    visit(tree, True)
+    return sorted(found, key=lambda item: (item.line, item.target, not item.eager))
 
 
 def is_ros_module(target: str) -> bool:
@@ -108,38 +125,56 @@ def _inside(target: str) -> bool:
     return target == PACKAGE or target.startswith(PACKAGE + ".")
 
 
-def package_modules(root: Path) -> dict[str, Path]:
-    """Every module of the package below ``root``: dotted name -> file."""
-    return {module_name(path, root): path for path in sorted((root / PACKAGE).rglob("*.py"))}
+@dataclass
+class Package:
+    """The package's modules (dotted name -> file) and every import of each."""
+
+    root: Path
+    files: dict[str, Path]
+    imports: dict[str, list[Import]]
+
+    @classmethod
+    def read(cls, root: Path) -> Package:
+        files = {module_name(path, root): path for path in sorted((root / PACKAGE).rglob("*.py"))}
+        imports = {name: imports_of(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)), name,
+                                    path.name == "__init__.py", files)
+                   for name, path in files.items()}
+        return cls(root, files, imports)
+
+    def internal(self, name: str) -> list[Import]:
+        return [item for item in self.imports[name] if _inside(item.target) and item.target in self.files]
+
+    def needing_ros(self) -> set[str]:
+        """Modules whose import imports ROS: an eager ROS import, or an eager import of such a module."""
+        needing = {name for name, imports in self.imports.items()
+                   if any(item.eager and is_ros_module(item.target) for item in imports)}
+        changed = True
+        while changed:
+            changed = False
+            for name in self.files:
+                if name not in needing and any(item.eager and item.target in needing for item in self.internal(name)):
+                    needing.add(name)
+                    changed = True
+        return needing
 
 
-def package_edges(root: Path) -> tuple[dict[str, list[Import]], list[str]]:
-    """Imports of package modules that stay inside the package, and findings for ROS imports outside ``ros/``."""
-    modules = package_modules(root)
-    known = frozenset(modules)
-    edges: dict[str, list[Import]] = {}
-    findings: list[str] = []
-    for name, path in modules.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        found = imports_of(tree, name, _is_package(path), known)
-        edges[name] = _unique(item for item in found if _inside(item.target))
-        if layer_entry(_relative(name)) != "ros":
-            findings.extend(f"ROS outside ros/: {path.relative_to(root)}:{item.line} imports {item.target}"
-                            for item in found if is_ros_module(item.target))
-    return edges, findings
+def ros_findings(package: Package) -> list[str]:
+    """ROS imports of modules outside ``ros/``."""
+    return [f"ROS outside ros/: {package.files[name].relative_to(package.root)}:{item.line} imports {item.target}"
+            for name, imports in package.imports.items() if layer_entry(_relative(name)) != "ros"
+            for item in imports if is_ros_module(item.target)]
 
 
-def layer_findings(root: Path, edges: dict[str, list[Import]]) -> list[str]:
+def layer_findings(package: Package) -> list[str]:
     """Modules outside ``LAYERS`` and imports that point up or sideways."""
-    modules = package_modules(root)
     findings: list[str] = []
-    for name, imports in edges.items():
-        path = modules[name].relative_to(root)
+    for name in package.files:
+        path = package.files[name].relative_to(package.root)
         entry = layer_entry(_relative(name))
         if entry is None:
             findings.append(f"unplaced: {path} is in no entry of LAYERS (scripts/check_imports.py)")
             continue
-        for item in imports:
+        for item in package.internal(name):
             target_entry = layer_entry(_relative(item.target))
             if target_entry is None or target_entry == entry:
                 continue
@@ -153,32 +188,30 @@ def layer_findings(root: Path, edges: dict[str, list[Import]]) -> list[str]:
 
 
 def cycles(edges: dict[str, Iterable[str]]) -> list[list[str]]:
-    """The module cycles: strongly connected components of more than one module (Tarjan), each sorted."""
+    """The module cycles: strongly connected components of more than one module (Tarjan, iterative), sorted."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on_stack: set[str] = set()
     found: list[list[str]] = []
-    counter = 0
 
-    def visit(start: str) -> None:
-        nonlocal counter
-        work: list[tuple[str, Iterator[str]]] = [(start, iter(edges.get(start, ())))]
-        index[start] = low[start] = counter
-        counter += 1
-        stack.append(start)
-        on_stack.add(start)
+    def enter(node: str) -> Iterator[str]:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        return iter(edges.get(node, ()))
+
+    for start in sorted(edges):
+        if start in index:
+            continue
+        work = [(start, enter(start))]
         while work:
             node, successors = work[-1]
             for successor in successors:
                 if successor not in edges:
                     continue
                 if successor not in index:
-                    index[successor] = low[successor] = counter
-                    counter += 1
-                    stack.append(successor)
-                    on_stack.add(successor)
-                    work.append((successor, iter(edges.get(successor, ()))))
+                    work.append((successor, enter(successor)))
                     break
                 if successor in on_stack:
                     low[node] = min(low[node], index[successor])
@@ -188,94 +221,116 @@ def cycles(edges: dict[str, Iterable[str]]) -> list[list[str]]:
                     low[work[-1][0]] = min(low[work[-1][0]], low[node])
                 if low[node] == index[node]:
                     component = []
-                    while True:
-                        member = stack.pop()
-                        on_stack.discard(member)
-                        component.append(member)
-                        if member == node:
-                            break
+                    while not component or component[-1] != node:
+                        component.append(stack.pop())
+                        on_stack.discard(component[-1])
                     if len(component) > 1:
                         found.append(sorted(component))
-
-    for node in sorted(edges):
-        if node not in index:
-            visit(node)
     return sorted(found)
 
 
-def _marks_ros(decorators: Iterable[ast.expr]) -> bool:
-    """Whether a decorator list or a ``pytestmark`` value names ``pytest.mark.ros``."""
-    for node in decorators:
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Attribute) and sub.attr == ROS_TEST_MARKER and isinstance(sub.value, ast.Attribute) \
-                    and sub.value.attr == "mark":
-                return True
-    return False
+def _marks_ros(nodes: Iterable[ast.expr]) -> bool:
+    """Whether decorators or a ``pytestmark`` value name ``pytest.mark.ros``."""
+    return any(isinstance(sub, ast.Attribute) and sub.attr == ROS_TEST_MARKER and isinstance(sub.value, ast.Attribute)
+               and sub.value.attr == "mark" for node in nodes for sub in ast.walk(node))
 
 
 def _module_marked(tree: ast.Module) -> bool:
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
-            return _marks_ros([node.value])
-    return False
+    return any(isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark"
+                                                    for t in node.targets) and _marks_ros([node.value])
+               for node in tree.body)
 
 
-def _needs_ros(target: str) -> bool:
-    return is_ros_module(target) or target == f"{PACKAGE}.ros" or target.startswith(f"{PACKAGE}.ros.")
+def _is_test(node: ast.stmt) -> bool:
+    return (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")
+            or isinstance(node, ast.ClassDef) and node.name.startswith("Test"))
 
 
-def test_findings(root: Path) -> list[str]:
-    """Test modules that import ROS (rclpy, message types, ``semantic_depth_ros.ros``) without the ``ros`` marker,
-    and test modules that import another test module (or ``conftest``) for its helpers.
+def _is_autouse(node: ast.stmt) -> bool:
+    return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+        isinstance(sub, ast.keyword) and sub.arg == "autouse" for deco in node.decorator_list for sub in ast.walk(deco))
 
-    An import inside a ``test_*`` function or ``Test*`` class needs the marker on it or on the module
-    (``pytestmark``); one anywhere else (module level, helpers, fixtures) needs it on the module.
-    """
+
+def _names_used(node: ast.stmt) -> set[str]:
+    """Names a definition refers to: loaded names, and its arguments (the fixtures a test or fixture asks for)."""
+    used = {sub.id for sub in ast.walk(node) if isinstance(sub, ast.Name)}
+    used |= {arg.arg for sub in ast.walk(node) if isinstance(sub, ast.arguments)
+             for arg in (*sub.posonlyargs, *sub.args, *sub.kwonlyargs)}
+    return used
+
+
+def _module_ros_needs(tree: ast.Module, stem: str, needs_ros: Callable[[str], bool], known: Iterable[str]
+                      ) -> tuple[list[Import], dict[str, tuple[Import, str]]]:
+    """ROS imports of one test module: those of its module-level code (and autouse fixtures), and per top-level
+    definition the first ROS import it reaches, directly or through the helpers and fixtures it uses (with the
+    helper's name, or "" for its own)."""
+    def ros_imports(node: ast.stmt) -> list[Import]:
+        return [item for item in imports_of(ast.Module(body=[node], type_ignores=[]), stem, False, known)
+                if needs_ros(item.target)]
+
+    definitions = {node.name: node for node in tree.body
+                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    module_wide = [item for node in tree.body if node not in definitions.values() or _is_autouse(node)
+                   for item in ros_imports(node)]
+    reached = {name: (found[0], "") for name, node in definitions.items() if (found := ros_imports(node))}
+    uses = {name: _names_used(node) & set(definitions) - {name} for name, node in definitions.items()}
+    changed = True
+    while changed:
+        changed = False
+        for name in definitions:
+            if name in reached:
+                continue
+            helper = next((used for used in sorted(uses[name]) if used in reached), None)
+            if helper is not None:
+                reached[name] = (reached[helper][0], reached[helper][1] or helper)
+                changed = True
+    return module_wide, reached
+
+
+def test_findings(root: Path, needing_ros: set[str], known: Iterable[str]) -> list[str]:
+    """Test modules that need ROS without the ``ros`` marker (module docstring), and test modules that import
+    another test module (or ``conftest``) for its helpers."""
     folder = root / "test"
     if not folder.is_dir():
         return []
     tests = {path.stem for path in folder.glob("test_*.py")} | {"conftest"}
+
+    def needs_ros(target: str) -> bool:
+        return is_ros_module(target) or target in needing_ros
+
     findings: list[str] = []
     for path in sorted(folder.glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         relative = path.relative_to(root)
-        for item in _unique(imports_of(tree, path.stem, False, frozenset())):
-            if item.target.split(".")[0] in tests - {path.stem}:
-                findings.append(f"test helper import: {relative}:{item.line} imports {item.target}; put shared "
-                                "helpers in a helper module or conftest.py fixtures")
+        findings += [f"test helper import: {relative}:{item.line} imports {item.target}; put shared helpers in a "
+                     "helper module or conftest.py fixtures"
+                     for item in imports_of(tree, path.stem, False)
+                     if item.target.split(".")[0] in tests - {path.stem}]
         if not path.stem.startswith("test_") or _module_marked(tree):
             continue
-        module_wide: list[Import] = []
-        for node in tree.body:
-            needs = [item for item in imports_of(node, path.stem, False, frozenset()) if _needs_ros(item.target)]
-            is_test = (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")
-                       or isinstance(node, ast.ClassDef) and node.name.startswith("Test"))
-            if not needs or is_test and _marks_ros(node.decorator_list):
-                continue
-            if is_test:
-                findings.append(f"unmarked ROS test: {relative}:{needs[0].line} {node.name} imports {needs[0].target};"
-                                f" mark it (or the module) with pytest.mark.{ROS_TEST_MARKER}")
-            else:
-                module_wide += needs
+        module_wide, reached = _module_ros_needs(tree, path.stem, needs_ros, known)
         if module_wide:
-            findings.append(f"unmarked ROS test module: {relative}:{module_wide[0].line} imports "
-                            f"{module_wide[0].target} outside its tests; set pytestmark = pytest.mark.{ROS_TEST_MARKER}")
+            first = module_wide[0]
+            findings.append(f"unmarked ROS test module: {relative}:{first.line} imports {first.target} outside its "
+                            f"tests; set pytestmark = pytest.mark.{ROS_TEST_MARKER}")
+            continue
+        for node in tree.body:
+            if _is_test(node) and node.name in reached and not _marks_ros(node.decorator_list):
+                item, helper = reached[node.name]
+                through = f" (through {helper})" if helper else ""
+                findings.append(f"unmarked ROS test: {relative}:{node.lineno} {node.name} imports {item.target}"
+                                f"{through}; mark it (or the module) with pytest.mark.{ROS_TEST_MARKER}")
     return findings
-
-
-def _unique(imports: Iterable[Import]) -> list[Import]:
-    """One entry per (line, target): ``from a import b, c`` names ``a`` once."""
-    return sorted(set(imports), key=lambda item: (item.line, item.target))
 
 
 def check(root: Path) -> tuple[list[str], dict[str, int]]:
     """Every finding for the repository at ``root`` and the counts behind the summary line."""
-    edges, findings = package_edges(root)
-    findings += layer_findings(root, edges)
-    graph = {name: [item.target for item in imports if item.target != name] for name, imports in edges.items()}
+    package = Package.read(root)
+    graph = {name: sorted({item.target for item in package.internal(name)} - {name}) for name in package.files}
+    findings = ros_findings(package) + layer_findings(package)
     findings += [f"cycle: {' <-> '.join(component)}" for component in cycles(graph)]
-    findings += test_findings(root)
-    counts = {"modules": len(edges), "imports": sum(len(set(targets)) for targets in graph.values()),
+    findings += test_findings(root, package.needing_ros(), package.files)
+    counts = {"modules": len(graph), "imports": sum(len(targets) for targets in graph.values()),
               "layers": len(LAYERS)}
     return findings, counts
 
