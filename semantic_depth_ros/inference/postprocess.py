@@ -1,9 +1,10 @@
 """Per-frame checks and post-processing of the estimator (steps 4 to 7 of ``estimator``'s module docstring).
 
 Network outputs at the output stride -> outputs at the output size: depth, semantic argmax and confidence
-(``resample_outputs``, one crop-and-resample through an ``OutputGrid``, cached by the estimator), then the frame's rules: pixels
-without image data (undistortion), the canonical-camera depth scale and NaN outside the valid depth range or on
-sky (``finish_depth``). Also the checks of what a caller hands the estimator (``check_outputs``, ``check_image``).
+(``resample_outputs``, one crop-and-resample through an ``OutputGrid``, cached by the estimator), then the
+frame's rules: pixels without image data (undistortion), the canonical-camera depth scale and NaN outside the
+valid depth range or on sky (``finish_depth``). Also the checks of what a caller hands the estimator
+(``check_outputs``, ``check_image``).
 """
 
 from __future__ import annotations

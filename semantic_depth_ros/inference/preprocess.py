@@ -1,6 +1,7 @@
 """Image -> network input (resize keeping the aspect ratio, centred edge-replicating pad) and the way back.
 
-Each image is placed by its ``geometry.letterbox.Letterbox`` (one resize factor, centred, edge-replicated). The padding is removed from the network's outputs before they are up-sampled, so no output pixel comes from it:
+Each image is placed by its ``geometry.letterbox.Letterbox`` (one resize factor, centred, edge-replicated). The
+padding is removed from the network's outputs before they are up-sampled, so no output pixel comes from it:
 ``output_grid`` maps every output pixel to the network's low-resolution output inside the crop of the cells that
 overlap the image, and the sampling clamps to that crop's border.
 

@@ -1,8 +1,9 @@
 """Message-core fields into rclpy messages (incoming images are decoded by ``messages.decode``, ROS-free).
 
-Outgoing messages take every field from ``semantic_depth_ros.messages`` (the same fields offline bag replay writes); ``data`` receives an
-``array.array`` filled straight from the host buffer, and the message is created with field checks on so the
-``array`` is taken as is (with checks off the generated setter would copy it once more).
+Outgoing messages take every field from ``semantic_depth_ros.messages`` (the same fields offline bag replay
+writes); ``data`` receives an ``array.array`` filled straight from the host buffer, and the message is created
+with field checks on so the ``array`` is taken as is (with checks off the generated setter would copy it once
+more).
 """
 
 from __future__ import annotations

@@ -91,9 +91,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               dynamic=True),
     ParamSpec("point_stride", 1, "keep every N-th depth pixel in rows and columns of `points`", dynamic=True,
               value_range=(1, MAX_POINT_STRIDE)),
-    ParamSpec("point_fields", DEFAULT_POINT_FIELDS, "layout of `points`: xyzrgb (x y z rgb float32, 16 bytes), xyzrgbl (+ "
-              "label uint32: Cityscapes train id, PCL PointXYZRGBL fields, 20 bytes) or xyzrgblc (+ confidence "
-              "float32, 24 bytes); labels compute the semantic head", dynamic=True, choices=tuple(POINT_LAYOUTS)),
+    ParamSpec("point_fields", DEFAULT_POINT_FIELDS, "layout of `points`: xyzrgb (x y z rgb float32, 16 bytes), "
+              "xyzrgbl (+ label uint32: Cityscapes train id, PCL PointXYZRGBL fields, 20 bytes) or xyzrgblc (+ "
+              "confidence float32, 24 bytes); labels compute the semantic head", dynamic=True, choices=tuple(POINT_LAYOUTS)),
     ParamSpec("points_drop_labels", (), "Cityscapes train ids (0..18) whose points are NaN in `points`, e.g. "
               "[10] drops sky, [0, 1] road and sidewalk (computes the semantic head when not empty)", dynamic=True,
               value_range=(0, NUM_CLASSES - 1), item_type="int"),
