@@ -18,7 +18,9 @@ import pytest
 from semantic_depth_ros.resources import find_data_file
 from semantic_depth_ros.ros import client as client_module
 from semantic_depth_ros.ros.node_process import NodeProcess
-from semantic_depth_ros.ros.node import OUTPUTS
+from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES
+
+pytestmark = pytest.mark.ros  # node processes and the DDS profile
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE = REPO / "config" / "fastdds.xml"
@@ -72,7 +74,7 @@ def test_default_participant_uses_only_a_large_shared_memory_segment_and_udp() -
 
 
 def test_shared_memory_segment_holds_one_full_size_frame_of_every_output() -> None:
-    assert set(OUTPUTS) == set(OUTPUT_BYTES_PER_PIXEL) | {"depth_info"}  # a new output must be sized here too
+    assert set(OUTPUT_MESSAGES) == set(OUTPUT_BYTES_PER_PIXEL) | {"depth_info"}  # a new output must be sized here too
     height, width = KITTI_FULL
     frame_bytes = height * width * sum(OUTPUT_BYTES_PER_PIXEL.values())
     segment = int(_transports()["semantic_depth_shm"].findtext("dds:segment_size", namespaces=NS))
