@@ -93,7 +93,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               value_range=(1, MAX_POINT_STRIDE)),
     ParamSpec("point_fields", DEFAULT_POINT_FIELDS, "layout of `points`: xyzrgb (x y z rgb float32, 16 bytes), "
               "xyzrgbl (+ label uint32: Cityscapes train id, PCL PointXYZRGBL fields, 20 bytes) or xyzrgblc (+ "
-              "confidence float32, 24 bytes); labels compute the semantic head", dynamic=True, choices=tuple(POINT_LAYOUTS)),
+              "confidence float32, 24 bytes); labels compute the semantic head", dynamic=True,
+              choices=tuple(POINT_LAYOUTS)),
     ParamSpec("points_drop_labels", (), "Cityscapes train ids (0..18) whose points are NaN in `points`, e.g. "
               "[10] drops sky, [0, 1] road and sidewalk (computes the semantic head when not empty)", dynamic=True,
               value_range=(0, NUM_CLASSES - 1), item_type="int"),
