@@ -6,16 +6,19 @@ limited to this machine.
 
 Tests that need ROS carry ``pytest.mark.ros`` (``scripts/check_imports.py`` checks their imports); a test without
 it that imports rclpy anyway, e.g. through a command, fails here, so ``-m "not ros"`` stays runnable without ROS.
+On a machine without rclpy, ``-m "not ros"`` does not even import the modules marked ros as a whole.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import sys
 from pathlib import Path
 
 import pytest
+from _pytest.mark.expression import Expression
 from helpers import TINY_MODEL
 
 os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
@@ -26,6 +29,26 @@ os.environ.pop("ROS_STATIC_PEERS", None)
 pytest_plugins = ("pytester",)  # test_imports runs an inner session to check the ros guard
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _ROS_LOADED = pytest.StashKey[bool]()
+ROS_MODULE_MARK = "pytestmark = pytest.mark.ros"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Without rclpy, skip importing a test module marked ros as a whole when ``-m`` deselects ros tests anyway
+    (its module-level ``import rclpy`` would be a collection error)."""
+    if collection_path.suffix != ".py" or _rclpy_installed():
+        return None
+    expression = config.getoption("markexpr")
+    if not expression or Expression.compile(expression).evaluate(lambda name, **_: name == "ros"):
+        return None
+    lines = collection_path.read_text(encoding="utf-8").splitlines()
+    return True if any(line.startswith(ROS_MODULE_MARK) for line in lines) else None
+
+
+def _rclpy_installed() -> bool:
+    try:
+        return importlib.util.find_spec("rclpy") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _ros_loaded() -> bool:
