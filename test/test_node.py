@@ -594,10 +594,18 @@ def test_a_batch_in_flight_across_deactivate_and_activate_publishes_nothing(grap
     assert resets == [0]  # once, before the frame after the deactivate
 
 
-def test_stages_are_reset_on_deactivate_and_report_in_diagnostics(graph: dict[str, Any],
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    node = graph["node"]
+def test_stages_see_the_header_stamp_are_reset_on_deactivate_and_report_in_diagnostics(
+        graph: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    client, node = graph["client"], graph["node"]
     outputs = node.channels[""].outputs
+    stamps: list[int] = []
+    real_messages = outputs.messages
+    monkeypatch.setattr(outputs, "messages", lambda result, stamp_ns, **kw: stamps.append(stamp_ns) or real_messages(
+        result, stamp_ns, **kw))
+    client.subscribe("depth")
+    s = stamp(graph)
+    client.send(image_msg(make_image(s), s), ("depth",), node)
+    assert stamps[-1] == s * 1_000_000_000 + 1000 + s  # the FrameContext of the stages: the header's stamp
     resets: list[int] = []
     monkeypatch.setattr(outputs, "reset", lambda: resets.append(1))
     monkeypatch.setattr(outputs, "diagnostics", lambda: {"stage_frames": "7"})

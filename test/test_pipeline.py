@@ -14,8 +14,7 @@ from semantic_depth_ros.geometry.pointcloud import backproject_organised, build_
 from semantic_depth_ros.inference.colorize import colorize_depth, colorize_semantic
 from semantic_depth_ros.inference.estimator import EstimatorOutputs
 from semantic_depth_ros.messages import OUTPUT_TOPICS, cloud_array, image_array
-from semantic_depth_ros.pipeline import (CameraOutputs, CloudLayout, FrameContext, OutputPlan,
-                                         union_of_estimator_outputs)
+from semantic_depth_ros.pipeline import CameraOutputs, CloudLayout, FrameContext, OutputPlan
 
 
 def _estimator_outputs(height: int = 4, width: int = 6) -> EstimatorOutputs:
@@ -56,8 +55,6 @@ def test_the_plan_derives_the_estimator_outputs() -> None:
         ("depth", "semantic", "confidence")
     assert OutputPlan(("semantic",), host_depth=True).estimator_outputs() == ("depth", "semantic")
     assert OutputPlan(()).estimator_outputs() == ()
-    plans = [OutputPlan(("depth",)), OutputPlan(("points",), CloudLayout("xyzrgbl"))]
-    assert union_of_estimator_outputs(plans) == ("depth", "semantic", "image")
 
 
 def test_the_plan_is_ordered_and_checked_once() -> None:
@@ -82,7 +79,6 @@ def test_outputs_that_need_intrinsics_are_left_out_in_one_place() -> None:
     assert plan.servable(has_intrinsics=True) is plan
     assert plan.servable(has_intrinsics=False).outputs == ("depth", "semantic")
     assert plan.servable(has_intrinsics=False).estimator_outputs() == ("depth", "semantic")  # no colours
-    assert plan.only(("semantic", "confidence")).outputs == ("semantic",)
     camera = CameraOutputs(plan)
     assert camera.estimator_outputs(has_intrinsics=False) == ("depth", "semantic")
     assert camera.estimator_outputs(has_intrinsics=True) == ("depth", "semantic", "image")

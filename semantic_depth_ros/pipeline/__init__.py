@@ -2,9 +2,9 @@
 (``plan``), the stages after the estimator (``stages``), and the frame path itself (``camera_outputs``)."""
 
 from .camera_outputs import CameraOutputs, FrameMessages
-from .plan import CloudLayout, OutputPlan, union_of_estimator_outputs
+from .plan import CloudLayout, OutputPlan
 from .staging import HostStaging
 from .stages import FrameContext, FrameStage
 
 __all__ = ["CameraOutputs", "CloudLayout", "FrameContext", "FrameMessages", "FrameStage", "HostStaging",
-           "OutputPlan", "union_of_estimator_outputs"]
+           "OutputPlan"]

@@ -10,7 +10,7 @@ from its options; ``CameraOutputs`` runs them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
@@ -94,16 +94,7 @@ class OutputPlan:
             return self
         return dataclasses.replace(self, outputs=tuple(key for key in self.outputs if key not in NEEDS_INTRINSICS))
 
-    def only(self, outputs: Collection[str]) -> OutputPlan:
-        """This plan publishing only those of its outputs that are in ``outputs`` (e.g. the subscribed ones)."""
-        return dataclasses.replace(self, outputs=tuple(key for key in self.outputs if key in outputs))
-
     def with_needs(self, needs: Sequence[str]) -> OutputPlan:
         """This plan also computing the estimator outputs ``needs``."""
         return dataclasses.replace(self, needs=(*self.needs, *needs))
 
-
-def union_of_estimator_outputs(plans: Sequence[OutputPlan]) -> tuple[str, ...]:
-    """The estimator outputs of several plans together (one batch serving several cameras)."""
-    wanted = {name for plan in plans for name in plan.estimator_outputs()}
-    return tuple(name for name in ESTIMATOR_OUTPUTS if name in wanted)
