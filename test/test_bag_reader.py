@@ -13,7 +13,7 @@ from semantic_depth_ros.data.bag_reader import (
     BagReader,
     cloud_msg_to_xyz,
     header_stamp_ns,
-    image_msg_to_rgb,
+    decode_bag_image,
     tf_message_transforms,
 )
 from semantic_depth_ros.data.tf_chain import make_transform
@@ -54,8 +54,8 @@ def test_bag_reader_decodes_images_camera_info_clouds_and_tf(tmp_path, storage: 
     assert (camera.distortion_model, camera.d, camera.has_distortion) == ("plumb_bob", (0.1, 0, 0, 0, 0), True)
     assert header_stamp_ns(info.msg, info.bag_time_ns) == T0 + 1  # zero header stamp: the bag time
     assert header_stamp_ns(image.msg, image.bag_time_ns) == T0 + 5
-    np.testing.assert_array_equal(image_msg_to_rgb(image.msg, image.msgtype), rgb)
-    np.testing.assert_array_equal(image_msg_to_rgb(jpeg.msg, jpeg.msgtype), rgb)  # PNG inside: lossless
+    np.testing.assert_array_equal(decode_bag_image(image.msg, image.msgtype), rgb)
+    np.testing.assert_array_equal(decode_bag_image(jpeg.msg, jpeg.msgtype), rgb)  # PNG inside: lossless
     np.testing.assert_array_equal(cloud_msg_to_xyz(cloud.msg), points)
 
 

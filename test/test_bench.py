@@ -8,21 +8,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_MODEL
+from helpers import TINY_MODEL
 
 from semantic_depth_ros.cli import main as cli_main
 from semantic_depth_ros.commands.bench import ALL_NODE_OUTPUTS, parse_outputs, parse_rate, parse_size
 from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.model.config import ModelConfig
 from semantic_depth_ros.ros.client import stamp_of
-from semantic_depth_ros.ros.node import OUTPUTS
+from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES
+
+pytestmark = pytest.mark.ros  # the node benchmark and its DDS client
 
 
 def test_parsers() -> None:
     assert parse_size("375x1242") == (375, 1242)
     assert parse_rate("30") == 30.0 and math.isinf(parse_rate("max"))
     assert parse_outputs("depth,points") == ("depth", "points")
-    assert parse_outputs("all") == ALL_NODE_OUTPUTS == tuple(OUTPUTS)
+    assert parse_outputs("all") == ALL_NODE_OUTPUTS == tuple(OUTPUT_MESSAGES)
     for bad, parser in (("375", parse_size), ("0x10", parse_size), ("-3", parse_rate), ("fast", parse_rate),
                         ("depth,mesh", parse_outputs)):
         with pytest.raises(ConfigError):

@@ -22,6 +22,8 @@ from semantic_depth_ros.ros.bench_node import bench_frame
 from semantic_depth_ros.ros.client import NANOSECONDS, DepthClient
 from semantic_depth_ros.ros.messages import camera_info_msg, cloud_msg, image_msg
 
+pytestmark = pytest.mark.ros  # rclpy client and messages
+
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
-from semantic_depth_ros.geometry.pointcloud import RayGridCache, backproject_organised, pack_rgb
+from semantic_depth_ros.geometry.pointcloud import backproject_organised, build_rays, pack_rgb
 from semantic_depth_ros.inference.colorize import colorize_depth, colorize_semantic
 from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.model.checkpoint import save_checkpoint
@@ -48,17 +48,17 @@ def test_cuda_estimator_matches_cpu_fp32(resnet18_checkpoint, precision, backend
     reference = DepthEstimator(resnet18_checkpoint, device="cpu", precision="fp32")
     fast = DepthEstimator(resnet18_checkpoint, device="cuda", precision=precision, backend=backend)
     scenes = [_scene(375, 1242, seed) for seed in range(3)]
-    refs = [reference.estimate(image, intrinsics=intrinsics) for image, intrinsics in scenes]
+    refs = [reference.estimate(image, camera=intrinsics) for image, intrinsics in scenes]
     # two DIFFERENT frames replayed back to back, both read only afterwards: stale static outputs would show
-    first = fast.estimate(scenes[0][0], intrinsics=scenes[0][1])
-    second = fast.estimate(scenes[1][0], intrinsics=scenes[1][1])
+    first = fast.estimate(scenes[0][0], camera=scenes[0][1])
+    second = fast.estimate(scenes[1][0], camera=scenes[1][1])
     _assert_close_to(refs[0], first, tolerance, f"{precision} frame 0 (read after frame 1)")
     _assert_close_to(refs[1], second, tolerance, f"{precision} frame 1")
     # a batch of three (its own graph per batch size), then single frames again on the batch-1 graphs
     batch = fast.estimate_batch(scenes)
     for seed, (ref, out) in enumerate(zip(refs, batch)):
         _assert_close_to(ref, out, tolerance, f"{precision} batch frame {seed}")
-    again = fast.estimate(scenes[2][0], intrinsics=scenes[2][1])
+    again = fast.estimate(scenes[2][0], camera=scenes[2][1])
     _assert_close_to(refs[2], again, tolerance, f"{precision} frame 2 after the batch")
     if backend == "cudagraphs":
         assert {key[1][0] for key in fast.runner.graphs} == {1, 3}
@@ -76,9 +76,8 @@ def _cloud_inputs(seed: int) -> tuple[Intrinsics, torch.Generator, torch.Tensor,
 
 def test_cuda_backprojection_and_colours_are_bit_identical_to_cpu():
     intrinsics, generator, depth, rgb = _cloud_inputs(0)
-    cache = RayGridCache()
-    cpu = backproject_organised(depth, cache.get(intrinsics, 2, "cpu"), rgb, stride=2)
-    gpu = backproject_organised(depth.cuda(), cache.get(intrinsics, 2, "cuda"), rgb.cuda(), stride=2).cpu()
+    cpu = backproject_organised(depth, build_rays(intrinsics, 2, "cpu"), rgb, stride=2)
+    gpu = backproject_organised(depth.cuda(), build_rays(intrinsics, 2, "cuda"), rgb.cuda(), stride=2).cpu()
     assert torch.equal(cpu[..., 3].view(torch.int32), gpu[..., 3].view(torch.int32))  # packed rgb bits
     assert torch.equal(pack_rgb(rgb.cuda()).cpu().view(torch.int32), pack_rgb(rgb).view(torch.int32))
     torch.testing.assert_close(gpu[..., :3], cpu[..., :3], rtol=1e-6, atol=1e-5, equal_nan=True)
@@ -91,11 +90,10 @@ def test_cuda_semantic_cloud_matches_cpu():
     intrinsics, generator, depth, rgb = _cloud_inputs(1)
     labels = torch.randint(0, 19, (375, 1242), dtype=torch.uint8, generator=generator)
     confidence = torch.rand(375, 1242, generator=generator)
-    cache = RayGridCache()
     options = dict(stride=2, point_fields="xyzrgblc", drop_labels=(0, 10))
-    cpu = backproject_organised(depth, cache.get(intrinsics, 2, "cpu"), rgb, labels=labels, confidence=confidence,
+    cpu = backproject_organised(depth, build_rays(intrinsics, 2, "cpu"), rgb, labels=labels, confidence=confidence,
                                 **options)
-    gpu = backproject_organised(depth.cuda(), cache.get(intrinsics, 2, "cuda"), rgb.cuda(), labels=labels.cuda(),
+    gpu = backproject_organised(depth.cuda(), build_rays(intrinsics, 2, "cuda"), rgb.cuda(), labels=labels.cuda(),
                                 confidence=confidence.cuda(), **options).cpu()
     assert gpu.shape == (188, 621, 6)
     assert torch.equal(cpu[..., 3:].view(torch.int32), gpu[..., 3:].view(torch.int32))  # rgb, label, confidence
@@ -116,8 +114,8 @@ def test_cuda_undistortion_matches_cpu(resnet18_checkpoint, precision, backend, 
         image, intrinsics = _scene(height, width, seed)
         image = np.ascontiguousarray(np.repeat(np.repeat(image[::8, ::8], 8, 0), 8, 1)[:height, :width])
         frames.append((image, CameraModel(intrinsics, "plumb_bob", d)))
-    refs = [reference.estimate(image, intrinsics=camera) for image, camera in frames]
-    singles = [fast.estimate(image, intrinsics=camera) for image, camera in frames]
+    refs = [reference.estimate(image, camera=camera) for image, camera in frames]
+    singles = [fast.estimate(image, camera=camera) for image, camera in frames]
     batch = fast.estimate_batch(frames)
     for index, ref in enumerate(refs):
         for out in (singles[index], batch[index]):

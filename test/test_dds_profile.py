@@ -21,7 +21,9 @@ from semantic_depth_ros.resources import find_data_file
 from semantic_depth_ros.ros import client as client_module
 from semantic_depth_ros.ros.distro import USER_DDS_PROFILE_ENVS, dds_profile_variable, default_dds_profile
 from semantic_depth_ros.ros.node_process import NodeProcess
-from semantic_depth_ros.ros.node import OUTPUTS
+from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES
+
+pytestmark = pytest.mark.ros  # node processes and the DDS profile
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE = default_dds_profile(share_dir=REPO)  # the profile of the Fast DDS installed here
@@ -86,7 +88,7 @@ def test_default_participant_uses_only_a_large_shared_memory_segment_and_udp(pro
 
 
 def test_shared_memory_segment_holds_one_full_size_frame_of_every_output(profile_file: str) -> None:
-    assert set(OUTPUTS) == set(OUTPUT_BYTES_PER_PIXEL) | {"depth_info"}  # a new output must be sized here too
+    assert set(OUTPUT_MESSAGES) == set(OUTPUT_BYTES_PER_PIXEL) | {"depth_info"}  # a new output must be sized here too
     height, width = KITTI_FULL
     frame_bytes = height * width * sum(OUTPUT_BYTES_PER_PIXEL.values())
     segment = int(_transports(profile_file)["semantic_depth_shm"].findtext("dds:segment_size", namespaces=NS))
@@ -267,14 +269,14 @@ def test_node_over_dds_serves_every_output_at_375x1242_without_heartbeat_stalls(
     domain = random_domain_id()
     latencies: list[float] = []
     with NodeProcess(tiny_checkpoint, domain_id=domain, device="cpu", precision="fp32", num_threads=1) as node, \
-            DepthClient(domain_id=domain, outputs=tuple(OUTPUTS)) as client:
+            DepthClient(domain_id=domain, outputs=tuple(OUTPUT_MESSAGES)) as client:
         client.wait_connected()
         for stamp in range(1, 7):
             published = client.publish(stamp, image, info)
             done = client.wait(stamp, timeout=60.0)
             assert done is not None, f"frame {stamp} incomplete; node log: {node.log[-5:]}"
             received = client.take(stamp)
-            assert set(received) == set(OUTPUTS)
+            assert set(received) == set(OUTPUT_MESSAGES)
             depth = client.message("depth", received["depth"])
             assert (depth.height, depth.width, len(depth.data)) == (height, width, height * width * 4)
             cloud = client.message("points", received["points"])

@@ -16,7 +16,7 @@ from semantic_depth_ros.commands.generated_scenes import load_demo_config
 from semantic_depth_ros.evaluation.colorbar import depth_scale_bar
 from semantic_depth_ros.evaluation.metrics import DEPTH_METRIC_KEYS, compute_depth_metrics
 from semantic_depth_ros.model.checkpoint import load_checkpoint
-from semantic_depth_ros.training.trainer import MODEL_FILE
+from semantic_depth_ros.training.run_folder import MODEL_FILE
 
 
 def reject_constant(name: str) -> None:
@@ -33,6 +33,7 @@ def demo_run(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.ros  # the demo runs the node
 def test_demo_writes_every_output_a_person_looks_at(demo_run):
     out, result = demo_run
     assert (out / "phase1" / MODEL_FILE).is_file() and (out / "phase2" / MODEL_FILE).is_file()
@@ -58,6 +59,7 @@ def test_demo_writes_every_output_a_person_looks_at(demo_run):
     assert "summary.png" in result.stdout and "latency" in result.stdout
 
 
+@pytest.mark.ros
 def test_demo_metrics_are_those_of_the_published_depth(demo_run):
     from semantic_depth_ros.commands.generated_scenes import CAMERA_SIZE, HELDOUT_SEED
     from semantic_depth_ros.data.synthetic import render_frame

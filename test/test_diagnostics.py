@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from semantic_depth_ros.ros.diagnostics import LogThrottle, NodeStats, diagnostic_array, status_level
+
+pytestmark = pytest.mark.ros  # the DiagnosticArray messages
 
 
 def test_rates_latencies_and_counters() -> None:
@@ -100,12 +103,15 @@ def test_diagnostic_array_adds_extra_values_and_one_status_per_camera() -> None:
     array = diagnostic_array(front.snapshot(2.0), stamp=Time(), name="n: semantic depth", hardware_id="cpu",
                              device="cpu", model_name="m", precision="fp32", trained=True,
                              extra={"batch_size": "2"}, cameras=[("front", front.snapshot(2.0)),
-                                                                 ("left", left.snapshot(2.0))])
+                                                                 ("left", left.snapshot(2.0))],
+                             camera_values={"left": {"fusion_frames": "3"}})  # the left camera's stages
     node, camera_front, camera_left = array.status
     assert [s.name for s in array.status] == ["n: semantic depth", "n: semantic depth front", "n: semantic depth left"]
     assert {kv.key: kv.value for kv in node.values}["batch_size"] == "2"
     front_values = {kv.key: kv.value for kv in camera_front.values}
     assert front_values["camera"] == "front" and front_values["latency_p50_ms"] == "50.00"
+    assert "fusion_frames" not in front_values
+    assert {kv.key: kv.value for kv in camera_left.values}["fusion_frames"] == "3"
     assert (camera_front.level, camera_left.level) == (DiagnosticStatus.OK, DiagnosticStatus.WARN)
 
 

@@ -24,7 +24,10 @@ from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.messages import camera_info_fields, cloud_fields, image_fields
 from semantic_depth_ros.ros import distro
 from semantic_depth_ros.ros import messages as ros_messages
-from semantic_depth_ros.ros.node import OUTPUTS, DepthNode
+from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES
+from semantic_depth_ros.ros.node import DepthNode
+
+pytestmark = pytest.mark.ros  # rclpy message classes and an in-process node
 
 REPO = Path(__file__).resolve().parent.parent
 HEIGHT, WIDTH = 48, 160
@@ -174,7 +177,7 @@ def test_node_serves_a_stream_with_humble_style_message_classes(node: DepthNode,
             time.sleep(0.01)
     finally:
         channel.publishers = real_publishers
-    assert set(recorders) == set(OUTPUTS)
+    assert set(recorders) == set(OUTPUT_MESSAGES)
     estimator = node.estimator
     camera = Intrinsics(K[0], K[4], K[2], K[5], WIDTH, HEIGHT)
     for index, rgb in enumerate(frames):
@@ -183,7 +186,7 @@ def test_node_serves_a_stream_with_humble_style_message_classes(node: DepthNode,
             assert type(msg).__name__.startswith("Humble"), key
             assert msg.header.stamp.sec == index + 1 and msg.header.frame_id == "cam_optical"
         depth = recorders["depth"].messages[index]
-        expected = estimator.estimate(rgb, intrinsics=camera).depth.numpy()
+        expected = estimator.estimate(rgb, camera=camera).depth.numpy()
         assert (depth.height, depth.width, depth.encoding) == (HEIGHT, WIDTH, "32FC1")
         np.testing.assert_allclose(np.frombuffer(bytes(depth.data), np.float32).reshape(HEIGHT, WIDTH), expected,
                                    rtol=1e-6, equal_nan=True)

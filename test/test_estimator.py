@@ -10,21 +10,19 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+from helpers import CONFIG, make_checkpoint, random_image
 
 from semantic_depth_ros.errors import ConfigError, InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.inference.benchmark import benchmark_model, latency_stats
 from semantic_depth_ros import devices
-from semantic_depth_ros.inference.estimator import DepthEstimator, resolve_device, resolve_precision
-from semantic_depth_ros.inference.preprocess import letterbox
+from semantic_depth_ros.devices import resolve_device, resolve_precision
+from semantic_depth_ros.geometry.letterbox import letterbox
+from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.model.bins import DepthBins
-from semantic_depth_ros.model.checkpoint import Checkpoint, save_checkpoint
-from semantic_depth_ros.model.config import ModelConfig
+from semantic_depth_ros.model.checkpoint import save_checkpoint
 from semantic_depth_ros.model.network import SemanticDepthNet
 
-# 64x160 input, two decoder stages: the heads run at stride 8 (an 8x20 output map).
-CONFIG = ModelConfig(name="tiny", input_height=64, input_width=160, num_depth_bins=16, min_depth=1.0,
-                     max_depth=80.0, decoder_channels=(32, 16), focal_px=100.0)
 CONSTANT_BIN = 7
 SKY = 10
 
@@ -32,18 +30,6 @@ SKY = 10
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
-
-
-def make_checkpoint(config: ModelConfig = CONFIG, *, trained: bool = True,
-                    edit: Callable[[SemanticDepthNet], None] | None = None) -> Checkpoint:
-    """An in-memory checkpoint of a seeded random network, optionally edited (weights forced) first."""
-    torch.manual_seed(0)
-    model = SemanticDepthNet(config).eval()
-    if edit is not None:
-        with torch.no_grad():
-            edit(model)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    return Checkpoint(path=Path(f"memory/{config.name}.pt"), config=config, state_dict=state, trained=trained)
 
 
 def force_depth_bin(model: SemanticDepthNet, index: int = CONSTANT_BIN) -> None:
@@ -62,10 +48,6 @@ def force_sky(model: SemanticDepthNet) -> None:
 
 def constant_depth() -> float:
     return float(DepthBins(CONFIG.min_depth, CONFIG.max_depth, CONFIG.num_depth_bins).centers[CONSTANT_BIN])
-
-
-def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +69,7 @@ def constant_estimator() -> DepthEstimator:
 def test_output_shapes_and_dtypes(estimator: DepthEstimator, height: int, width: int) -> None:
     image = random_image(height, width)
     intrinsics = Intrinsics(fx=2.0 * width, fy=2.0 * width, cx=width / 2, cy=height / 2, width=width, height=height)
-    out = estimator.estimate(image, intrinsics=intrinsics)
+    out = estimator.estimate(image, camera=intrinsics)
     for tensor, dtype in ((out.depth, torch.float32), (out.semantic, torch.uint8), (out.confidence, torch.float32)):
         assert tensor.shape == (height, width)
         assert tensor.dtype == dtype
@@ -98,7 +80,7 @@ def test_output_shapes_and_dtypes(estimator: DepthEstimator, height: int, width:
     assert float(out.confidence.min()) >= 0.0 and float(out.confidence.max()) <= 1.0
 
     box = letterbox(height, width, CONFIG.input_height, CONFIG.input_width)
-    small = estimator.estimate(image, intrinsics=intrinsics, output_resolution="network")
+    small = estimator.estimate(image, camera=intrinsics, output_resolution="network")
     expected = (box.resized_height, box.resized_width)
     assert small.depth.shape == small.semantic.shape == small.confidence.shape == expected
     assert (small.intrinsics.width, small.intrinsics.height) == (box.resized_width, box.resized_height)
@@ -293,7 +275,7 @@ def test_canonical_camera_rule(constant_estimator: DepthEstimator) -> None:
 
     def depth_at(height: int, width: int, fx: float) -> torch.Tensor:
         intrinsics = Intrinsics(fx=fx, fy=fx, cx=width / 2, cy=height / 2, width=width, height=height)
-        return constant_estimator.estimate(random_image(height, width), intrinsics=intrinsics,
+        return constant_estimator.estimate(random_image(height, width), camera=intrinsics,
                                            outputs=("depth",)).depth
 
     torch.testing.assert_close(depth_at(64, 160, focal), torch.full((64, 160), c), rtol=1e-5, atol=0)
@@ -461,7 +443,7 @@ def test_bad_arguments_are_refused(estimator: DepthEstimator) -> None:
     image = random_image(20, 40)
     wrong = Intrinsics(fx=50, fy=50, cx=20, cy=10, width=41, height=20)
     with pytest.raises(InvalidInputError, match="^intrinsics are for 41x20 but the image is 40x20$"):
-        estimator.estimate(image, intrinsics=wrong)
+        estimator.estimate(image, camera=wrong)
     with pytest.raises(ConfigError, match="unknown output.*points: choose from depth, semantic, confidence"):
         estimator.estimate(image, outputs=("depth", "points"))
     with pytest.raises(ConfigError, match="output_resolution 'full' is not one of input, network"):

@@ -16,13 +16,13 @@ from semantic_depth_ros.data.synthetic.layout import build_world
 from semantic_depth_ros.data.synthetic.render import render_world
 from semantic_depth_ros.errors import InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import CameraModel, Intrinsics, scale_intrinsics
-from semantic_depth_ros.geometry.pointcloud import RayGridCache
 from semantic_depth_ros.geometry.undistort import check_camera_model
 from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.labels import IGNORE_LABEL
-from semantic_depth_ros.messages import HostStaging, cloud_array, frame_fields, output_tensors
+from semantic_depth_ros.messages import cloud_array
 from semantic_depth_ros.model.config import ModelConfig
-from test_estimator import make_checkpoint
+from semantic_depth_ros.pipeline import CameraOutputs, OutputPlan
+from helpers import make_checkpoint
 
 SCALE = 3  # sub-samples per camera pixel and axis of the reference renders (area-averaged)
 CAMERA = domain_intrinsics("kitti_like", 188, 621)
@@ -101,7 +101,7 @@ def _network_input(estimator: DepthEstimator, image: np.ndarray, camera: Intrins
     recorder = _RecordingRunner(estimator.runner)
     estimator.runner = recorder
     try:
-        estimator.estimate(image, intrinsics=camera, outputs=("depth",))
+        estimator.estimate(image, camera=camera, outputs=("depth",))
     finally:
         estimator.runner = recorder.runner
     return recorder.inputs[0]
@@ -142,12 +142,11 @@ def test_undistorted_network_input_equals_the_pinhole_renders(wide_estimator: De
 def test_outputs_are_in_the_undistorted_pinhole_geometry(estimator: DepthEstimator, resolution: str) -> None:
     distorted, pinhole = _render_through([LENSES["plumb_bob"], None])
     camera = CameraModel(CAMERA, *LENSES["plumb_bob"])
-    out = estimator.estimate(distorted, intrinsics=camera, output_resolution=resolution)
+    out = estimator.estimate(distorted, camera=camera, output_resolution=resolution)
     height, width = out.depth.shape
     assert out.intrinsics == scale_intrinsics(CAMERA, width, height)
-    wanted = ["depth", "depth_info", "points"]
-    tensors = output_tensors(wanted, out, depth_range=estimator.depth_range(), point_stride=1, rays=RayGridCache())
-    fields = frame_fields(wanted, HostStaging().fetch(tensors), out.intrinsics)
+    fields = CameraOutputs(OutputPlan(("depth", "depth_info", "points"))).messages(
+        out, 0, depth_range=estimator.depth_range()).fields
     info = fields["depth_info"]
     assert (info.distortion_model, info.d) == ("plumb_bob", (0.0,) * 5)
     assert info.k == out.intrinsics.k() and info.p == out.intrinsics.p()
@@ -167,14 +166,14 @@ def test_outputs_are_in_the_undistorted_pinhole_geometry(estimator: DepthEstimat
     expected = cv2.resize(pinhole, (width, height), interpolation=cv2.INTER_AREA) if resolution == "network" \
         else pinhole
     assert np.abs(out.image.numpy().astype(float) - expected).mean() < 2.0
-    assert np.abs(estimator.estimate(distorted, intrinsics=CAMERA, output_resolution=resolution,
+    assert np.abs(estimator.estimate(distorted, camera=CAMERA, output_resolution=resolution,
                                      outputs=("image",)).image.numpy().astype(float) - expected).mean() > 8.0
 
 
 def test_pixels_without_image_data_are_nan_with_no_confidence_and_no_class(estimator: DepthEstimator) -> None:
     camera = CameraModel(CAMERA, *LENSES["pincushion"])
     (distorted,) = _render_through([LENSES["pincushion"]])
-    out = estimator.estimate(distorted, intrinsics=camera)
+    out = estimator.estimate(distorted, camera=camera)
     empty = out.image.sum(dim=-1) == 0  # black: no data (the scene has no black pixel)
     assert 0.001 < empty.float().mean() < 0.2 and empty[0, 0] and empty[-1, -1] and not empty[94, 310]
     assert torch.isnan(out.depth[empty]).all()
@@ -185,10 +184,10 @@ def test_pixels_without_image_data_are_nan_with_no_confidence_and_no_class(estim
 def test_zero_distortion_is_the_pinhole_path(estimator: DepthEstimator) -> None:
     image = _render_through([None])[0]
     fresh = DepthEstimator(make_checkpoint(), device="cpu")
-    plain = fresh.estimate(image, intrinsics=CAMERA)
+    plain = fresh.estimate(image, camera=CAMERA)
     for camera in (CameraModel(CAMERA, "plumb_bob", (0.0,) * 5), CameraModel(CAMERA, "", ()),
                    CameraModel(CAMERA, "unknown_but_zero", (0.0, 0.0))):
-        out = fresh.estimate(image, intrinsics=camera)
+        out = fresh.estimate(image, camera=camera)
         assert torch.equal(out.image, plain.image) and out.intrinsics == plain.intrinsics
         torch.testing.assert_close(out.depth, plain.depth, rtol=0, atol=0, equal_nan=True)
     assert fresh.cache_sizes()["undistortions"] == 0
@@ -197,17 +196,17 @@ def test_zero_distortion_is_the_pinhole_path(estimator: DepthEstimator) -> None:
 def test_bad_models_are_refused_and_the_next_good_frame_is_served(estimator: DepthEstimator) -> None:
     distorted = _render_through([LENSES["plumb_bob"]])[0]
     good = CameraModel(CAMERA, *LENSES["plumb_bob"])
-    expected = DepthEstimator(make_checkpoint(), device="cpu").estimate(distorted, intrinsics=good)
+    expected = DepthEstimator(make_checkpoint(), device="cpu").estimate(distorted, camera=good)
     with pytest.raises(InvalidInputError, match=r"^distortion model 'kannala_brandt' is not supported \(supported: "
                                                 r"plumb_bob, rational_polynomial, equidistant\)$"):
-        estimator.estimate(distorted, intrinsics=CameraModel(CAMERA, "kannala_brandt", (0.1, 0.0, 0.0, 0.0)))
+        estimator.estimate(distorted, camera=CameraModel(CAMERA, "kannala_brandt", (0.1, 0.0, 0.0, 0.0)))
     with pytest.raises(InvalidInputError, match="^distortion model 'plumb_bob' needs 5 coefficients in D, got 4$"):
-        estimator.estimate(distorted, intrinsics=CameraModel(CAMERA, "plumb_bob", (0.1, 0.0, 0.0, 0.0)))
+        estimator.estimate(distorted, camera=CameraModel(CAMERA, "plumb_bob", (0.1, 0.0, 0.0, 0.0)))
     with pytest.raises(InvalidInputError, match="^distortion model 'fisheye' is not supported"):
         check_camera_model(CameraModel(CAMERA, "fisheye", (0.1, 0.0, 0.0, 0.0)))  # the same check, before batching
     assert check_camera_model(good) is good
     assert check_camera_model(CameraModel(CAMERA, "fisheye", (0.0,) * 4)).d == (0.0,) * 4  # zero D: no distortion
-    out = estimator.estimate(distorted, intrinsics=good)
+    out = estimator.estimate(distorted, camera=good)
     torch.testing.assert_close(out.depth, expected.depth, rtol=0, atol=0, equal_nan=True)
     assert torch.equal(out.semantic, expected.semantic) and torch.equal(out.image, expected.image)
 
@@ -221,7 +220,7 @@ def test_a_batch_mixing_distorted_and_pinhole_frames_equals_single_calls(estimat
     for resolution in ("input", "network"):
         batch = estimator.estimate_batch(frames, output_resolution=resolution)
         for (image, camera), out in zip(frames, batch):
-            single = estimator.estimate(image, intrinsics=camera, output_resolution=resolution)
+            single = estimator.estimate(image, camera=camera, output_resolution=resolution)
             torch.testing.assert_close(out.depth, single.depth, rtol=1e-5, atol=0, equal_nan=True)
             torch.testing.assert_close(out.confidence, single.confidence, rtol=1e-5, atol=1e-6)
             assert torch.equal(out.semantic, single.semantic) and torch.equal(out.image, single.image)

@@ -15,7 +15,7 @@ from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.inference.runners import GraphedRunner, NetworkRunner, TorchRunner, make_runner
 from semantic_depth_ros.model.fuse import fold_batchnorm
-from test_estimator import CONFIG, make_checkpoint, random_image
+from helpers import CONFIG, make_checkpoint, random_image
 
 Outputs = dict[str, torch.Tensor]
 
@@ -51,7 +51,7 @@ def test_a_batch_equals_single_frames(estimator: DepthEstimator, resolution: str
     assert calls == [3]  # one forward pass for the three frames
     assert len(batch) == 3
     for (image, intrinsics), out in zip(frames, batch):
-        single = estimator.estimate(image, intrinsics=intrinsics, output_resolution=resolution)
+        single = estimator.estimate(image, camera=intrinsics, output_resolution=resolution)
         assert out.depth.shape == single.depth.shape
         torch.testing.assert_close(out.depth, single.depth, rtol=1e-5, atol=0, equal_nan=True)
         torch.testing.assert_close(out.confidence, single.confidence, rtol=1e-5, atol=1e-6)

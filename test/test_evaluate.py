@@ -62,12 +62,12 @@ class StubEstimator:
         self.labels = list(labels or [])
         self.calls: list[dict[str, Any]] = []
 
-    def estimate(self, image: np.ndarray, *, intrinsics=None, output_resolution="input", outputs=()) -> Any:
-        self.calls.append({"image": image, "intrinsics": intrinsics, "resolution": output_resolution,
+    def estimate(self, image: np.ndarray, *, camera=None, output_resolution="input", outputs=()) -> Any:
+        self.calls.append({"image": image, "intrinsics": camera, "resolution": output_resolution,
                            "outputs": tuple(outputs)})
         depth = torch.from_numpy(self.depths.pop(0)) if "depth" in outputs else None
         semantic = torch.from_numpy(self.labels.pop(0)) if "semantic" in outputs else None
-        return SimpleNamespace(depth=depth, semantic=semantic, confidence=None, intrinsics=intrinsics)
+        return SimpleNamespace(depth=depth, semantic=semantic, confidence=None, intrinsics=camera)
 
 
 def ramp_depth(low: float, high: float) -> np.ndarray:
@@ -181,7 +181,7 @@ def direct_depth_metrics(estimator: Any, dataset: Any, cap: float, crop: str) ->
         rgb = np.rint(sample["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         h, w = rgb.shape[:2]
         intr = Intrinsics(sample["fx"], sample["fx"], (w - 1) / 2, (h - 1) / 2, w, h)
-        depth = estimator.estimate(rgb, intrinsics=intr, output_resolution="input", outputs=("depth",)).depth
+        depth = estimator.estimate(rgb, camera=intr, output_resolution="input", outputs=("depth",)).depth
         per_image.append(compute_depth_metrics(depth.cpu(), sample["depth"], min_depth=1.0, max_depth=cap, crop=crop))
     return {key: float(np.mean([m[key] for m in per_image])) for key in DEPTH_METRIC_KEYS}
 

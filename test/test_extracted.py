@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from semantic_depth_ros.data.extracted import ExtractedDepthDataset
-from semantic_depth_ros.data.fileio import depth_to_uint16, encode_png, read_depth_png, write_atomic
+from semantic_depth_ros.data.fileio import depth_to_uint16, encode_png, read_depth_png
+from semantic_depth_ros.files import write_atomic
 from semantic_depth_ros.errors import DatasetError
 
 WIDTH, HEIGHT = 40, 16

@@ -21,10 +21,11 @@ from semantic_depth_ros.geometry.pointcloud import (
     POINT_FIELD_DATATYPE,
     POINT_FIELDS,
     POINT_STEP,
-    RayGridCache,
     backproject_organised,
     build_rays,
+    cached_rays,
     pack_rgb,
+    ray_grids,
     unpack_rgb,
 )
 
@@ -134,17 +135,17 @@ def test_build_rays_values_and_stride_shapes() -> None:
 
 
 def test_ray_grid_cache_returns_same_tensor_and_stays_bounded() -> None:
-    cache = RayGridCache(max_entries=2)
-    first = cache.get(SMALL, 1, "cpu")
-    assert cache.get(SMALL, 1, torch.device("cpu")) is first
-    assert cache.get(Intrinsics(4.0, 2.0, 3.5, 2.5, 8, 6), 1, "cpu") is first  # equal intrinsics, same key
-    strided = cache.get(SMALL, 2, "cpu")
+    cache = ray_grids(max_entries=2)
+    first = cached_rays(cache, SMALL, 1, "cpu")
+    assert cached_rays(cache, SMALL, 1, torch.device("cpu")) is first
+    assert cached_rays(cache, Intrinsics(4.0, 2.0, 3.5, 2.5, 8, 6), 1, "cpu") is first  # equal intrinsics: one key
+    strided = cached_rays(cache, SMALL, 2, "cpu")
     assert strided is not first and strided.shape == (3, 4, 3)
-    assert cache.get(SMALL, 1, "cpu") is first  # refreshes 'first' as most recently used
-    other = cache.get(scale_intrinsics(SMALL, 4, 3), 1, "cpu")  # evicts the stride-2 grid
+    assert cached_rays(cache, SMALL, 1, "cpu") is first  # refreshes 'first' as most recently used
+    other = cached_rays(cache, scale_intrinsics(SMALL, 4, 3), 1, "cpu")  # evicts the stride-2 grid
     assert len(cache) == 2 and other.shape == (3, 4, 3)
-    assert cache.get(SMALL, 1, "cpu") is first
-    assert cache.get(SMALL, 2, "cpu") is not strided  # rebuilt after eviction
+    assert cached_rays(cache, SMALL, 1, "cpu") is first
+    assert cached_rays(cache, SMALL, 2, "cpu") is not strided  # rebuilt after eviction
     cache.clear()
     assert len(cache) == 0
 
@@ -152,7 +153,7 @@ def test_ray_grid_cache_returns_same_tensor_and_stays_bounded() -> None:
 @pytest.mark.parametrize("stride", [0, -1, 1.5, True])
 def test_ray_grid_cache_rejects_bad_stride(stride: object) -> None:
     with pytest.raises(InvalidInputError, match=r"point stride = .* must be an integer >= 1"):
-        RayGridCache().get(SMALL, stride, "cpu")  # type: ignore[arg-type]
+        cached_rays(ray_grids(), SMALL, stride, "cpu")  # type: ignore[arg-type]
 
 
 # --- rgb packing --------------------------------------------------------------------------------------------
@@ -248,7 +249,7 @@ def test_backproject_stride_decimates_depth_and_colour() -> None:
     depth = torch.arange(1, 49, dtype=torch.float32).reshape(6, 8)
     rgb = torch.zeros((6, 8, 3), dtype=torch.uint8)
     rgb[..., 2] = torch.arange(48, dtype=torch.uint8).reshape(6, 8)
-    rays = RayGridCache().get(SMALL, 3, "cpu")
+    rays = build_rays(SMALL, 3, "cpu")
     cloud = backproject_organised(depth, rays, rgb, stride=3)
     assert cloud.shape == (2, 3, 4) and cloud.is_contiguous()
     torch.testing.assert_close(cloud[..., 2], depth[::3, ::3], rtol=0, atol=0)

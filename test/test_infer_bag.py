@@ -21,9 +21,8 @@ from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.evaluation.metrics import DEPTH_METRIC_KEYS, compute_depth_metrics
 from semantic_depth_ros.geometry.intrinsics import CameraModel, Intrinsics
 from semantic_depth_ros.inference.estimator import DepthEstimator
-from semantic_depth_ros.messages import cloud_array, frame_fields, image_array, output_tensors
-from semantic_depth_ros.messages.outputs import HostStaging
-from semantic_depth_ros.geometry.pointcloud import RayGridCache
+from semantic_depth_ros.messages import cloud_array, image_array
+from semantic_depth_ros.pipeline import CameraOutputs, CloudLayout, OutputPlan
 from semantic_depth_ros.replay import pipeline
 from semantic_depth_ros.replay.bag_writer import TYPESTORE, msgtype_of
 from semantic_depth_ros.replay.frames import Selection
@@ -93,7 +92,7 @@ def run_cli(*argv: str) -> int:
 
 
 def expected_depth(estimator: DepthEstimator, frame) -> np.ndarray:
-    return estimator.estimate(frame.rgb, intrinsics=frame.intrinsics, outputs=("depth",)).depth.numpy()
+    return estimator.estimate(frame.rgb, camera=frame.intrinsics, outputs=("depth",)).depth.numpy()
 
 
 @pytest.mark.parametrize("storage,image,out_storage", [("sqlite3", "raw", "mcap"), ("mcap", "compressed", "sqlite3"),
@@ -149,6 +148,7 @@ def test_replay_writes_the_node_outputs(tmp_path, tiny_checkpoint, estimator, ca
             np.testing.assert_array_equal(image_array(copied), frame.rgb)
 
 
+@pytest.mark.ros
 def test_node_and_replay_messages_are_byte_identical(tmp_path, estimator):
     from rclpy.serialization import serialize_message
     from builtin_interfaces.msg import Time
@@ -159,17 +159,17 @@ def test_node_and_replay_messages_are_byte_identical(tmp_path, estimator):
     bag = make_drive(tmp_path, "mcap")
     out = tmp_path / "out"
     wanted = parse_outputs("depth,points,semantic,semantic_color,confidence,depth_color")
+    cloud = CloudLayout("xyzrgblc", drop_labels=(10,), stride=2)  # the node's point_fields, ..._drop_labels, _stride
     options = ReplayOptions(image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info", outputs=wanted,
-                            batch=1, progress=False)
+                            cloud=cloud, batch=1, progress=False)
     replay_bag(bag, out, estimator, options)
     got = read_back(out)
     frame = FRAMES[1]
-    # the node's path for the same frame: estimate -> output_tensors -> HostStaging -> frame_fields -> to_msg
-    outputs = estimator.estimate(frame.rgb, intrinsics=frame.intrinsics)
-    tensors = output_tensors(wanted, outputs, depth_range=estimator.depth_range(), point_stride=1,
-                             rays=RayGridCache())
-    fields = frame_fields(wanted, HostStaging().fetch(tensors), outputs.intrinsics)
+    # the node's path for the same frame: its camera's plan -> estimate -> CameraOutputs.messages -> to_msg
     stamp = T0 + FRAME_NS
+    camera = CameraOutputs(OutputPlan(wanted, cloud))
+    outputs = estimator.estimate(frame.rgb, camera=frame.intrinsics, outputs=camera.estimator_outputs(True))
+    fields = camera.messages(outputs, stamp, depth_range=estimator.depth_range()).fields
     header = Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="camera_optical")
     topics = {"depth": "/cam/depth", "depth_info": "/cam/depth/camera_info", "points": "/cam/points",
               "semantic": "/cam/semantic", "semantic_color": "/cam/semantic/color",
@@ -392,7 +392,7 @@ def test_replay_removes_lens_distortion_like_the_node(tmp_path, tiny_checkpoint,
     got = read_back(out)
     for i, frame in enumerate(FRAMES):
         camera = CameraModel(frame.intrinsics, "plumb_bob", LENS)
-        want = estimator.estimate(frame.rgb, intrinsics=camera, outputs=("depth",)).depth.numpy()
+        want = estimator.estimate(frame.rgb, camera=camera, outputs=("depth",)).depth.numpy()
         plain = expected_depth(estimator, frame)
         depth = image_array(got["/cam/depth"][i][1])
         np.testing.assert_allclose(depth, want, rtol=1e-5, equal_nan=True)
@@ -423,7 +423,7 @@ def test_replay_writes_labelled_points_like_the_node(tmp_path, tiny_checkpoint, 
     equal to the semantic image written beside it, dropped classes NaN."""
     bag = make_drive(tmp_path, "mcap")
     out = tmp_path / "out"
-    semantic = estimator.estimate(FRAMES[0].rgb, intrinsics=FRAMES[0].intrinsics, outputs=("semantic",)).semantic
+    semantic = estimator.estimate(FRAMES[0].rgb, camera=FRAMES[0].intrinsics, outputs=("semantic",)).semantic
     dropped = int(np.bincount(semantic.numpy().ravel()).argmax())  # the most frequent class of the first frame
     assert run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
                    str(out), "--outputs", "points,semantic", "--point-fields", "xyzrgbl", "--drop-labels",
@@ -520,7 +520,7 @@ def test_benchmark_times_the_bare_estimator_on_the_replayed_camera_model(tmp_pat
     bag = make_drive(tmp_path, "mcap", distortion=LENS)
     cameras = []
     bare = estimator.estimate
-    monkeypatch.setattr(estimator, "estimate", lambda rgb, **kw: cameras.append(kw["intrinsics"]) or bare(rgb, **kw))
+    monkeypatch.setattr(estimator, "estimate", lambda rgb, **kw: cameras.append(kw["camera"]) or bare(rgb, **kw))
     options = ReplayOptions(image_topic="/cam/image_raw", camera_info_topic="/cam/camera_info",
                             outputs=parse_outputs("depth"), progress=False)
     result = benchmark(bag, tmp_path / "out", estimator, options)

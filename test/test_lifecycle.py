@@ -30,10 +30,13 @@ from waiting import TIMEOUT, wait_until
 
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.messages import camera_info_fields, image_fields
+from semantic_depth_ros.pipeline import CameraOutputs
 from semantic_depth_ros.ros.client import DepthClient
 from semantic_depth_ros.ros.lifecycle_node import DepthLifecycleNode
 from semantic_depth_ros.ros.messages import camera_info_msg, image_msg
 from semantic_depth_ros.ros.params import PARAMETER_NAMES
+
+pytestmark = pytest.mark.ros  # a managed node over DDS
 
 CAMERAS = ("front", "rear")
 NAMESPACES = tuple(f"/{c}" for c in CAMERAS)
@@ -141,8 +144,11 @@ def test_a_failed_configure_stays_unconfigured_alive_and_configurable_after_the_
     assert not result.successful and "static" in result.reason
 
 
-def test_inactive_drops_frames_counted_then_active_serves_and_deactivate_stops(managed: dict[str, Any]) -> None:
+def test_inactive_drops_frames_counted_then_active_serves_and_deactivate_stops(
+        managed: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     node, manager, client = managed["node"], managed["manager"], managed["client"]
+    resets: list[CameraOutputs] = []
+    monkeypatch.setattr(CameraOutputs, "reset", lambda self: resets.append(self))
     assert manager.state() == State.PRIMARY_STATE_INACTIVE
     client.wait_connected()
     before = dropped(node)
@@ -153,7 +159,9 @@ def test_inactive_drops_frames_counted_then_active_serves_and_deactivate_stops(m
     assert manager.state() == State.PRIMARY_STATE_ACTIVE
     assert served(client, 20)
 
+    assert resets == []
     assert manager.transition(Transition.TRANSITION_DEACTIVATE)
+    assert resets == [node.channels[c].outputs for c in CAMERAS]  # every camera's stages forget their state
     before = dropped(node)
     assert not served(client, 30, timeout=1.0)
     wait_until(lambda: all(dropped(node)[c] > before[c] for c in CAMERAS), "frames counted as dropped")
@@ -164,12 +172,17 @@ def test_inactive_drops_frames_counted_then_active_serves_and_deactivate_stops(m
     assert manager.transition(Transition.TRANSITION_DEACTIVATE)
 
 
-def test_cleanup_releases_the_model_and_shutdown_works_from_unconfigured(managed: dict[str, Any]) -> None:
+def test_cleanup_releases_the_model_and_shutdown_works_from_unconfigured(
+        managed: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     node, manager, client = managed["node"], managed["manager"], managed["client"]
     assert manager.state() == State.PRIMARY_STATE_INACTIVE
     estimator = weakref.ref(node.estimator)
     runner = weakref.ref(node.estimator.runner)
+    resets: list[CameraOutputs] = []
+    monkeypatch.setattr(CameraOutputs, "reset", lambda self: resets.append(self))
+    cameras = [node.channels[c].outputs for c in CAMERAS]
     assert manager.transition(Transition.TRANSITION_CLEANUP)
+    assert resets == cameras
     assert manager.state() == State.PRIMARY_STATE_UNCONFIGURED
     gc.collect()
     assert node.estimator is None and estimator() is None and runner() is None  # no reference left anywhere

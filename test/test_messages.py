@@ -6,27 +6,19 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from semantic_depth_ros.errors import InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
-from semantic_depth_ros.geometry.pointcloud import RayGridCache, backproject_organised, pack_rgb
-from semantic_depth_ros.inference.colorize import colorize_depth, colorize_semantic
-from semantic_depth_ros.inference.estimator import EstimatorOutputs
 from semantic_depth_ros.messages import (
     OUTPUT_ENCODINGS,
     OUTPUT_TOPICS,
-    HostStaging,
     PointFieldSpec,
     RegionOfInterest,
     camera_info_fields,
     cloud_array,
     cloud_fields,
-    estimator_outputs_for,
-    frame_fields,
     image_array,
     image_fields,
-    output_tensors,
 )
 
 LITTLE = sys.byteorder == "little"
@@ -103,44 +95,3 @@ def test_output_tables_cover_every_output() -> None:
     assert list(OUTPUT_TOPICS) == ["depth", "depth_info", "points", "semantic", "semantic_color", "confidence",
                                    "depth_color"]
     assert set(OUTPUT_ENCODINGS) == set(OUTPUT_TOPICS) - {"depth_info", "points"}
-    assert estimator_outputs_for(["points"]) == ("depth", "image")
-    assert estimator_outputs_for(["semantic_color", "depth_info"]) == ("depth", "semantic")
-
-
-def _estimator_outputs(height: int = 4, width: int = 6) -> EstimatorOutputs:
-    generator = torch.Generator().manual_seed(0)
-    depth = torch.rand(height, width, generator=generator) * 50 + 2
-    depth[0, 0] = float("nan")
-    return EstimatorOutputs(
-        depth=depth, semantic=torch.randint(0, 19, (height, width), dtype=torch.uint8, generator=generator),
-        confidence=torch.rand(height, width, generator=generator),
-        intrinsics=Intrinsics(fx=5.0, fy=5.0, cx=2.5, cy=1.5, width=width, height=height),
-        image=torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, generator=generator))
-
-
-def test_a_frame_of_every_output_from_estimator_outputs() -> None:
-    outputs = _estimator_outputs()
-    wanted = list(OUTPUT_TOPICS)
-    tensors = output_tensors(wanted, outputs, depth_range=(1.0, 80.0), point_stride=2, rays=RayGridCache())
-    fields = frame_fields(wanted, HostStaging().fetch(tensors), outputs.intrinsics)
-    assert list(fields) == wanted  # depth first: the order of publication
-    np.testing.assert_array_equal(image_array(fields["depth"]), outputs.depth.numpy())
-    np.testing.assert_array_equal(image_array(fields["semantic"]), outputs.semantic.numpy())
-    np.testing.assert_array_equal(image_array(fields["confidence"]), outputs.confidence.numpy())
-    np.testing.assert_array_equal(image_array(fields["semantic_color"]), colorize_semantic(outputs.semantic).numpy())
-    np.testing.assert_array_equal(image_array(fields["depth_color"]),
-                                  colorize_depth(outputs.depth, 1.0, 80.0).numpy())
-    expected_cloud = backproject_organised(outputs.depth, RayGridCache().get(outputs.intrinsics, 2, "cpu"),
-                                           outputs.image, stride=2)
-    np.testing.assert_array_equal(cloud_array(fields["points"]), expected_cloud.numpy())
-    assert cloud_array(fields["points"])[..., 3].view(np.int32).tolist() == \
-        pack_rgb(outputs.image[::2, ::2]).view(torch.int32).tolist()
-    assert fields["depth_info"].k == outputs.intrinsics.k()
-
-
-def test_without_intrinsics_there_are_no_points_and_no_camera_info() -> None:
-    outputs = _estimator_outputs()
-    outputs = EstimatorOutputs(depth=outputs.depth, semantic=None, confidence=None, intrinsics=None, image=None)
-    wanted = ["depth", "depth_info", "points"]
-    tensors = output_tensors(wanted, outputs, depth_range=(1.0, 80.0), point_stride=1, rays=RayGridCache())
-    assert list(frame_fields(wanted, HostStaging().fetch(tensors), None)) == ["depth"]

@@ -25,6 +25,8 @@ from semantic_depth_ros.ros.client import DepthClient
 from semantic_depth_ros.ros.messages import camera_info_msg, image_msg
 from semantic_depth_ros.ros.node import DepthNode
 
+pytestmark = pytest.mark.ros  # a node over DDS
+
 # camera -> (height, width, fx, fy): different sizes and intrinsics
 CAMERAS = {"front": (48, 160, 150.0, 140.0), "left": (60, 100, 90.0, 95.0), "right": (40, 200, 210.0, 200.0)}
 ALL = ("depth", "depth_info", "points", "semantic", "confidence")

@@ -2,7 +2,9 @@
 
 One in-process node per input transport (module-scoped) spins with a test client node on an executor in a
 background thread (paused while the test creates or destroys subscriptions); the exit codes are checked on the
-node run as a subprocess. Tests that need the node to have never received a camera_info come first in this file.
+node run as a subprocess. No test depends on another having run: a test that needs a camera_info sends it
+(``with_info``), one that needs a node that never received one gets its own (``fresh_node``), and ``graph`` puts
+back the dynamic parameters a test changed.
 """
 
 from __future__ import annotations
@@ -40,15 +42,18 @@ from semantic_depth_ros.geometry.pointcloud import unpack_rgb
 from semantic_depth_ros.labels import CITYSCAPES_PALETTE
 from semantic_depth_ros.inference.colorize import colorize_depth
 from semantic_depth_ros.inference.estimator import DepthEstimator
-from semantic_depth_ros.ros.node import OUTPUTS, DepthNode
+from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES
+from semantic_depth_ros.ros.node import DepthNode
 from semantic_depth_ros.ros.node_process import NodeProcess
-from semantic_depth_ros.ros.params import PARAMETER_NAMES
+from semantic_depth_ros.ros.params import DYNAMIC_PARAMETERS, PARAMETER_NAMES
+
+pytestmark = pytest.mark.ros  # a node over DDS
 
 HEIGHT, WIDTH = 48, 160
 FRAME_ID = "test_camera_optical"
 K = (150.0, 0.0, 79.5, 0.0, 140.0, 23.5, 0.0, 0.0, 1.0)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-ALL_OUTPUTS = tuple(OUTPUTS)
+ALL_OUTPUTS = tuple(OUTPUT_MESSAGES)
 
 
 def make_image(seed: int) -> np.ndarray:
@@ -153,7 +158,7 @@ class Client:
     def subscribe(self, *keys: str) -> None:
         with self.spinner.paused():
             for key in keys:
-                topic, msg_type = OUTPUTS[key]
+                topic, msg_type = OUTPUT_MESSAGES[key]
 
                 def store(msg: Any, key: str = key) -> None:
                     with self.lock:
@@ -237,9 +242,41 @@ def ros(tiny_checkpoint: Path) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture()
 def graph(ros: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The module's graph; subscriptions made by a test are removed after it."""
+    """The module's graph; subscriptions made by a test are removed after it, and dynamic parameters it changed
+    get their values back (also when it failed half-way)."""
+    node = ros["node"]
+    before = {name: node.get_parameter(name).value for name in DYNAMIC_PARAMETERS}
     yield ros
-    ros["client"].unsubscribe_all(ros["node"])
+    ros["client"].unsubscribe_all(node)
+    changed = [Parameter(name, value=value) for name, value in before.items()
+               if node.get_parameter(name).value != value]
+    assert all(result.successful for result in node.set_parameters(changed))
+
+
+@pytest.fixture()
+def with_info(graph: dict[str, Any]) -> dict[str, Any]:
+    """The module's graph, its node holding the camera_info ``info_msg()``."""
+    graph["client"].send_info(info_msg(), graph["node"])
+    return graph
+
+
+@pytest.fixture()
+def fresh_node(ros: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """A node of this test's own that never received a camera_info (namespace ``/fresh_<n>``), and its client.
+
+    Kept until the module's end with the other extra nodes: destroying it mid-module, after another test module
+    had shut its own ROS context down, was seen to cut the module node's log lines from /rosout."""
+    namespace = f"fresh_{next(ros['stamp'])}"
+    params = [Parameter("model_path", value=str(ros["checkpoint"])), Parameter("device", value="cpu")]
+    node = DepthNode(f"{namespace}_depth_node", context=ros["context"], namespace=namespace,
+                     parameter_overrides=params)
+    ros.setdefault("extra_nodes", []).append(node)
+    with ros["spinner"].paused():
+        client = Client(Node(f"{namespace}_client", context=ros["context"]), ros["spinner"], namespace=f"/{namespace}")
+        ros["executor"].add_node(node)
+        ros["executor"].add_node(client.node)
+    yield {**ros, "node": node, "client": client}
+    client.unsubscribe_all(node)
 
 
 def stamp(env: dict[str, Any]) -> int:
@@ -266,7 +303,7 @@ def assert_points_match_depth(cloud: PointCloud2, depth_msg: Image, info: Camera
     assert np.abs(xyz[valid] - expected[valid]).max() <= 1e-4
 
 
-# ---------------------------------------------------------------------------------- before any camera_info
+# ------------------------------------------------------------------------------------------ no camera_info
 def test_declared_parameters_are_exactly_the_table(ros: dict[str, Any]) -> None:
     bare = Node("bare_node_for_parameter_names", context=ros["context"])
     ros_own = set(bare._parameters)
@@ -274,7 +311,8 @@ def test_declared_parameters_are_exactly_the_table(ros: dict[str, Any]) -> None:
     assert set(ros["node"]._parameters) - ros_own == set(PARAMETER_NAMES)
 
 
-def test_without_intrinsics_images_are_published_but_not_points(graph: dict[str, Any]) -> None:
+def test_without_intrinsics_images_are_published_but_not_points(fresh_node: dict[str, Any]) -> None:
+    graph = fresh_node
     client, node = graph["client"], graph["node"]
     client.subscribe("depth", "points", "depth_info")
     s = stamp(graph)
@@ -285,7 +323,8 @@ def test_without_intrinsics_images_are_published_but_not_points(graph: dict[str,
     wait_until(lambda: client.log_containing("no camera_info"), what="the missing-intrinsics warning")
 
 
-def test_fallback_intrinsics_give_points_and_depth_camera_info(graph: dict[str, Any]) -> None:
+def test_fallback_intrinsics_give_points_and_depth_camera_info(fresh_node: dict[str, Any]) -> None:
+    graph = fresh_node
     client, node = graph["client"], graph["node"]
     client.subscribe("depth", "points", "depth_info")
     fallback = [Parameter("fx", value=120.0), Parameter("fy", value=125.0), Parameter("cx", value=80.0),
@@ -296,13 +335,12 @@ def test_fallback_intrinsics_give_points_and_depth_camera_info(graph: dict[str, 
     info = out["depth_info"]
     assert list(info.k) == [120.0, 0.0, 80.0, 0.0, 125.0, 20.0, 0.0, 0.0, 1.0]
     assert_points_match_depth(out["points"], out["depth"], info)
-    assert all(r.successful for r in node.set_parameters([Parameter("fx", value=0.0), Parameter("fy", value=0.0)]))
 
 
 # ------------------------------------------------------------------------------------------ with camera_info
-def test_every_output_encodings_sizes_headers_and_values(graph: dict[str, Any]) -> None:
+def test_every_output_encodings_sizes_headers_and_values(with_info: dict[str, Any]) -> None:
+    graph = with_info
     client, node = graph["client"], graph["node"]
-    client.send_info(info_msg(), node)
     client.subscribe(*ALL_OUTPUTS)
     s = stamp(graph)
     rgb = make_image(s)
@@ -320,7 +358,7 @@ def test_every_output_encodings_sizes_headers_and_values(graph: dict[str, Any]) 
     assert finite.size > 0 and np.all(finite >= 1.0) and np.all(finite <= 80.0)  # the checkpoint's range
     assert not np.any(depth == 0.0)  # invalid is NaN, never 0
     reference = DepthEstimator(graph["checkpoint"], device="cpu", precision=node.estimator.precision).estimate(
-        rgb, intrinsics=Intrinsics.from_k(K, WIDTH, HEIGHT))
+        rgb, camera=Intrinsics.from_k(K, WIDTH, HEIGHT))
     np.testing.assert_allclose(depth, reference.depth.numpy(), rtol=1e-5, equal_nan=True)
 
     info = out["depth_info"]
@@ -347,7 +385,8 @@ def test_every_output_encodings_sizes_headers_and_values(graph: dict[str, Any]) 
     assert np.array_equal(image_array(out["depth_color"]), expected_colours)  # the published depth's colours
 
 
-def test_bgr_and_mono_inputs_are_converted_to_rgb(graph: dict[str, Any]) -> None:
+def test_bgr_and_mono_inputs_are_converted_to_rgb(with_info: dict[str, Any]) -> None:
+    graph = with_info
     client, node = graph["client"], graph["node"]
     client.subscribe("points")
     s = stamp(graph)
@@ -395,7 +434,8 @@ def test_only_subscribed_outputs_are_computed_and_published(graph: dict[str, Any
     assert published == [] and requested == []
 
 
-def test_dynamic_parameters_take_effect_and_static_ones_are_rejected(graph: dict[str, Any]) -> None:
+def test_dynamic_parameters_take_effect_and_static_ones_are_rejected(with_info: dict[str, Any]) -> None:
+    graph = with_info
     client, node = graph["client"], graph["node"]
     client.subscribe("depth", "points", "depth_info")
     s = stamp(graph)
@@ -425,11 +465,10 @@ def test_dynamic_parameters_take_effect_and_static_ones_are_rejected(graph: dict
     (result,) = node.set_parameters([Parameter("max_depth", value=node.estimator.config.min_depth / 2)])
     assert not result.successful and "leave no depth range" in result.reason  # would fail every frame
     assert node.get_parameter("model_path").value == str(graph["checkpoint"])
-    assert all(r.successful for r in node.set_parameters([Parameter("max_depth", value=0.0),
-                                                          Parameter("point_stride", value=1)]))
 
 
-def test_network_output_resolution_scales_depth_and_camera_info(graph: dict[str, Any]) -> None:
+def test_network_output_resolution_scales_depth_and_camera_info(with_info: dict[str, Any]) -> None:
+    graph = with_info
     client, node = graph["client"], graph["node"]
     client.subscribe("depth", "points", "depth_info")
     assert node.set_parameters([Parameter("output_resolution", value="network")])[0].successful
@@ -440,7 +479,6 @@ def test_network_output_resolution_scales_depth_and_camera_info(graph: dict[str,
     assert (out["depth"].width, out["depth"].height, info.width, info.height) == (box_w, box_h, box_w, box_h)
     assert math.isclose(info.k[0], K[0] * box_w / WIDTH) and math.isclose(info.k[4], K[4] * box_h / HEIGHT)
     assert_points_match_depth(out["points"], out["depth"], info)
-    assert node.set_parameters([Parameter("output_resolution", value="input")])[0].successful
 
 
 BAD_IMAGES: list[tuple[str, Callable[[Image], None], str]] = [
@@ -501,11 +539,15 @@ def test_diagnostics_report_rates_latency_drops_device_and_model(graph: dict[str
     client.send(image_msg(make_image(s), s), ("depth",), node)
     with graph["spinner"].paused():
         subscription = client.node.create_subscription(DiagnosticArray, "/diagnostics", arrays.append, RELIABLE)
-    wait_until(lambda: len(arrays) >= 1, timeout=5.0, what="a /diagnostics message")
+    name = "depth_node: semantic depth"  # other tests' nodes may publish /diagnostics too
+
+    def ours() -> list[DiagnosticStatus]:
+        return [array.status[0] for array in list(arrays) if array.status[0].name == name]
+
+    wait_until(lambda: ours(), timeout=5.0, what="a /diagnostics message of the node")
     with graph["spinner"].paused():
         client.node.destroy_subscription(subscription)
-    status = arrays[-1].status[0]
-    assert status.name == "depth_node: semantic depth"
+    status = ours()[-1]
     values = {kv.key: kv.value for kv in status.values}
     assert {"input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "frames_dropped"} <= set(values)
     assert (values["device"], values["model"], values["trained"]) == ("cpu", "tiny_test", "false")
@@ -533,11 +575,14 @@ def test_a_batch_in_flight_across_deactivate_and_activate_publishes_nothing(grap
         return real_estimate(*args, **kwargs)
 
     monkeypatch.setattr(node.estimator, "estimate_batch", held)
+    resets: list[int] = []
+    monkeypatch.setattr(node.channels[""].outputs, "reset", lambda: resets.append(len(resets)))
     published, dropped = node.stats.frames_published, node.worker.dropped_of("")
     stale = stamp(graph)
     client.image_pub.publish(image_msg(make_image(stale), stale))
     assert started.wait(TIMEOUT), "the frame never reached the network"
     node.core.deactivate(timeout=0.05)  # gives up waiting: the batch is still in flight
+    assert resets == []  # its stages may still run: they are reset by the worker, before its next batch
     node.core.activate()
     release.set()
     assert node.worker.wait_idle(TIMEOUT)
@@ -546,6 +591,31 @@ def test_a_batch_in_flight_across_deactivate_and_activate_publishes_nothing(grap
     s = stamp(graph)
     client.send(image_msg(make_image(s), s), ("depth",), node)  # the next frame is served
     assert client.get("depth", stale) is None
+    assert resets == [0]  # once, before the frame after the deactivate
+
+
+def test_stages_see_the_header_stamp_are_reset_on_deactivate_and_report_in_diagnostics(
+        graph: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    client, node = graph["client"], graph["node"]
+    outputs = node.channels[""].outputs
+    stamps: list[int] = []
+    real_messages = outputs.messages
+    monkeypatch.setattr(outputs, "messages", lambda result, stamp_ns, **kw: stamps.append(stamp_ns) or real_messages(
+        result, stamp_ns, **kw))
+    client.subscribe("depth")
+    s = stamp(graph)
+    client.send(image_msg(make_image(s), s), ("depth",), node)
+    assert stamps[-1] == s * 1_000_000_000 + 1000 + s  # the FrameContext of the stages: the header's stamp
+    resets: list[int] = []
+    monkeypatch.setattr(outputs, "reset", lambda: resets.append(1))
+    monkeypatch.setattr(outputs, "diagnostics", lambda: {"stage_frames": "7"})
+    arrays: list[DiagnosticArray] = []
+    monkeypatch.setattr(node.core._diagnostics_pub, "publish", arrays.append)
+    node.core.publish_diagnostics()
+    assert {kv.key: kv.value for kv in arrays[-1].status[0].values}["stage_frames"] == "7"  # the one camera's
+    node.core.deactivate()  # the worker is idle: reset now
+    assert resets == [1]
+    node.core.activate()
 
 
 @pytest.fixture()

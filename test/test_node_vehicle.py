@@ -45,6 +45,8 @@ from semantic_depth_ros.ros.lifecycle_node import DepthLifecycleNode
 from semantic_depth_ros.ros.messages import camera_info_msg, image_msg
 from semantic_depth_ros.ros.node import DepthNode
 
+pytestmark = pytest.mark.ros  # a node over DDS
+
 TIMEOUT = 20.0
 CAMERA = domain_intrinsics("kitti_like", 96, 320)
 PLUMB_BOB = (-0.3, 0.09, 0.001, -0.0005, -0.01)  # a barrel lens
@@ -215,7 +217,7 @@ def test_a_distorted_camera_is_served_in_the_undistorted_pinhole_geometry(
         graph: Graph, reference: DepthEstimator, distorted: np.ndarray) -> None:
     image, info = messages(distorted, CAMERA, "plumb_bob", PLUMB_BOB)
     out = graph.serve(SINGLE, 1, image, info)
-    expected = reference.estimate(distorted, intrinsics=CameraModel(CAMERA, "plumb_bob", PLUMB_BOB))
+    expected = reference.estimate(distorted, camera=CameraModel(CAMERA, "plumb_bob", PLUMB_BOB))
     depth_info = out["depth_info"]
     assert depth_info.distortion_model == "plumb_bob" and list(depth_info.d) == [0.0] * 5
     undistorted_k = scale_intrinsics(CAMERA, CAMERA.width, CAMERA.height)
@@ -243,7 +245,7 @@ def test_an_unknown_lens_model_is_rejected_and_the_next_good_frame_served(
     image, good = messages(distorted, CAMERA, "plumb_bob", PLUMB_BOB)
     out = graph.serve(SINGLE, 11, image, good)
     assert_depth_equal(out["depth"], reference.estimate(
-        distorted, intrinsics=CameraModel(CAMERA, "plumb_bob", PLUMB_BOB)), "the next good frame")
+        distorted, camera=CameraModel(CAMERA, "plumb_bob", PLUMB_BOB)), "the next good frame")
     assert channel.stats.messages_rejected == rejected + 1
 
 
@@ -267,7 +269,7 @@ def test_semantic_clouds_have_the_layout_labels_and_dropped_labels(
         valid = np.isfinite(cloud[..., 2])
         np.testing.assert_array_equal(labels[valid], semantic[valid])
         if layout == "xyzrgblc":
-            expected = reference.estimate(distorted, intrinsics=CameraModel(CAMERA, "plumb_bob", PLUMB_BOB))
+            expected = reference.estimate(distorted, camera=CameraModel(CAMERA, "plumb_bob", PLUMB_BOB))
             np.testing.assert_allclose(cloud[..., 5][valid], expected.confidence.numpy()[valid], rtol=1e-5,
                                        atol=1e-6)
         # drop the most common label (ros2 param set): its points are NaN on the next frame, the others stay
@@ -299,7 +301,7 @@ def test_a_stream_that_changes_size_is_served_at_both_sizes_and_back(
     for stamp, (rgb, camera, model, d) in enumerate(frames, start=40):
         image, info = messages(rgb, camera, model, d)
         out = graph.serve(SINGLE, stamp, image, info)
-        expected = reference.estimate(rgb, intrinsics=CameraModel(camera, model, d))
+        expected = reference.estimate(rgb, camera=CameraModel(camera, model, d))
         assert out["depth"].height == camera.height and out["depth"].width == camera.width
         assert tuple(out["depth_info"].k) == camera.k()
         assert_depth_equal(out["depth"], expected, f"{camera.width}x{camera.height}")
@@ -340,8 +342,8 @@ def test_a_distorted_and_a_pinhole_camera_in_one_batch_equal_their_single_frame_
     for camera in frames:
         assert graph.client.wait(51, KEYS, camera=camera, timeout=TIMEOUT) is not None, camera
     assert sizes[:2] == [1, 2]  # the held frame alone, then both cameras in ONE batch
-    alone = {CAM_A: reference.estimate(distorted, intrinsics=CameraModel(CAMERA, "plumb_bob", PLUMB_BOB)),
-             CAM_B: reference.estimate(small, intrinsics=CameraModel(SMALL, "plumb_bob", (0.0,) * 5))}
+    alone = {CAM_A: reference.estimate(distorted, camera=CameraModel(CAMERA, "plumb_bob", PLUMB_BOB)),
+             CAM_B: reference.estimate(small, camera=CameraModel(SMALL, "plumb_bob", (0.0,) * 5))}
     for camera, camera_intrinsics in ((CAM_A, CAMERA), (CAM_B, SMALL)):
         got = graph.client.take(51, camera=camera)
         out = {key: DepthClient.message(key, got[key]) for key in KEYS}
@@ -385,7 +387,7 @@ def test_the_managed_node_publishes_labelled_points_after_activate(
         cloud = cloud_array(points)
         valid = np.isfinite(cloud[..., 2])
         expected = reference_estimator(tiny_checkpoint, node).estimate(
-            distorted, intrinsics=CameraModel(CAMERA, "plumb_bob", PLUMB_BOB))
+            distorted, camera=CameraModel(CAMERA, "plumb_bob", PLUMB_BOB))
         assert valid.mean() > 0.5
         np.testing.assert_array_equal(cloud[..., 4].copy().view(np.uint32)[valid], expected.semantic.numpy()[valid])
     finally:

@@ -22,7 +22,7 @@ from semantic_depth_ros.cli import main as cli_main
 from semantic_depth_ros.errors import CheckpointError, ConfigError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.inference.estimator import DepthEstimator
-from semantic_depth_ros.inference.onnx_parity import parity_check, street_frames
+from semantic_depth_ros.evaluation.onnx_parity import parity_check, street_frames
 from semantic_depth_ros.inference.onnx_runner import (CPU, CUDA, TENSORRT, OnnxRunner, default_trt_cache_dir,
                                                       io_device_for, resolve_trt_cache_dir)
 from semantic_depth_ros.model.checkpoint import load_checkpoint
@@ -73,13 +73,13 @@ def assert_equal_within_tolerance(depth: np.ndarray, labels: np.ndarray, confide
 # ------------------------------------------------------------------------------------------------- estimator
 def test_estimator_runs_an_onnx_file_like_its_checkpoint(models: dict[str, Path]) -> None:
     rgb, intrinsics = frame()
-    reference = DepthEstimator(models["pt"], device="cpu", precision="fp32").estimate(rgb, intrinsics=intrinsics)
+    reference = DepthEstimator(models["pt"], device="cpu", precision="fp32").estimate(rgb, camera=intrinsics)
     estimator = DepthEstimator(str(models["onnx"]), device="cpu", precision="auto")
     assert (estimator.backend, estimator.precision, estimator.device) == ("onnxruntime", "fp32", torch.device("cpu"))
     assert estimator.runner.description == "onnxruntime CPUExecutionProvider (fp32)"
     assert estimator.model_name == "tiny_test" and estimator.trained is False
     assert estimator.available_outputs == {"depth", "semantic", "confidence", "image"}
-    out = estimator.estimate(rgb, intrinsics=intrinsics)
+    out = estimator.estimate(rgb, camera=intrinsics)
     assert out.depth.shape == (HEIGHT, WIDTH) and out.intrinsics == reference.intrinsics
     assert_equal_within_tolerance(out.depth.numpy(), out.semantic.numpy(), out.confidence.numpy(), reference)
     assert torch.equal(out.image, reference.image)
@@ -95,7 +95,7 @@ def test_partial_exports_give_only_their_outputs(models: dict[str, Path]) -> Non
     depth_only = DepthEstimator(models["depth_only"], device="cpu", precision="auto")
     assert depth_only.available_outputs == {"depth", "image"}
     depth_only.warmup(64, 192)  # warms up what it can give
-    assert depth_only.estimate(rgb, intrinsics=intrinsics, outputs=("depth",)).depth.shape == (HEIGHT, WIDTH)
+    assert depth_only.estimate(rgb, camera=intrinsics, outputs=("depth",)).depth.shape == (HEIGHT, WIDTH)
     with pytest.raises(ConfigError, match=r"depth_only.onnx was exported without the head\(s\) sc"):
         depth_only.estimate(rgb, outputs=("semantic",))
     depth_only.mask_sky = True  # sky masking needs the semantic head
@@ -207,6 +207,7 @@ def _one_error_line(text: str) -> str:
     return lines[0]
 
 
+@pytest.mark.ros  # the node benchmark of `bench`
 @pytest.mark.parametrize(("case", "problem"), [
     ("missing", "file not found"), ("truncated", "cannot be loaded by onnxruntime"),
     ("bare", "has no semantic_depth_ros metadata"), ("semantic_only", "cannot give depth: it was exported without")])
@@ -242,6 +243,7 @@ def _node_run(*params: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.ros  # a node process
 @pytest.mark.parametrize(("case", "params", "problem"), [
     ("missing", (), "file not found"),
     ("truncated", (), "cannot be loaded by onnxruntime"),
@@ -277,13 +279,14 @@ def _serve(client, rgb: np.ndarray, stamp: int, log: list[str]) -> dict:
     raise AssertionError("the node served no complete frame:\n" + "\n".join(log))
 
 
+@pytest.mark.ros
 def test_node_with_an_onnx_model_publishes_what_the_checkpoint_gives(models: dict[str, Path]) -> None:
     from semantic_depth_ros.messages import cloud_array, image_array
     from semantic_depth_ros.ros.client import DepthClient
     from semantic_depth_ros.ros.node_process import NodeProcess
 
     rgb, intrinsics = frame()
-    reference = DepthEstimator(models["pt"], device="cpu", precision="fp32").estimate(rgb, intrinsics=intrinsics)
+    reference = DepthEstimator(models["pt"], device="cpu", precision="fp32").estimate(rgb, camera=intrinsics)
     domain = int(os.environ["ROS_DOMAIN_ID"])
     keys = ("depth", "points", "semantic", "confidence", "depth_info")
     node = NodeProcess(models["onnx"], domain_id=domain, namespace="/onnx_cam", device="cpu", num_threads=1,
@@ -307,12 +310,13 @@ def test_node_with_an_onnx_model_publishes_what_the_checkpoint_gives(models: dic
     assert list(out["depth_info"].k) == list(K)
 
 
+@pytest.mark.ros
 def test_node_with_a_depth_only_model_advertises_only_depth_outputs(models: dict[str, Path]) -> None:
     from semantic_depth_ros.ros.client import DepthClient
     from semantic_depth_ros.ros.node_process import NodeProcess
 
     rgb, intrinsics = frame()
-    reference = DepthEstimator(models["pt"], device="cpu", precision="fp32").estimate(rgb, intrinsics=intrinsics)
+    reference = DepthEstimator(models["pt"], device="cpu", precision="fp32").estimate(rgb, camera=intrinsics)
     domain = int(os.environ["ROS_DOMAIN_ID"])
     with NodeProcess(models["depth_only"], domain_id=domain, namespace="/depth_only_cam", device="cpu",
                      num_threads=1) as node, \

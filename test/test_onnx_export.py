@@ -13,7 +13,7 @@ import torch
 from semantic_depth_ros.cli import main as cli_main
 from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.inference.benchmark import random_checkpoint
-from semantic_depth_ros.inference.onnx_parity import TOLERANCES, parity_check
+from semantic_depth_ros.evaluation.onnx_parity import TOLERANCES, parity_check
 from semantic_depth_ros.inference.onnx_runner import OnnxRunner, load_onnx_model
 from semantic_depth_ros.model.config import available_presets, load_preset
 from semantic_depth_ros.model.onnx_export import USER_HEADS, export_onnx, network_heads, parse_user_heads

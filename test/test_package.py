@@ -19,6 +19,8 @@ import yaml
 
 from semantic_depth_ros.ros.params import PARAMETER_NAMES, NodeSettings, settings_from_values
 
+pytestmark = pytest.mark.ros  # the ROS 2 parameters and launch files
+
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "semantic_depth_ros"
 EXECUTABLES = ("depth_node", "depth_lifecycle_node", "train", "extract_rosbag", "export", "infer_bag",

@@ -23,6 +23,8 @@ from semantic_depth_ros.ros.params import (
     validate_value,
 )
 
+pytestmark = pytest.mark.ros  # the parameters' ROS 2 declaration
+
 ISSUE_PARAMETERS = {"model_path", "device", "precision", "output_resolution", "min_depth", "max_depth", "mask_sky",
                     "point_stride", "fx", "fy", "cx", "cy", "input_transport",
                     "point_fields", "points_drop_labels"}  # the last two: issue 10's semantic point clouds

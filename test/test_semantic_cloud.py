@@ -10,7 +10,6 @@ from semantic_depth_ros.errors import InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.geometry.pointcloud import (
     POINT_LAYOUTS,
-    RayGridCache,
     backproject_organised,
     build_rays,
     layout_needs,
@@ -18,18 +17,8 @@ from semantic_depth_ros.geometry.pointcloud import (
 )
 from semantic_depth_ros.inference.estimator import EstimatorOutputs
 from semantic_depth_ros.labels import ROAD, SIDEWALK, SKY
-from semantic_depth_ros.messages import (
-    CLOUD_LAYOUT_FIELDS,
-    HostStaging,
-    PointFieldSpec,
-    cloud_array,
-    cloud_fields,
-    estimator_outputs_for,
-    frame_fields,
-    image_array,
-    needs_for,
-    output_tensors,
-)
+from semantic_depth_ros.messages import CLOUD_LAYOUT_FIELDS, PointFieldSpec, cloud_array, cloud_fields, image_array
+from semantic_depth_ros.pipeline import CameraOutputs, CloudLayout, OutputPlan
 
 FLOAT32, UINT32 = 7, 6  # sensor_msgs/PointField datatypes
 CAMERA = Intrinsics(fx=5.0, fy=4.0, cx=3.5, cy=2.5, width=8, height=6)
@@ -56,10 +45,8 @@ def _reader_dtype(fields: tuple[PointFieldSpec, ...], step: int) -> np.dtype:
 
 def _published(point_fields: str, drop_labels: tuple[int, ...] = (), stride: int = 1) -> tuple[dict, EstimatorOutputs]:
     outputs = _outputs()
-    wanted = ["points", "semantic", "confidence", "depth"]
-    tensors = output_tensors(wanted, outputs, depth_range=(1.0, 80.0), point_stride=stride, rays=RayGridCache(),
-                             point_fields=point_fields, drop_labels=drop_labels)
-    return frame_fields(wanted, HostStaging().fetch(tensors), outputs.intrinsics), outputs
+    plan = OutputPlan(("points", "semantic", "confidence", "depth"), CloudLayout(point_fields, drop_labels, stride))
+    return CameraOutputs(plan).messages(outputs, 0, depth_range=(1.0, 80.0)).fields, outputs
 
 
 def test_field_names_offsets_and_types_of_each_layout() -> None:
@@ -127,12 +114,15 @@ def test_dropped_labels_give_nan_points(layout: str) -> None:
 
 
 def test_what_points_need_from_the_estimator() -> None:
-    assert estimator_outputs_for(["points"]) == ("depth", "image")
-    assert estimator_outputs_for(["points"], "xyzrgbl") == ("depth", "semantic", "image")
-    assert estimator_outputs_for(["points"], "xyzrgblc") == ("depth", "semantic", "confidence", "image")
-    assert estimator_outputs_for(["points"], "xyzrgb", (SKY,)) == ("depth", "semantic", "image")
-    assert estimator_outputs_for(["depth"], "xyzrgblc", (SKY,)) == ("depth",)
-    assert needs_for("points", "xyzrgbl") == ("depth", "image", "semantic")
+    def needs(outputs: tuple[str, ...], fields: str = "xyzrgb", drop: tuple[int, ...] = ()) -> tuple[str, ...]:
+        return OutputPlan(outputs, CloudLayout(fields, drop)).estimator_outputs()
+
+    assert needs(("points",)) == ("depth", "image")
+    assert needs(("points",), "xyzrgbl") == ("depth", "semantic", "image")
+    assert needs(("points",), "xyzrgblc") == ("depth", "semantic", "confidence", "image")
+    assert needs(("points",), "xyzrgb", (SKY,)) == ("depth", "semantic", "image")
+    assert needs(("depth",), "xyzrgblc", (SKY,)) == ("depth",)  # the layout matters only with points
+    assert CloudLayout("xyzrgbl").needs() == ("semantic",)
     assert layout_needs("xyzrgb") == ()
 
 

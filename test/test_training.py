@@ -27,7 +27,7 @@ from semantic_depth_ros.training.schedule import build_scheduler
 from semantic_depth_ros.training.state import latest_run_state, list_run_states
 from semantic_depth_ros.devices import autocast_factory
 from semantic_depth_ros.training.model_setup import build_model, build_optimizer, resolve_model_config
-from semantic_depth_ros.training.step import StepParts, train_step
+from semantic_depth_ros.training.step import StepParts, heads_for, train_step
 from semantic_depth_ros.training.trainer import run_training
 
 
@@ -130,7 +130,7 @@ def test_each_batch_moves_only_its_own_head_and_the_trunk() -> None:
 @pytest.mark.parametrize(("task", "phase", "heads"), [("depth", 1, ("dc",)), ("semantic", 1, ("sc",)),
                                                        ("depth", 2, ("drn",)), ("semantic", 2, ("sc",))])
 def test_heads_for_each_batch(task: str, phase: int, heads: tuple[str, ...]) -> None:
-    assert trainer.heads_for(task, phase) == heads
+    assert heads_for(task, phase) == heads
 
 
 # ------------------------------------------------------------------------------------------- exact resume

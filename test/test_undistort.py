@@ -1,4 +1,5 @@
-"""Lens undistortion: OpenCV maps, the fused undistort + letterbox resampling, the bounded cache."""
+"""Lens undistortion: OpenCV maps (geometry), the fused undistort + letterbox resampling (inference), the
+estimator's bounded cache of them."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import make_checkpoint
+
 from semantic_depth_ros.errors import InvalidInputError
-from semantic_depth_ros.geometry.intrinsics import Intrinsics
-from semantic_depth_ros.geometry.undistort import (
-    UndistortionCache,
-    build_undistortion,
-    undistortion_map,
-    valid_mask,
-    validate_distortion,
-)
-from semantic_depth_ros.inference.preprocess import letterbox, resize_rgb, to_network_input
+from semantic_depth_ros.geometry.intrinsics import CameraModel, Intrinsics
+from semantic_depth_ros.geometry.letterbox import letterbox
+from semantic_depth_ros.geometry.undistort import undistortion_map, valid_mask, validate_distortion
+from semantic_depth_ros.inference import estimator as estimator_module
+from semantic_depth_ros.inference.preprocess import resize_rgb, to_network_input
+from semantic_depth_ros.inference.undistortion import build_undistortion
 
 CPU = torch.device("cpu")
 KITTI = Intrinsics(fx=721.5, fy=721.5, cx=609.6, cy=172.9, width=1242, height=375)
@@ -83,7 +83,6 @@ def test_map_takes_undistorted_pixels_back_to_opencv_projection(model: str) -> N
 def test_zero_or_empty_distortion_is_none(d) -> None:
     assert validate_distortion("plumb_bob", d) is None
     box = letterbox(KITTI.height, KITTI.width, 188, 620)
-    assert UndistortionCache().get(KITTI, "plumb_bob", d, box, 375, 1242, CPU) is None
     assert build_undistortion(KITTI, "plumb_bob", d, box, 375, 1242, CPU) is None
 
 
@@ -96,7 +95,7 @@ def test_unknown_model_is_rejected_naming_it() -> None:
         validate_distortion("kannala_brandt", (0.1, 0.0, 0.0, 0.0))
     box = letterbox(KITTI.height, KITTI.width, 188, 620)
     with pytest.raises(InvalidInputError, match="'fisheye'"):
-        UndistortionCache().get(KITTI, "fisheye", (0.1, 0.0, 0.0, 0.0), box, 375, 1242, CPU)
+        build_undistortion(KITTI, "fisheye", (0.1, 0.0, 0.0, 0.0), box, 375, 1242, CPU)
 
 
 @pytest.mark.parametrize("model,length", [("plumb_bob", 4), ("plumb_bob", 8), ("rational_polynomial", 5),
@@ -178,25 +177,32 @@ def test_pixels_mapping_outside_the_distorted_image_are_invalid_and_black() -> N
     assert small.shape == (240, 320) and not small[0, 0] and small[120, 160]
 
 
-def test_cache_is_keyed_and_bounded() -> None:
+def test_the_estimator_caches_undistortions_by_camera_and_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keyed by D, K, image and output size: a repeated camera builds nothing, each change builds once, and the
+    least recently used entry goes when the cache is full."""
+    builds: list[tuple] = []
+    build = estimator_module.build_undistortion
+    monkeypatch.setattr(estimator_module, "build_undistortion", lambda *args: builds.append(args) or build(*args))
+    monkeypatch.setattr(estimator_module, "UNDISTORTION_CACHE_SIZE", 3)
+    estimator = estimator_module.DepthEstimator(make_checkpoint(), device="cpu")
     intrinsics, d = CAMERAS["plumb_bob"]
-    box = letterbox(intrinsics.height, intrinsics.width, 188, 620)
-    cache = UndistortionCache(max_entries=3)
-    first = cache.get(intrinsics, "plumb_bob", d, box, 375, 1242, CPU)
-    assert cache.get(intrinsics, "plumb_bob", list(d), box, 375, 1242, CPU) is first
-    assert len(cache) == 1
     moved = Intrinsics(fx=700.0, fy=700.0, cx=609.6, cy=172.9, width=1242, height=375)
-    other_k = cache.get(moved, "plumb_bob", d, box, 375, 1242, CPU)
-    assert other_k is not first and len(cache) == 2
-    other_d = cache.get(intrinsics, "plumb_bob", (-0.3,) + d[1:], box, 375, 1242, CPU)
-    assert other_d is not first and len(cache) == 3
-    assert cache.get(intrinsics, "plumb_bob", d, box, 375, 1242, CPU) is first  # most recently used now
-    other_size = cache.get(intrinsics, "plumb_bob", d, box, 187, 620, CPU)  # evicts the least recent: other_k
-    assert other_size is not first and other_size.valid.shape == (187, 620)
-    assert len(cache) == 3
-    assert cache.get(intrinsics, "plumb_bob", d, box, 375, 1242, CPU) is first
-    assert cache.get(moved, "plumb_bob", d, box, 375, 1242, CPU) is not other_k  # was evicted: rebuilt
-    assert len(cache) == 3
+    image = np.zeros((375, 1242, 3), dtype=np.uint8)
+
+    def plan(camera: CameraModel, resolution: str = "input") -> int:
+        estimator.estimate(image, camera=camera, output_resolution=resolution, outputs=())  # planned, not run
+        return len(builds)
+
+    assert plan(CameraModel(intrinsics, "plumb_bob", d)) == 1
+    assert plan(CameraModel(intrinsics, "plumb_bob", list(d))) == 1  # the same D as a list
+    assert plan(CameraModel(moved, "plumb_bob", d)) == 2  # another K
+    assert plan(CameraModel(intrinsics, "plumb_bob", (-0.3,) + d[1:])) == 3  # another D
+    assert plan(CameraModel(intrinsics, "plumb_bob", d)) == 3  # the first: most recently used now
+    assert plan(CameraModel(intrinsics, "plumb_bob", d), "network") == 4  # another output size: evicts `moved`
+    assert estimator.cache_sizes()["undistortions"] == 3
+    assert plan(CameraModel(intrinsics, "plumb_bob", d)) == 4
+    assert plan(CameraModel(moved, "plumb_bob", d)) == 5  # evicted: rebuilt
+    assert plan(CameraModel(intrinsics, "plumb_bob", (0.0,) * 5)) == 5  # no distortion: nothing to build
 
 
 def test_letterbox_of_another_image_size_is_rejected() -> None:

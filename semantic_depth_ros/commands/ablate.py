@@ -27,7 +27,7 @@ from ..evaluation.evaluate import build_eval_dataset, evaluate_depth, load_eval_
 from ..evaluation.metrics import DEPTH_METRIC_KEYS
 from ..evaluation.report import format_report, write_report
 from ..training.config import TrainConfig
-from ..training.trainer import MODEL_FILE
+from ..training.run_folder import MODEL_FILE
 from .generated_scenes import CAMERA_SIZE, HELDOUT_SEED, MIN_DEPTH_M, load_demo_config, train_or_reuse, with_steps
 
 VARIANTS = ("DRN", "DC-DRN", "DSC-DRN")

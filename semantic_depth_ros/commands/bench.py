@@ -19,12 +19,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..data.fileio import ensure_writable_folder, write_json
+from ..data.fileio import write_json
+from ..devices import resolve_device, resolve_precision
 from ..errors import ConfigError
+from ..files import ensure_writable_folder
 from ..inference.benchmark import benchmark_model, random_checkpoint
-from ..inference.estimator import resolve_device, resolve_precision
 from ..inference.onnx_runner import is_onnx_path
-from ..messages import OUTPUT_TOPICS, estimator_outputs_for
+from ..inference.runners import BACKENDS
+from ..messages import OUTPUT_TOPICS
+from ..pipeline import OutputPlan
 from ..model.checkpoint import save_checkpoint
 from ..model.config import available_presets, load_preset
 
@@ -75,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fp16 on CUDA, bf16 on CPUs with native bf16)")
     parser.add_argument("--sizes", default="188x620,375x1242", help="comma list of camera image sizes HxW")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--backend", default="auto", choices=("auto", "eager", "compile", "cudagraphs"),
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
                         help="network execution for the model table and the node (auto: cudagraphs on CUDA, "
                              "eager on the CPU)")
     parser.add_argument("--iters", type=int, default=30, help="timed frames per model configuration")
@@ -177,7 +180,7 @@ def node_section(args: argparse.Namespace, precision: str) -> dict[str, Any]:
         checkpoint, source = _node_checkpoint(args, folder)
         baselines = {}
         for outputs in output_sets:
-            needed = estimator_outputs_for(outputs)
+            needed = OutputPlan(outputs).estimator_outputs()
             if needed not in baselines:
                 baselines[needed] = benchmark_model(source, device=args.device, precision=precision, height=height,
                                                     width=width, warmup=args.warmup, iters=args.iters,
@@ -188,7 +191,7 @@ def node_section(args: argparse.Namespace, precision: str) -> dict[str, Any]:
                                     num_threads=args.threads, input_reliability=args.input_qos)
     rows = []
     for run in result.runs:
-        base = baselines[estimator_outputs_for(run.outputs)]["p50_ms"]
+        base = baselines[OutputPlan(run.outputs).estimator_outputs()]["p50_ms"]
         rows.append({**asdict(run), "model_p50_ms": base,
                      "overhead_pct": (run.p50_ms / base - 1.0) * 100.0 if run.mode.startswith("latency") else None})
     return {"preset": args.node_preset if not args.checkpoint else str(args.checkpoint), "precision": precision,

@@ -33,7 +33,7 @@ from ..evaluation.visualize import confidence_image, error_map, summary_sheet, w
 from ..labels import CITYSCAPES_TRAIN_ID_NAMES
 from ..model.checkpoint import load_checkpoint
 from ..training.config import TrainConfig
-from ..training.trainer import MODEL_FILE
+from ..training.run_folder import MODEL_FILE
 from .generated_scenes import (
     CAMERA_SIZE,
     HELDOUT_SEED,

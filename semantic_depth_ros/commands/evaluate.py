@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..data.fileio import ensure_writable_folder
+from ..files import ensure_writable_folder
 from ..data.kitti import PROJECTIONS
 from ..errors import ConfigError
 from ..evaluation.evaluate import (

@@ -10,9 +10,9 @@ import argparse
 import os
 from pathlib import Path
 
-from ..data.fileio import ensure_writable_folder, write_atomic
+from ..files import ensure_writable_folder, write_atomic
 from ..errors import ConfigError
-from ..inference.onnx_parity import parity_check
+from ..evaluation.onnx_parity import parity_check
 from ..inference.onnx_runner import is_onnx_path
 from ..model.checkpoint import load_checkpoint
 from ..model.onnx_export import DEFAULT_OPSET, USER_HEADS, export_onnx

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.depth_archive import write_depth_archive
-from ..data.fileio import ensure_writable_folder
+from ..files import ensure_writable_folder
 from ..data.kitti import PROJECTIONS, KittiDepthDataset
 from ..errors import ConfigError
 

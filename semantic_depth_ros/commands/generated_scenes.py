@@ -13,7 +13,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..resources import find_data_file
 from ..training.config import TrainConfig, load_config
-from ..training.trainer import MODEL_FILE, run_training
+from ..training.run_folder import MODEL_FILE
+from ..training.trainer import run_training
 
 PHASE_CONFIGS = {1: "train_demo_phase1.yaml", 2: "train_demo_phase2.yaml"}
 HELDOUT_SEED = 5000  # training uses seed 0 and validation seed 1000: these frames were never seen

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from ..devices import PRECISIONS
 from ..errors import ConfigError, InvalidInputError
-from ..geometry.pointcloud import POINT_LAYOUTS, check_drop_labels
-from ..inference.estimator import BACKENDS, DepthEstimator
+from ..geometry.pointcloud import DEFAULT_POINT_FIELDS, POINT_LAYOUTS, check_drop_labels
+from ..inference.estimator import DepthEstimator
+from ..inference.runners import BACKENDS
 from ..labels import NUM_CLASSES
 from ..messages import OUTPUT_TOPICS
+from ..pipeline import CloudLayout
 from ..replay.bag_writer import STORAGES, check_destination
 from ..replay.frames import Selection
 from ..replay.pipeline import ReplayOptions, replay_bag
@@ -39,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8, help="frames per network batch (default 8)")
     parser.add_argument("--point-stride", type=int, default=1,
                         help="keep every N-th row and column in points (default 1)")
-    parser.add_argument("--point-fields", default="xyzrgb", choices=tuple(POINT_LAYOUTS),
-                        help="layout of points, as the node's point_fields parameter (default xyzrgb; xyzrgbl adds "
+    parser.add_argument("--point-fields", default=DEFAULT_POINT_FIELDS, choices=tuple(POINT_LAYOUTS),
+                        help=f"layout of points, as the node's point_fields parameter (default {DEFAULT_POINT_FIELDS}; "
+                             "xyzrgbl adds "
                              "each point's Cityscapes train id, xyzrgblc also its confidence)")
     parser.add_argument("--drop-labels", default="",
                         help="comma-separated Cityscapes train ids whose points are NaN, as the node's "
@@ -86,8 +89,8 @@ def options_from(args: argparse.Namespace) -> ReplayOptions:
         camera_info_topic=args.camera_info_topic or default_camera_info_topic(args.image_topic),
         outputs=parse_outputs(args.outputs), batch=args.batch, storage=args.storage, copy_input=args.copy_input,
         overwrite=args.overwrite, selection=Selection(args.every, args.start, args.end),
-        point_stride=args.point_stride, point_fields=args.point_fields,
-        drop_labels=parse_drop_labels(args.drop_labels), lidar_topic=args.lidar_topic, lidar_frame=args.lidar_frame,
+        cloud=CloudLayout(args.point_fields, parse_drop_labels(args.drop_labels), args.point_stride),
+        lidar_topic=args.lidar_topic, lidar_frame=args.lidar_frame,
         extrinsic=extrinsic, max_dt=args.max_dt, progress=not args.no_progress)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.fileio import ensure_writable_folder
+from ..files import ensure_writable_folder
 from ..errors import ConfigError
 from ..model.checkpoint import save_checkpoint
 from ..model.config import available_presets, load_preset

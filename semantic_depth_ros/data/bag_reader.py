@@ -2,8 +2,8 @@
 
 Opened with ``rosbags``' ``AnyReader``; messages come out deserialized (rosbags' own message classes, whose fields
 follow the bag's ROS generation: ``k``/``d`` in ROS 2, ``K``/``D`` in ROS 1 CameraInfo). The decoders turn them
-into arrays: images to HxWx3 uint8 RGB (through :mod:`semantic_depth_ros.inference.image_input`, the validation
-the node uses), ``PointCloud2`` to Nx3 points, ``CameraInfo`` to a
+into arrays: images to HxWx3 uint8 RGB (through :mod:`semantic_depth_ros.messages.decode`, the decoders the node
+uses), ``PointCloud2`` to Nx3 points, ``CameraInfo`` to a
 :class:`~semantic_depth_ros.geometry.intrinsics.CameraModel`, ``TFMessage`` to 4x4 transforms. Every failure is a
 one-line ``ExtractionError`` (bag, topic) or ``InvalidInputError`` (message content).
 """
@@ -23,7 +23,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from semantic_depth_ros.data.tf_chain import make_transform
 from semantic_depth_ros.errors import ExtractionError, InvalidInputError
-from semantic_depth_ros.inference.image_input import decode_compressed_image, decode_raw_image
+from semantic_depth_ros.messages.decode import compressed_to_rgb, image_to_rgb
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -132,11 +132,10 @@ def header_stamp_ns(msg: Any, bag_time_ns: int) -> int:
     return stamp if stamp != 0 else int(bag_time_ns)
 
 
-def image_msg_to_rgb(msg: Any, msgtype: str) -> np.ndarray:
-    """HxWx3 uint8 RGB of an Image or CompressedImage message (InvalidInputError when undecodable)."""
-    if msgtype == COMPRESSED_IMAGE_TYPE:
-        return decode_compressed_image(msg.format, msg.data)
-    return decode_raw_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+def decode_bag_image(msg: Any, msgtype: str) -> np.ndarray:
+    """HxWx3 uint8 RGB of a bag's Image or CompressedImage message, by its ``msgtype`` (InvalidInputError when
+    undecodable)."""
+    return compressed_to_rgb(msg) if msgtype == COMPRESSED_IMAGE_TYPE else image_to_rgb(msg)
 
 
 def pointcloud2_to_xyz(

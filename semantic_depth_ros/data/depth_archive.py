@@ -10,7 +10,6 @@ is checked before any data is read.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -20,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from semantic_depth_ros.errors import DatasetError
-from semantic_depth_ros.inference.image_input import MAX_IMAGE_SIDE as MAX_SIDE
+from semantic_depth_ros.files import atomic_path
+from semantic_depth_ros.limits import MAX_IMAGE_SIDE as MAX_SIDE
 
 
 def archive_key(index: int) -> str:
@@ -30,24 +30,16 @@ def archive_key(index: int) -> str:
 
 def write_depth_archive(path: str | os.PathLike[str], depths: Iterable[np.ndarray]) -> int:
     """Write HxW depth maps (metres, 0 = none) in order as a compressed npz; returns the number of frames."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     count = 0
-    try:
-        with zipfile.ZipFile(tmp_name, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-            for depth in depths:
-                depth = np.ascontiguousarray(depth, dtype=np.float32)
-                if depth.ndim != 2:
-                    raise DatasetError(f"frame {count}: depth must be HxW, got shape {depth.shape}")
-                with archive.open(f"{archive_key(count)}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, depth, allow_pickle=False)
-                count += 1
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, \
+            zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for depth in depths:
+            depth = np.ascontiguousarray(depth, dtype=np.float32)
+            if depth.ndim != 2:
+                raise DatasetError(f"frame {count}: depth must be HxW, got shape {depth.shape}")
+            with archive.open(f"{archive_key(count)}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, depth, allow_pickle=False)
+            count += 1
     return count
 
 

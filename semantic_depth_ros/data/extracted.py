@@ -32,10 +32,10 @@ from semantic_depth_ros.data.fileio import (
     image_to_tensor,
     read_depth_png,
     read_rgb,
-    write_atomic,
     write_json,
 )
 from semantic_depth_ros.errors import DatasetError, ExtractionError, InvalidInputError
+from semantic_depth_ros.files import write_atomic
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 
 MANIFEST_NAME = "manifest.jsonl"

@@ -5,7 +5,7 @@
   ``round(metres * 256)``, 0 = no measurement (largest depth 65535 / 256 = 255.996 m).
 - JSON: strict (RFC 8259) everywhere: NaN and infinities are written as ``null``, so ``jq``, browsers and other
   languages read every file; numpy and torch values become plain numbers and lists.
-- Every written file is written atomically: a temporary file in the same folder, then ``os.replace``.
+- Every written file is written atomically (``semantic_depth_ros.files.write_atomic``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,40 +21,14 @@ import cv2
 import numpy as np
 import torch
 
-from semantic_depth_ros.errors import ConfigError, DatasetError, InvalidInputError
+from semantic_depth_ros.errors import DatasetError, InvalidInputError
+from semantic_depth_ros.files import write_atomic
 
 DEPTH_PNG_SCALE = 256.0
 """uint16 value per metre in depth PNGs (KITTI depth-completion convention)."""
 
 DEPTH_PNG_MAX = 65535 / DEPTH_PNG_SCALE
 """Largest depth a uint16 PNG can hold, metres."""
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def ensure_writable_folder(folder: Path, name: str) -> None:
-    """Create ``folder`` (and its parents) if missing; ConfigError starting with ``name`` when it cannot be created
-    or is not writable."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot be created ({exc.strerror or exc})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{name}: is not writable")
 
 
 def read_image_file(path: str | os.PathLike[str], flags: int) -> np.ndarray:

@@ -7,11 +7,11 @@ full-size image: the result is the pinhole image of the camera's own K (D = 0), 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
 
+from semantic_depth_ros.cache import BoundedCache
 from semantic_depth_ros.geometry.intrinsics import CameraModel
 from semantic_depth_ros.geometry.undistort import undistortion_map, valid_mask
 
@@ -31,9 +31,16 @@ class HostUndistorter:
         return undistorted
 
 
-@lru_cache(maxsize=4)  # a few camera models per bag; bounded if camera_info keeps changing
+# a few camera models per bag; bounded if camera_info keeps changing
+_UNDISTORTERS: BoundedCache[CameraModel, HostUndistorter] = BoundedCache(4, "host undistortion cache")
+
+
 def host_undistorter(model: CameraModel) -> HostUndistorter:
-    """The undistortion of a camera model with a non-zero D."""
+    """The undistortion of a camera model with a non-zero D (cached)."""
+    return _UNDISTORTERS.get(model, lambda: _build(model))
+
+
+def _build(model: CameraModel) -> HostUndistorter:
     intr = model.intrinsics
     map_x, map_y = undistortion_map(intr, model.distortion_model, model.d)
     return HostUndistorter(map_x, map_y, valid_mask(map_x, map_y, intr.height, intr.width))

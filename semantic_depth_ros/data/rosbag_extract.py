@@ -43,7 +43,7 @@ from semantic_depth_ros.data.bag_reader import (
     BagReader,
     cloud_msg_to_xyz,
     header_stamp_ns,
-    image_msg_to_rgb,
+    decode_bag_image,
     tf_message_transforms,
 )
 from semantic_depth_ros.data.extracted import ExtractedFolderWriter
@@ -348,7 +348,7 @@ def _write_frame(folder: ExtractedFolderWriter, summary: ExtractionSummary, inde
         summary.invalid_scan += 1
         return
     try:
-        rgb = image_msg_to_rgb(msg, msgtype)
+        rgb = decode_bag_image(msg, msgtype)
     except InvalidInputError as err:
         summary.invalid_image += 1
         LOGGER.warning("skipping image %d on %s: %s", record.stamp, image_topic, err)

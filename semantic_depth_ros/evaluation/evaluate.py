@@ -131,7 +131,7 @@ def _run(estimator: EstimatorLike, sample: Mapping[str, Any], output: str) -> tu
     image = sample_image_to_uint8(sample["image"])
     height, width = image.shape[:2]
     outputs = estimator.estimate(
-        image, intrinsics=sample_intrinsics(sample, width, height), output_resolution="input", outputs=(output,)
+        image, camera=sample_intrinsics(sample, width, height), output_resolution="input", outputs=(output,)
     )
     prediction = _output(outputs, output)
     if prediction.shape != (height, width):

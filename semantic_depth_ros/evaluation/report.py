@@ -20,7 +20,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from semantic_depth_ros.data.fileio import to_json_data, write_atomic, write_json
+from semantic_depth_ros.data.fileio import to_json_data, write_json
+from semantic_depth_ros.files import write_atomic
 from semantic_depth_ros.errors import ConfigError, InvalidInputError
 from semantic_depth_ros.evaluation.paper_table import PAPER_SOURCE, paper_rows_at
 

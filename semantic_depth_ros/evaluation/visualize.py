@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ..data.fileio import encode_png, write_atomic
+from ..data.fileio import encode_png
+from ..files import write_atomic
 from ..geometry.pointcloud import unpack_rgb
 
 ERROR_MAP_MAX_REL = 0.3  # relative error shown as the hottest colour of the error map

@@ -4,7 +4,7 @@ Layouts (``POINT_LAYOUTS``, the node's ``point_fields``; the README's `points` t
 the PointCloud2 fields): one point per (decimated) depth pixel, row-major, little-endian, every field 4 bytes,
 packed without padding, ``row_step = width * point_step``; invalid points have NaN x, y, z (``is_dense = false``).
 
-- ``xyzrgb`` (default): ``x y z rgb`` FLOAT32 at 0, 4, 8, 12; ``POINT_STEP`` = 16.
+- ``xyzrgb`` (``DEFAULT_POINT_FIELDS``): ``x y z rgb`` FLOAT32 at 0, 4, 8, 12; ``POINT_STEP`` = 16.
 - ``xyzrgbl``: then ``label`` UINT32 at 16 (the Cityscapes train id of the ``semantic`` output at that pixel);
   point_step 20. PCL's ``PointXYZRGBL`` has the same field names, but in memory it is 32 bytes (x y z + pad, rgb
   at 16, label at 20, aligned to 16): ``pcl::fromROSMsg`` and rviz2 read fields by name and offset, so the packed
@@ -15,22 +15,21 @@ packed without padding, ``row_step = width * point_step``; invalid points have N
 camera optical frame (REP-103: x right, y down, z forward), metres. Points whose label is in ``drop_labels`` get
 NaN x, y, z like invalid depth (their label and confidence fields keep the pixel's values).
 
-Everything here is torch and runs on the device of its inputs; the ray grid is cached so no per-frame allocation
-of it happens.
+Everything here is torch and runs on the device of its inputs; the ray grid is cached (``cached_rays``) so no
+per-frame allocation of it happens.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from semantic_depth_ros.errors import InvalidInputError
-from semantic_depth_ros.geometry.intrinsics import Intrinsics
-from semantic_depth_ros.labels import NUM_CLASSES
+from ..cache import BoundedCache, device_key
+from ..errors import InvalidInputError
+from ..labels import NUM_CLASSES
+from .intrinsics import Intrinsics
 
 POINT_STEP = 16
 POINT_FIELDS: tuple[tuple[str, int], ...] = (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
@@ -43,6 +42,7 @@ POINT_LAYOUTS: dict[str, tuple[tuple[str, int, int], ...]] = {
     "xyzrgbl": (*_XYZRGB, ("label", 16, POINT_FIELD_UINT32)),
     "xyzrgblc": (*_XYZRGB, ("label", 16, POINT_FIELD_UINT32), ("confidence", 20, POINT_FIELD_DATATYPE)),
 }
+DEFAULT_POINT_FIELDS = "xyzrgb"  # the layout of ``points`` unless configured (the node's point_fields default)
 _LABEL_INDEX = 4  # float32 slot of ``label`` in the layouts that have it
 _CONFIDENCE_INDEX = 5
 
@@ -82,7 +82,7 @@ def layout_needs(point_fields: str, drop_labels: Sequence[int] = ()) -> tuple[st
     return tuple(needs)
 
 
-def _check_stride(stride: int) -> int:
+def check_stride(stride: int) -> int:
     """Return ``stride`` if it is an int >= 1, else raise naming it."""
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise InvalidInputError(f"point stride = {stride!r} must be an integer >= 1")
@@ -95,7 +95,7 @@ def build_rays(intr: Intrinsics, stride: int, device: torch.device | str) -> tor
     Each ray is ``((u - cx) / fx, (v - cy) / fy, 1)``, so ``ray * z`` is the 3-D point at depth ``z`` metres.
     ``h = ceil(height / stride)``, ``w = ceil(width / stride)``. Computed in float64, stored as float32.
     """
-    stride = _check_stride(stride)
+    stride = check_stride(stride)
     u = torch.arange(0, intr.width, stride, dtype=torch.float64)
     v = torch.arange(0, intr.height, stride, dtype=torch.float64)
     x = ((u - intr.cx) / intr.fx).expand(v.numel(), u.numel())
@@ -104,49 +104,20 @@ def build_rays(intr: Intrinsics, stride: int, device: torch.device | str) -> tor
     return rays.to(device=device, dtype=torch.float32).contiguous()
 
 
-def _canonical_device(device: torch.device | str) -> torch.device:
-    """``torch.device`` with an explicit index for CUDA, so "cuda" and "cuda:0" share one cache entry."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
+RayGrids = BoundedCache[tuple[Intrinsics, int, torch.device], torch.Tensor]
+"""Ray grids keyed by (intrinsics, stride, device); one per camera (``pipeline.CameraOutputs``)."""
+RAY_GRID_CACHE_SIZE = 8  # grids a camera keeps: a few sizes and strides, bounded when camera_info keeps changing
 
 
-class RayGridCache:
-    """Bounded LRU cache of ray grids keyed by ``(intrinsics, stride, device)``; thread-safe.
+def ray_grids(max_entries: int = RAY_GRID_CACHE_SIZE) -> RayGrids:
+    """An empty cache of ray grids for ``cached_rays``."""
+    return BoundedCache(max_entries, "ray grid cache")
 
-    ``get`` returns the same tensor object for the same key until the entry is evicted (at most ``max_entries``
-    grids are kept, so memory stays flat when intrinsics change). Callers must not modify the returned tensor.
-    """
 
-    def __init__(self, max_entries: int = 8) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise InvalidInputError(f"RayGridCache max_entries = {max_entries!r} must be an integer >= 1")
-        self._max_entries = max_entries
-        self._grids: OrderedDict[tuple[Intrinsics, int, torch.device], torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, intr: Intrinsics, stride: int, device: torch.device | str) -> torch.Tensor:
-        """Rays ``(h, w, 3)`` float32 for ``intr`` decimated by ``stride`` on ``device`` (see ``build_rays``)."""
-        key = (intr, _check_stride(stride), _canonical_device(device))
-        with self._lock:
-            rays = self._grids.get(key)
-            if rays is not None:
-                self._grids.move_to_end(key)
-                return rays
-            rays = build_rays(intr, stride, key[2])
-            self._grids[key] = rays
-            while len(self._grids) > self._max_entries:
-                self._grids.popitem(last=False)
-            return rays
-
-    def __len__(self) -> int:
-        return len(self._grids)
-
-    def clear(self) -> None:
-        """Drop every cached grid."""
-        with self._lock:
-            self._grids.clear()
+def cached_rays(cache: RayGrids, intr: Intrinsics, stride: int, device: torch.device | str) -> torch.Tensor:
+    """``build_rays(intr, stride, device)`` from ``cache`` (the same tensor until evicted; do not modify it)."""
+    key = (intr, check_stride(stride), device_key(device))
+    return cache.get(key, lambda: build_rays(intr, key[1], key[2]))
 
 
 def _check_rgb(rgb: torch.Tensor) -> None:
@@ -194,7 +165,7 @@ def backproject_organised(
     min_range: float | None = None,
     max_range: float | None = None,
     *,
-    point_fields: str = "xyzrgb",
+    point_fields: str = DEFAULT_POINT_FIELDS,
     labels: torch.Tensor | None = None,
     confidence: torch.Tensor | None = None,
     drop_labels: Sequence[int] = (),
@@ -203,7 +174,7 @@ def backproject_organised(
     ``n`` = its number of fields: ``[x, y, z, rgb]`` (+ ``label`` bits, + ``confidence``).
 
     ``depth``: ``(H, W)`` float metres along the optical axis, NaN (or <= 0, or infinite) = invalid.
-    ``rays``: ``(h, w, 3)`` from ``RayGridCache.get(intr, stride, depth.device)`` for the depth image's intrinsics.
+    ``rays``: ``(h, w, 3)`` from ``cached_rays(cache, intr, stride, depth.device)`` for the depth image's intrinsics.
     ``rgb``: optional ``(H, W, 3)`` uint8 colours at the depth resolution (moved to the depth's device if needed);
     without it the ``rgb`` field is 0. ``labels``: ``(H, W)`` integer train ids (the ``semantic`` output), needed
     by the layouts with ``label`` and by a non-empty ``drop_labels`` (train ids whose points become NaN);
@@ -211,7 +182,7 @@ def backproject_organised(
     ::stride]``. Points that are invalid or whose z is outside ``[min_range, max_range]`` get NaN x, y, z. The
     result is contiguous, so ``out.cpu().numpy().tobytes()`` is exactly the PointCloud2 ``data``.
     """
-    stride = _check_stride(stride)
+    stride = check_stride(stride)
     layout = check_point_fields(point_fields)
     drop = check_drop_labels(drop_labels)
     if depth.dim() != 2 or not depth.is_floating_point():

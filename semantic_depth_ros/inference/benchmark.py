@@ -28,7 +28,8 @@ from ..model.checkpoint import Checkpoint
 from ..model.config import ModelConfig
 from ..model.network import SemanticDepthNet
 from ..model.onnx_export import export_onnx
-from .estimator import OUTPUTS, DepthEstimator, EstimatorOutputs
+from .estimator import DepthEstimator, EstimatorOutputs
+from .postprocess import ESTIMATOR_OUTPUTS
 
 
 def random_checkpoint(config: ModelConfig, seed: int = 0) -> Checkpoint:
@@ -73,8 +74,8 @@ def process_peak_rss_mb(*, children: bool = False) -> float:
 
 def benchmark_model(checkpoint_or_config: str | Path | Checkpoint | ModelConfig, *, device: str = "auto",
                     precision: str = "fp32", height: int, width: int, warmup: int = 5, iters: int = 30,
-                    outputs: Collection[str] = OUTPUTS, output_resolution: str = "input", backend: str = "auto",
-                    num_threads: int | None = None) -> dict[str, Any]:
+                    outputs: Collection[str] = ESTIMATOR_OUTPUTS, output_resolution: str = "input",
+                    backend: str = "auto", num_threads: int | None = None) -> dict[str, Any]:
     """Time ``estimate`` on a random ``height`` x ``width`` image with intrinsics, outputs copied to the host.
 
     ``checkpoint_or_config``: a ``.pt`` or ``.onnx`` file, a Checkpoint, or a ModelConfig (random weights; with
@@ -102,7 +103,7 @@ def benchmark_model(checkpoint_or_config: str | Path | Checkpoint | ModelConfig,
         intrinsics = Intrinsics(fx=fx, fy=fx, cx=(width - 1) / 2, cy=(height - 1) / 2, width=width, height=height)
 
         def frame() -> None:
-            result = estimator.estimate(image, intrinsics=intrinsics, output_resolution=output_resolution,
+            result = estimator.estimate(image, camera=intrinsics, output_resolution=output_resolution,
                                         outputs=outputs)
             _to_host(result)
 

@@ -6,13 +6,13 @@ through a small look-up table built once per device. Numpy wrappers are provided
 
 from __future__ import annotations
 
-import functools
 import math
 
 import cv2
 import numpy as np
 import torch
 
+from semantic_depth_ros.cache import BoundedCache, device_key
 from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.labels import CITYSCAPES_PALETTE, NUM_CLASSES
 
@@ -27,18 +27,22 @@ _TURBO_LUT = _turbo_lut_numpy()
 _TURBO_LUT.setflags(write=False)
 
 
-@functools.lru_cache(maxsize=8)
+_LUTS: BoundedCache[tuple[str, torch.device], torch.Tensor] = BoundedCache(8, "colour table cache")
+
+
 def _semantic_lut(device: torch.device) -> torch.Tensor:
     """(20, 3) uint8 on ``device``: the palette, then black for ignore / out-of-range ids."""
-    lut = np.concatenate((CITYSCAPES_PALETTE, np.zeros((1, 3), dtype=np.uint8)))
-    return torch.from_numpy(lut).to(device)
+    return _LUTS.get(("semantic", device_key(device)), lambda: _table(CITYSCAPES_PALETTE, device))
 
 
-@functools.lru_cache(maxsize=8)
 def _depth_lut(device: torch.device) -> torch.Tensor:
     """(257, 3) uint8 on ``device``: turbo for indices 0..255, then black for invalid depth."""
-    lut = np.concatenate((_TURBO_LUT, np.zeros((1, 3), dtype=np.uint8)))
-    return torch.from_numpy(lut).to(device)
+    return _LUTS.get(("depth", device_key(device)), lambda: _table(_TURBO_LUT, device))
+
+
+def _table(colours: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Nx3 uint8 ``colours`` and a black row after them, on ``device``."""
+    return torch.from_numpy(np.concatenate((colours, np.zeros((1, 3), dtype=np.uint8)))).to(device)
 
 
 def colorize_semantic(ids: torch.Tensor) -> torch.Tensor:

@@ -41,34 +41,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..devices import PRECISIONS, cpu_has_native_bf16, dtype_of, resolve_device, resolve_precision
+from ..cache import BoundedCache
+from ..devices import dtype_of, resolve_device, resolve_precision
 from ..errors import ConfigError, InvalidInputError
 from ..geometry.intrinsics import CameraModel, Intrinsics, scale_intrinsics
-from ..geometry.undistort import Undistortion, UndistortionCache
-from ..limits import MAX_IMAGE_SIDE
+from ..geometry.letterbox import Letterbox, letterbox
+from ..geometry.undistort import validate_distortion
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.config import ModelConfig
 from ..model.network import HEADS
-from .onnx_runner import is_onnx_path, load_onnx_runner
-from .postprocess import (GRID_CACHE_SIZE, OUTPUTS, OutputGridCache, check_image, check_outputs, finish_depth,
+from .onnx_runner import ONNX_BACKENDS, is_onnx_path, load_onnx_runner
+from .postprocess import (ESTIMATOR_OUTPUTS, GRID_CACHE_SIZE, check_image, check_outputs, finish_depth,
                           mask_no_data, resample_outputs)
-from .preprocess import Letterbox, letterbox, resize_rgb, to_network_input
+from .preprocess import OutputGrid, output_grid, resize_rgb, to_network_input
 from .runners import BACKENDS, NetworkRunner, make_runner, resolve_backend
-
-# Re-exported: callers import the device and precision rules and the output names from here too.
-__all__ = ["BACKENDS", "GRID_CACHE_SIZE", "MAX_IMAGE_SIDE", "OUTPUTS", "OUTPUT_RESOLUTIONS", "PRECISIONS",
-           "DepthEstimator", "EstimatorOutputs", "Frame", "cpu_has_native_bf16", "resolve_device", "resolve_precision"]
+from .undistortion import Undistortion, build_undistortion
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_RESOLUTIONS = ("input", "network")
+# every backend name a DepthEstimator accepts: the PyTorch ones (.pt) and onnxruntime (.onnx)
+ESTIMATOR_BACKENDS = (*BACKENDS, *(name for name in ONNX_BACKENDS if name not in BACKENDS))
 # undistortions kept (LRU), keyed by camera model, size and letterbox: twice the 16 cameras one node may batch
 # (ros.params.MAX_CAMERAS), so that every camera and a changed camera_info stay cached; with fewer entries than
-# cameras a round-robin batch evicts each map before its next use and rebuilds it (~70 ms) every frame
+# cameras a round-robin batch evicts each map before its next use and rebuilds it (OpenCV maps) every frame
 UNDISTORTION_CACHE_SIZE = 32
 
-# HxWx3 uint8 RGB image of any size, and its intrinsics, its camera model (with lens distortion) or None
-Frame = tuple[np.ndarray, Intrinsics | CameraModel | None]
+# what the estimator takes per image: HxWx3 uint8 RGB of any size, and its camera: a camera model (whose lens
+# distortion the estimator removes), pinhole intrinsics, or None
+CameraImage = tuple[np.ndarray, Intrinsics | CameraModel | None]
 
 
 @dataclass
@@ -101,14 +102,13 @@ class DepthEstimator:
     may change between frames. ``backend``: ``auto`` (``cudagraphs`` on CUDA, ``eager`` on the CPU); ``eager``;
     ``compile`` (``torch.compile``, with weight freezing on the CPU; compiles on the first frame of each output
     combination, tens of seconds on a small CPU); ``cudagraphs`` (CUDA only: the network is captured once per
-    head combination and batch size, at its first use, and replayed; 2.5x faster than eager on an H100, where
-    eager is bound by kernel launches).
+    head combination and batch size, at its first use, and replayed; much faster than eager on a GPU, where
+    eager is bound by kernel launches: README, *Measured figures*).
     ``precision``: ``fp32``, ``fp16`` (CUDA only), ``bf16`` (CUDA, or CPUs with native bf16 such as
-    AVX512-BF16/AMX, where it is about twice as fast as fp32) or ``auto`` (``devices.resolve_precision``); the
-    attribute ``precision`` holds the one in use.
+    AVX512-BF16/AMX, where it is faster than fp32) or ``auto`` (``devices.resolve_precision``); the attribute
+    ``precision`` holds the one in use.
     ``num_threads``: torch's CPU thread count for this process (None leaves it). On a CPU shared with other busy
-    processes, fewer threads than cores avoids the collapse of oversubscribed thread pools (measured on 2 cores
-    next to a 2-thread training job: 1 thread 66 ms per frame, 2 threads 370-860 ms).
+    processes, fewer threads than cores avoids the collapse of oversubscribed thread pools.
 
     An ``.onnx`` ``checkpoint`` runs on onnxruntime (backend ``auto`` or ``onnxruntime``; the PyTorch backends are
     refused): ``device`` picks the execution provider (``auto``: TensorRT, CUDA, CPU, the first installed; ``cuda``:
@@ -171,28 +171,31 @@ class DepthEstimator:
         # the model's own depth head, also when a runner (an .onnx exported with fewer heads) lacks it
         self._depth_head = "drn" if config.use_drn else "dc"
         logger.info("model %s (%s) runs on %s", config.name, source, runner.description)
-        self._grids = OutputGridCache(self.device)
-        self._undistortions = UndistortionCache(UNDISTORTION_CACHE_SIZE)
+        # keyed by (letterbox, feature size, output size) and (distortion model, D, K and size, letterbox, output
+        # size): the estimator's device is fixed
+        self._grids: BoundedCache[tuple, OutputGrid] = BoundedCache(GRID_CACHE_SIZE, "output grid cache")
+        self._undistortions: BoundedCache[tuple, Undistortion] = BoundedCache(UNDISTORTION_CACHE_SIZE,
+                                                                            "undistortion cache")
         self._pinned: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
 
     # ------------------------------------------------------------------ public API
 
-    def estimate(self, image: np.ndarray, *, intrinsics: Intrinsics | CameraModel | None = None,
-                 output_resolution: str = "input", outputs: Collection[str] = OUTPUTS) -> EstimatorOutputs:
+    def estimate(self, image: np.ndarray, *, camera: Intrinsics | CameraModel | None = None,
+                 output_resolution: str = "input", outputs: Collection[str] = ESTIMATOR_OUTPUTS) -> EstimatorOutputs:
         """Depth / semantic / confidence of one HxWx3 uint8 RGB image (may be a non-contiguous or read-only view).
 
-        ``intrinsics`` (or a ``CameraModel``, whose lens distortion is then removed) must describe the image's HxW;
-        an unsupported distortion model or D raises InvalidInputError naming it. ``output_resolution``: ``input``
-        (HxW of the image) or ``network`` (the image resized to fit the network input, without padding). Only
-        ``outputs`` are computed.
+        ``camera``: the image's pinhole ``Intrinsics`` or its ``CameraModel`` (whose lens distortion is then
+        removed), for the image's HxW; an unsupported distortion model or D raises InvalidInputError naming it.
+        ``output_resolution``: ``input`` (HxW of the image) or ``network`` (the image resized to fit the network
+        input, without padding). Only ``outputs`` are computed.
         """
-        return self.estimate_batch([(image, intrinsics)], output_resolution=output_resolution, outputs=outputs)[0]
+        return self.estimate_batch([(image, camera)], output_resolution=output_resolution, outputs=outputs)[0]
 
     @torch.inference_mode()
-    def estimate_batch(self, frames: Sequence[Frame], *, output_resolution: str = "input",
-                       outputs: Collection[str] = OUTPUTS) -> list[EstimatorOutputs]:
-        """One :class:`EstimatorOutputs` per ``(image, intrinsics, camera model or None)`` frame, as ``estimate``
-        gives it (distorted and pinhole frames may be mixed).
+    def estimate_batch(self, frames: Sequence[CameraImage], *, output_resolution: str = "input",
+                       outputs: Collection[str] = ESTIMATOR_OUTPUTS) -> list[EstimatorOutputs]:
+        """One :class:`EstimatorOutputs` per ``(image, camera)`` frame, as ``estimate`` gives it (distorted and
+        pinhole frames may be mixed).
 
         The frames may differ in size and camera; they are letterboxed to the network input and run as ONE
         Bx3xHxW forward pass. ``output_resolution`` and ``outputs`` apply to every frame.
@@ -203,7 +206,7 @@ class DepthEstimator:
         if len(frames) < 1:
             raise InvalidInputError("estimate_batch needs at least one frame")
         low, high = self.depth_range()
-        plans = [self._plan(image, intrinsics, output_resolution) for image, intrinsics in frames]
+        plans = [self._plan(image, camera, output_resolution) for image, camera in frames]
         if not wanted:
             return [EstimatorOutputs(None, None, None, plan.out_intrinsics) for plan in plans]
         uploaded = [self._upload(image, slot) for slot, (image, _) in enumerate(frames)]
@@ -232,8 +235,8 @@ class DepthEstimator:
 
     @property
     def available_outputs(self) -> frozenset[str]:
-        """The outputs the runner's heads can give (all of ``OUTPUTS`` for a checkpoint; an ``.onnx`` exported with
-        fewer heads gives fewer: asking for another raises ConfigError naming the file)."""
+        """The outputs the runner's heads can give (all of ``ESTIMATOR_OUTPUTS`` for a checkpoint; an ``.onnx``
+        exported with fewer heads gives fewer: asking for another raises ConfigError naming the file)."""
         heads = self.runner.heads
         available = {"image"}
         if self._depth_head in heads:
@@ -247,9 +250,9 @@ class DepthEstimator:
     def require_outputs(self, outputs: Collection[str]) -> None:
         """ConfigError naming the model file unless it can give every one of ``outputs`` (see
         ``available_outputs``): lets a command refuse, before any work, a model exported without a head it needs."""
-        lacking = [name for name in OUTPUTS if name in check_outputs(outputs) - self.available_outputs]
+        lacking = [name for name in ESTIMATOR_OUTPUTS if name in check_outputs(outputs) - self.available_outputs]
         if lacking:
-            have = ", ".join(name for name in OUTPUTS if name in self.available_outputs)
+            have = ", ".join(name for name in ESTIMATOR_OUTPUTS if name in self.available_outputs)
             raise ConfigError(f"model file {self.source} cannot give {', '.join(lacking)}: it was exported without "
                               f"the head(s) for it (it gives {have}); re-export with `semantic-depth export --heads "
                               "...`")
@@ -269,8 +272,8 @@ class DepthEstimator:
             try:
                 for sky in (False, True):
                     self.mask_sky = sky
-                    for count in range(1, len(OUTPUTS) + 1):
-                        for outputs in itertools.combinations(OUTPUTS, count):
+                    for count in range(1, len(ESTIMATOR_OUTPUTS) + 1):
+                        for outputs in itertools.combinations(ESTIMATOR_OUTPUTS, count):
                             self.estimate_batch(frames, outputs=outputs)
             finally:
                 self.mask_sky = mask_sky
@@ -279,13 +282,14 @@ class DepthEstimator:
 
     def depth_range(self) -> tuple[float, float]:
         """The valid depth interval (metres) now: ``min_depth``/``max_depth`` or the model's range for None."""
-        low = self.config.min_depth if self.min_depth is None else float(self.min_depth)
-        high = self.config.max_depth if self.max_depth is None else float(self.max_depth)
-        if not (math.isfinite(low) and low >= 0.0):
-            raise ConfigError(f"min_depth = {self.min_depth!r} must be a non-negative number")
-        if not (math.isfinite(high) and high > low):
-            raise ConfigError(f"max_depth = {self.max_depth!r} must be larger than min_depth = {low!r}")
-        return low, high
+        return depth_range_of(self.config, self.min_depth, self.max_depth)
+
+    def check_mask_sky(self) -> None:
+        """ConfigError naming the model file when it lacks the semantic head that ``mask_sky`` needs."""
+        if "sc" not in self.runner.heads:
+            raise ConfigError(f"mask_sky needs the semantic head, which model file {self.source} was exported "
+                              "without; re-export with `semantic-depth export --heads depth,semantic` or unset "
+                              "mask_sky")
 
     def canonical_scale(self, box: Letterbox, intrinsics: Intrinsics | None) -> float:
         """Factor from the network's canonical depth to metric depth: f_eff / focal_px (1 without intrinsics).
@@ -318,8 +322,10 @@ class DepthEstimator:
         out_intrinsics = scale_intrinsics(intrinsics, out_w, out_h) if intrinsics is not None else None
         undistortion = None
         if isinstance(camera, CameraModel) and camera.has_distortion:
-            undistortion = self._undistortions.get(intrinsics, camera.distortion_model, camera.d, box, out_h, out_w,
-                                                   self.device)
+            model, coefficients = camera.distortion_model, validate_distortion(camera.distortion_model, camera.d)
+            undistortion = self._undistortions.get(
+                (model, coefficients, intrinsics, box, out_h, out_w),
+                lambda: build_undistortion(intrinsics, model, coefficients, box, out_h, out_w, self.device))
         return _FramePlan(box, out_h, out_w, intrinsics, out_intrinsics, undistortion)
 
     def _finish(self, raw: dict[str, torch.Tensor], plan: _FramePlan, heads: tuple[str, ...],
@@ -327,7 +333,8 @@ class DepthEstimator:
                 colours: torch.Tensor | None) -> EstimatorOutputs:
         """One frame's 1xCxhxw network outputs -> its outputs at the output size (steps 4 to 7)."""
         any_map = next(iter(raw.values()))
-        grid = self._grids.get(plan.box, any_map.shape[-2], any_map.shape[-1], plan.out_height, plan.out_width)
+        key = (plan.box, any_map.shape[-2], any_map.shape[-1], plan.out_height, plan.out_width)
+        grid = self._grids.get(key, lambda: output_grid(*key, self.device))
         log_depth, confidence, labels = resample_outputs(raw, grid, heads, wanted)
         no_data = mask_no_data(plan.undistortion, confidence, labels)
         depth = None
@@ -347,10 +354,8 @@ class DepthEstimator:
             heads.add("dc")
         if "semantic" in wanted or ("depth" in wanted and mask_sky):
             heads.add("sc")
-        if "depth" in wanted and mask_sky and "sc" not in self.runner.heads:
-            raise ConfigError(f"mask_sky needs the semantic head, which model file {self.source} was exported "
-                              "without; re-export with `semantic-depth export --heads depth,semantic` or unset "
-                              "mask_sky")
+        if "depth" in wanted and mask_sky:
+            self.check_mask_sky()
         return tuple(h for h in HEADS if h in heads)
 
     def _upload(self, image: np.ndarray, slot: int) -> torch.Tensor:
@@ -372,3 +377,17 @@ class DepthEstimator:
         done.record()
         self._pinned[slot] = (pinned, done)
         return tensor
+
+
+def depth_range_of(config: ModelConfig, min_depth: float | None, max_depth: float | None) -> tuple[float, float]:
+    """The valid depth interval (metres): ``min_depth``/``max_depth``, None taking the model's own bound.
+
+    ConfigError for a negative or non-finite minimum, or a maximum that is not above the minimum.
+    """
+    low = config.min_depth if min_depth is None else float(min_depth)
+    high = config.max_depth if max_depth is None else float(max_depth)
+    if not (math.isfinite(low) and low >= 0.0):
+        raise ConfigError(f"min_depth = {min_depth!r} must be a non-negative number")
+    if not (math.isfinite(high) and high > low):
+        raise ConfigError(f"max_depth = {max_depth!r} must be larger than min_depth = {low!r}")
+    return low, high

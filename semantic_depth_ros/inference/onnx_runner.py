@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.fileio import ensure_writable_folder
+from ..files import ensure_writable_folder
 from ..errors import CheckpointError, ConfigError
 from ..model.config import ModelConfig
 from ..model.network import HEADS

@@ -1,28 +1,28 @@
 """Per-frame checks and post-processing of the estimator (steps 4 to 7 of ``estimator``'s module docstring).
 
 Network outputs at the output stride -> outputs at the output size: depth, semantic argmax and confidence
-(``resample_outputs``, one crop-and-resample through a cached ``OutputGrid``), then the frame's rules: pixels
-without image data (undistortion), the canonical-camera depth scale and NaN outside the valid depth range or on
-sky (``finish_depth``). Also the checks of what a caller hands the estimator (``check_outputs``, ``check_image``).
+(``resample_outputs``, one crop-and-resample through an ``OutputGrid``, cached by the estimator), then the
+frame's rules: pixels without image data (undistortion), the canonical-camera depth scale and NaN outside the
+valid depth range or on sky (``finish_depth``). Also the checks of what a caller hands the estimator
+(``check_outputs``, ``check_image``).
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Collection
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError, InvalidInputError
-from ..geometry.undistort import Undistortion
 from ..labels import IGNORE_LABEL, SKY_TRAIN_ID
 from ..limits import MAX_IMAGE_SIDE
 from ..model.bins import confidence_from_probs
-from .preprocess import Letterbox, OutputGrid, output_grid
+from .preprocess import OutputGrid
+from .undistortion import Undistortion
 
-OUTPUTS = ("depth", "semantic", "confidence", "image")
+ESTIMATOR_OUTPUTS = ("depth", "semantic", "confidence", "image")  # what DepthEstimator can compute
 GRID_CACHE_SIZE = 16  # output grids kept (LRU), keyed by letterbox and sizes
 
 
@@ -31,9 +31,9 @@ def check_outputs(outputs: Collection[str]) -> frozenset[str]:
     if isinstance(outputs, str):
         outputs = (outputs,)
     wanted = frozenset(outputs)
-    unknown = sorted(wanted - set(OUTPUTS))
+    unknown = sorted(wanted - set(ESTIMATOR_OUTPUTS))
     if unknown:
-        raise ConfigError(f"unknown output(s) {', '.join(unknown)}: choose from {', '.join(OUTPUTS)}")
+        raise ConfigError(f"unknown output(s) {', '.join(unknown)}: choose from {', '.join(ESTIMATOR_OUTPUTS)}")
     return wanted
 
 
@@ -50,31 +50,6 @@ def check_image(image: np.ndarray) -> tuple[int, int]:
         raise InvalidInputError(f"image size {width}x{height} must be between 1x1 and "
                                 f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}")
     return height, width
-
-
-class OutputGridCache:
-    """Least-recently-used crop-and-resample grids (``preprocess.output_grid``), at most ``GRID_CACHE_SIZE``,
-    keyed by letterbox, feature size and output size. Not thread-safe (one per estimator)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self._grids: OrderedDict[tuple, OutputGrid] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._grids)
-
-    def get(self, box: Letterbox, feature_h: int, feature_w: int, out_h: int, out_w: int) -> OutputGrid:
-        """The grid from a ``feature_h`` x ``feature_w`` network output to ``out_h`` x ``out_w`` (built on a miss)."""
-        key = (box, feature_h, feature_w, out_h, out_w)
-        grid = self._grids.get(key)
-        if grid is None:
-            grid = output_grid(box, feature_h, feature_w, out_h, out_w, self.device)
-            self._grids[key] = grid
-            if len(self._grids) > GRID_CACHE_SIZE:
-                self._grids.popitem(last=False)
-        else:
-            self._grids.move_to_end(key)
-        return grid
 
 
 def resample_outputs(raw: dict[str, torch.Tensor], grid: OutputGrid, heads: tuple[str, ...],

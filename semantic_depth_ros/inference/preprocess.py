@@ -1,14 +1,13 @@
 """Image -> network input (resize keeping the aspect ratio, centred edge-replicating pad) and the way back.
 
-The image is resized by one factor so that it fits inside the network input, then padded to the network size by
-replicating its edge pixels (a replicated border looks like more of the scene to the network, unlike black bars).
-The padding is removed from the network's outputs before they are up-sampled, so no output pixel comes from it:
+Each image is placed by its ``geometry.letterbox.Letterbox`` (one resize factor, centred, edge-replicated). The
+padding is removed from the network's outputs before they are up-sampled, so no output pixel comes from it:
 ``output_grid`` maps every output pixel to the network's low-resolution output inside the crop of the cells that
 overlap the image, and the sampling clamps to that crop's border.
 
 The per-frame seam of the estimator: :func:`to_network_input` (one uploaded image + its :class:`Letterbox` -> its
 slice of the network batch) and :func:`resize_rgb` (the colour image at the output size) are the only two places
-where an input image is resampled. Given a frame's ``geometry.undistort.Undistortion`` they delegate to it: lens
+where an input image is resampled. Given a frame's ``undistortion.Undistortion`` they delegate to it: lens
 undistortion fused into the resize, one interpolation from the distorted image.
 
 Coordinates follow the pixel-centre convention of ``geometry.intrinsics``: a map of ``n`` pixels spans the
@@ -19,76 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from ..geometry.undistort import Undistortion
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """Placement of an ``image_height`` x ``image_width`` image inside the ``network_height`` x ``network_width`` input.
-
-    The image is resized to ``resized_height`` x ``resized_width`` and pasted with its top-left pixel at
-    (``top``, ``left``); the rest of the network input is edge-replicated padding. Sizes in pixels.
-    """
-
-    image_height: int
-    image_width: int
-    network_height: int
-    network_width: int
-    resized_height: int
-    resized_width: int
-    top: int
-    left: int
-
-    @property
-    def bottom(self) -> int:
-        """Padding rows below the resized image."""
-        return self.network_height - self.top - self.resized_height
-
-    @property
-    def right(self) -> int:
-        """Padding columns right of the resized image."""
-        return self.network_width - self.left - self.resized_width
-
-    @property
-    def needs_resize(self) -> bool:
-        """Whether the image size differs from the resized size."""
-        return (self.resized_height, self.resized_width) != (self.image_height, self.image_width)
-
-    @property
-    def downscales(self) -> bool:
-        """Whether either axis shrinks (then the resize needs anti-aliasing)."""
-        return self.resized_height < self.image_height or self.resized_width < self.image_width
-
-
-def letterbox(image_height: int, image_width: int, network_height: int, network_width: int) -> Letterbox:
-    """Largest aspect-preserving resize of the image that fits the network input, centred.
-
-    The one scale factor is ``min(network_height / image_height, network_width / image_width)``; each resized side is
-    that times the image side, rounded to whole pixels (so the per-axis factors may differ by under half a pixel).
-    """
-    if image_height < 1 or image_width < 1:
-        raise InvalidInputError(f"image size {image_width}x{image_height} must be at least 1x1")
-    scale = min(network_height / image_height, network_width / image_width)
-    resized_height = min(network_height, max(1, round(image_height * scale)))
-    resized_width = min(network_width, max(1, round(image_width * scale)))
-    return Letterbox(
-        image_height=image_height,
-        image_width=image_width,
-        network_height=network_height,
-        network_width=network_width,
-        resized_height=resized_height,
-        resized_width=resized_width,
-        top=(network_height - resized_height) // 2,
-        left=(network_width - resized_width) // 2,
-    )
+from ..geometry.letterbox import Letterbox
+from .undistortion import Undistortion
 
 
 def to_network_input(image: torch.Tensor, box: Letterbox, *, dtype: torch.dtype, channels_last: bool,
@@ -96,7 +31,7 @@ def to_network_input(image: torch.Tensor, box: Letterbox, *, dtype: torch.dtype,
     """HxWx3 uint8 RGB image (any device) -> 1x3xHnxWn network input in [0, 1] of ``dtype`` (one batch slice).
 
     Bilinear resize (anti-aliased when shrinking), then centred edge-replicating pad. On the CPU the resize runs
-    on the uint8 image (torch's vectorised uint8 path, about twice as fast; rounding error at most 0.5 / 255),
+    on the uint8 image (torch's faster vectorised uint8 path; rounding error at most 0.5 / 255),
     on other devices in float32. With ``undistortion`` (built for ``box``) the distorted image is undistorted,
     resized and padded in one resampling instead.
     """

@@ -1,5 +1,7 @@
-"""The message core: every output message's fields computed once, without ROS (see ``fields`` and ``outputs``)."""
+"""The message core without ROS: every output message's fields computed once (``fields``, ``outputs``), and the
+input images decoded from image messages (``decode``)."""
 
+from .decode import compressed_to_rgb, decode_compressed_image, decode_raw_image, image_to_rgb
 from .fields import (
     CLOUD_FIELDS,
     CLOUD_LAYOUT_FIELDS,
@@ -15,23 +17,12 @@ from .fields import (
     image_array,
     image_fields,
 )
-from .outputs import (
-    NEEDS,
-    NEEDS_INTRINSICS,
-    OUTPUT_ENCODINGS,
-    OUTPUT_TOPICS,
-    HostStaging,
-    OutputFields,
-    estimator_outputs_for,
-    frame_fields,
-    needs_for,
-    output_tensors,
-)
+from .outputs import NEEDS_INTRINSICS, OUTPUT_ENCODINGS, OUTPUT_TOPICS, OutputFields, frame_fields
 
 __all__ = [
+    "compressed_to_rgb", "decode_compressed_image", "decode_raw_image", "image_to_rgb",
     "CLOUD_FIELDS", "CLOUD_LAYOUT_FIELDS", "IMAGE_ENCODINGS", "CameraInfoFields", "CloudFields", "ImageFields",
-    "PointFieldSpec",
-    "RegionOfInterest", "camera_info_fields", "cloud_array", "cloud_fields", "image_array", "image_fields",
-    "NEEDS", "NEEDS_INTRINSICS", "OUTPUT_ENCODINGS", "OUTPUT_TOPICS", "HostStaging", "OutputFields",
-    "estimator_outputs_for", "frame_fields", "needs_for", "output_tensors",
+    "PointFieldSpec", "RegionOfInterest", "camera_info_fields", "cloud_array", "cloud_fields", "image_array",
+    "image_fields",
+    "NEEDS_INTRINSICS", "OUTPUT_ENCODINGS", "OUTPUT_TOPICS", "OutputFields", "frame_fields",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..geometry.intrinsics import Intrinsics
-from ..geometry.pointcloud import POINT_LAYOUTS, check_point_fields
+from ..geometry.pointcloud import DEFAULT_POINT_FIELDS, POINT_LAYOUTS, check_point_fields
 
 IS_BIGENDIAN = sys.byteorder == "big"
 # encoding of a published image -> (numpy dtype, channels) of its pixels
@@ -55,7 +55,7 @@ class PointFieldSpec(NamedTuple):
 CLOUD_LAYOUT_FIELDS: dict[str, tuple[PointFieldSpec, ...]] = {
     layout: tuple(PointFieldSpec(name, offset, datatype, 1) for name, offset, datatype in fields)
     for layout, fields in POINT_LAYOUTS.items()}
-CLOUD_FIELDS: tuple[PointFieldSpec, ...] = CLOUD_LAYOUT_FIELDS["xyzrgb"]
+CLOUD_FIELDS: tuple[PointFieldSpec, ...] = CLOUD_LAYOUT_FIELDS[DEFAULT_POINT_FIELDS]
 # number of 4-byte fields per point -> layout name (each layout has its own count)
 _LAYOUT_BY_WIDTH: dict[int, str] = {len(fields): layout for layout, fields in POINT_LAYOUTS.items()}
 

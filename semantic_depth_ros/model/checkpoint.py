@@ -1,13 +1,11 @@
 """Checkpoints: one file holding the state dict and the full model config, so it alone rebuilds its model.
 
-Files are plain dicts of tensors and Python primitives, written atomically (temp file + ``os.replace``) and
+Files are plain dicts of tensors and Python primitives, written atomically (``files.atomic_path``) and
 read with ``torch.load(weights_only=True)``: loading a checkpoint never executes code from it.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from ..files import atomic_path
 from .config import ModelConfig
 from .network import SemanticDepthNet
 
@@ -61,17 +60,9 @@ def load_weights(model: SemanticDepthNet, state_dict: dict[str, torch.Tensor], *
 
 
 def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` to a temp file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(payload, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """``torch.save`` written atomically (``files.atomic_path``: temp file, fsync, rename over ``path``)."""
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, config: ModelConfig, *, trained: bool,

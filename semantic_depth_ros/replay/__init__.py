@@ -2,5 +2,6 @@
 
 ``topics`` names the output topics, ``frames`` reads and decodes the input frames, ``bag_writer`` wraps the
 message core's fields into ``rosbags`` messages and writes the output bag atomically, ``scoring`` measures the
-depth against the drive's LiDAR, ``pipeline`` runs the three stages on overlapping threads. ROS-free throughout.
+depth against the drive's LiDAR, ``pipeline`` reads, infers (each frame through the image topic's
+``pipeline.CameraOutputs``, the node's frame path) and writes on overlapping threads. ROS-free throughout.
 """

@@ -22,7 +22,6 @@ import torch
 from ..data.bag_reader import BagReader
 from ..errors import InvalidInputError
 from ..inference.estimator import DepthEstimator
-from ..messages import NEEDS_INTRINSICS, estimator_outputs_for
 from .frames import FrameSource, InputFrame
 from .pipeline import ReplayOptions, ReplaySummary, estimate, replay_bag
 
@@ -52,16 +51,13 @@ def _synchronise(estimator: DepthEstimator) -> None:
 def benchmark(bag_path: str | Path, out: str | Path, estimator: DepthEstimator, options: ReplayOptions
               ) -> BenchmarkResult:
     """Time the bare estimator, then the replay (written to ``out``), over the same selected frames."""
-    scoring = options.lidar_topic is not None
-    needs_camera = scoring or any(key in NEEDS_INTRINSICS or key == "depth" for key in options.outputs)
     with BagReader(bag_path) as bag:
-        source = FrameSource(bag, options.image_topic, options.camera_info_topic, needs_camera=needs_camera,
+        source = FrameSource(bag, options.image_topic, options.camera_info_topic, needs_camera=options.needs_camera,
                              selection=options.selection)
         frames = [item for item in source.items() if isinstance(item, InputFrame)]
     if not frames:
         raise InvalidInputError(f"no decodable frame on {options.image_topic} to benchmark")
-    outputs = estimator_outputs_for((*options.outputs, "depth") if scoring else options.outputs,
-                                    options.point_fields, options.drop_labels)
+    outputs = options.plan.estimator_outputs()
     for _ in range(2):
         estimate(estimator, frames[:options.batch], outputs)
         estimate(estimator, frames[:1], outputs)
@@ -71,7 +67,7 @@ def benchmark(bag_path: str | Path, out: str | Path, estimator: DepthEstimator, 
     for round_ in range(ROUNDS):
         started = time.perf_counter()
         for frame in frames:
-            estimator.estimate(frame.rgb, intrinsics=frame.camera, outputs=outputs)  # the lens too, as replayed
+            estimator.estimate(frame.rgb, camera=frame.camera, outputs=outputs)  # the lens too, as replayed
         _synchronise(estimator)
         bare_fps = max(bare_fps, len(frames) / (time.perf_counter() - started))
         last = round_ == ROUNDS - 1

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..data.bag_reader import (CAMERA_INFO_TYPE, IMAGE_TYPES, TF_MESSAGE_TYPE, TF_STATIC_TOPIC, TF_TOPIC, BagReader,
-                               image_msg_to_rgb)
+                               decode_bag_image)
 from ..data.time_pairing import latest_at_or_before
 from ..errors import ConfigError, ExtractionError, InvalidInputError
 from ..geometry.intrinsics import CameraModel, camera_from_info
@@ -158,7 +158,7 @@ class FrameSource:
         except Exception as exc:  # noqa: BLE001 - any failure of a corrupt message's deserialization is a skip
             return Skipped(topic, bag_time_ns, f"cannot deserialize {connection.msgtype}: {type(exc).__name__}")
         try:
-            rgb = image_msg_to_rgb(msg, connection.msgtype)
+            rgb = decode_bag_image(msg, connection.msgtype)
             camera = self._camera(bag_time_ns, rgb.shape[1], rgb.shape[0])
         except InvalidInputError as exc:
             return Skipped(topic, bag_time_ns, str(exc))

@@ -1,8 +1,9 @@
 """``infer-bag``'s engine: a reader thread decodes ahead, a network thread runs the estimator on batches, the
 calling thread serialises and writes behind; bounded queues between them keep memory flat.
 
-Every output message comes from the message core (``messages.outputs``: ``output_tensors`` -> ``HostStaging`` ->
-``frame_fields``), wrapped by :mod:`.bag_writer`, under the input image's header and at its bag time.
+Every output message comes from the image topic's ``pipeline.CameraOutputs`` (the node's frame path: stages,
+output tensors, host staging, message fields), wrapped by :mod:`.bag_writer`, under the input image's header and
+at its bag time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,8 @@ from tqdm import tqdm
 
 from ..data.bag_reader import BagReader
 from ..inference.estimator import DepthEstimator, EstimatorOutputs
-from ..geometry.pointcloud import RayGridCache
-from ..messages import (HostStaging, NEEDS_INTRINSICS, OutputFields, estimator_outputs_for, frame_fields,
-                        output_tensors)
+from ..messages import NEEDS_INTRINSICS, OutputFields
+from ..pipeline import CameraOutputs, CloudLayout, FrameStage, HostStaging, OutputPlan
 from .bag_writer import OutputBag, folder_size, header, msgtype_of, serialize
 from .copy_input import register_copy
 from .frames import Copied, FrameSource, InputFrame, Selection, Skipped
@@ -46,15 +46,24 @@ class ReplayOptions:
     copy_input: bool = False
     overwrite: bool = False
     selection: Selection = Selection()
-    point_stride: int = 1
-    point_fields: str = "xyzrgb"  # layout of points (geometry.pointcloud.POINT_LAYOUTS), as the node's parameter
-    drop_labels: tuple[int, ...] = ()  # train ids whose points are NaN, as the node's points_drop_labels
+    cloud: CloudLayout = CloudLayout()  # the layout of points, as the node's point_fields, points_drop_labels,
+    # point_stride parameters
     lidar_topic: str | None = None
     lidar_frame: str | None = None
     extrinsic: np.ndarray | None = None
     max_dt: float = 0.05
     progress: bool = True
     queue_frames: int = 0  # frames each queue holds (0: two batches)
+
+    @property
+    def plan(self) -> OutputPlan:
+        """What each frame gives: the outputs in the cloud layout, and the host depth when scoring."""
+        return OutputPlan(self.outputs, self.cloud, host_depth=self.lidar_topic is not None)
+
+    @property
+    def needs_camera(self) -> bool:
+        """Whether frames need their camera_info: for points, depth_info, depth (the canonical scale), scoring."""
+        return self.lidar_topic is not None or any(key in NEEDS_INTRINSICS or key == "depth" for key in self.outputs)
 
 
 @dataclass
@@ -89,7 +98,7 @@ class _FrameOut:
     staging: HostStaging
 
 
-def estimate(estimator: DepthEstimator, frames: Sequence[InputFrame], outputs: Sequence[str]
+def estimate(estimator: DepthEstimator, frames: Sequence[InputFrame], outputs: Collection[str]
              ) -> list[EstimatorOutputs]:
     """THE estimator call of the replay: one batch of frames, each with its camera model (lens distortion is
     removed by the estimator's undistortion, as in the node; outputs are pinhole with the camera's K, D = 0)."""
@@ -121,7 +130,7 @@ def _get(source: queue.Queue, stop: threading.Event) -> Any:
             continue
 
 
-class _Stage(threading.Thread):
+class _Worker(threading.Thread):
     """A thread running ``work``; its exception is kept for the main thread and stops the others."""
 
     def __init__(self, name: str, work: Callable[[], None], stop: threading.Event) -> None:
@@ -139,15 +148,15 @@ class _Stage(threading.Thread):
             self._stop_event.set()
 
 
-def replay_bag(bag_path: str | Path, out: str | Path, estimator: DepthEstimator, options: ReplayOptions
-               ) -> ReplaySummary:
-    """Run ``estimator`` over the selected frames of ``bag_path`` and write the output bag ``out``."""
+def replay_bag(bag_path: str | Path, out: str | Path, estimator: DepthEstimator, options: ReplayOptions,
+               stages: Sequence[FrameStage] = ()) -> ReplaySummary:
+    """Run ``estimator`` and then ``stages`` (in order, as the node runs them) over the selected frames of
+    ``bag_path`` and write the output bag ``out``."""
     wanted = options.outputs
     scoring = options.lidar_topic is not None
-    needs_camera = scoring or any(key in NEEDS_INTRINSICS or key == "depth" for key in wanted)
     summary = ReplaySummary(out=Path(out))
     with BagReader(bag_path) as bag:
-        source = FrameSource(bag, options.image_topic, options.camera_info_topic, needs_camera=needs_camera,
+        source = FrameSource(bag, options.image_topic, options.camera_info_topic, needs_camera=options.needs_camera,
                              selection=options.selection, copy_input=options.copy_input)
         truth = None
         if scoring:
@@ -160,7 +169,8 @@ def replay_bag(bag_path: str | Path, out: str | Path, estimator: DepthEstimator,
             for connection in source.copy_conns:
                 register_copy(bag_out, connection)
             score = DriveScore() if scoring else None
-            _run_stages(source.items(truth), estimator, options, bag_out, topics, score, summary, source)
+            camera = CameraOutputs(options.plan, stages)
+            _run_threads(source.items(truth), estimator, camera, options, bag_out, topics, score, summary, source)
             summary.messages = bag_out.messages
             bag_out.close()
             if score is not None:
@@ -174,9 +184,9 @@ def replay_bag(bag_path: str | Path, out: str | Path, estimator: DepthEstimator,
     return summary
 
 
-def _run_stages(items: Iterator[InputFrame | Skipped | Copied], estimator: DepthEstimator, options: ReplayOptions,
-                bag_out: OutputBag, topics: dict[str, str], score: DriveScore | None, summary: ReplaySummary,
-                source: FrameSource) -> None:
+def _run_threads(items: Iterator[InputFrame | Skipped | Copied], estimator: DepthEstimator, camera: CameraOutputs,
+                 options: ReplayOptions, bag_out: OutputBag, topics: dict[str, str], score: DriveScore | None,
+                 summary: ReplaySummary, source: FrameSource) -> None:
     """Reader thread -> network thread (batches) -> writing on this thread."""
     size = options.queue_frames or 2 * options.batch
     stop = threading.Event()
@@ -216,51 +226,43 @@ def _run_stages(items: Iterator[InputFrame | Skipped | Copied], estimator: Depth
             bar.set_postfix_str(f"{summary.written / max(bar.format_dict['elapsed'], 1e-9):.1f} fps", refresh=False)
 
     def infer() -> None:
-        _infer(inbox, outbox, stagings, stop, estimator, options, score is not None, summary, source.start_ns)
+        _infer(inbox, outbox, stagings, stop, estimator, camera, options, summary, source.start_ns)
         _put(outbox, _DONE, stop)
 
     # the bag is written on the calling thread: rosbags' sqlite3 storage may only be used by the thread that opened it
-    stages = [_Stage("infer-bag-reader", read, stop), _Stage("infer-bag-network", infer, stop)]
-    for stage in stages:
-        stage.start()
+    threads = [_Worker("infer-bag-reader", read, stop), _Worker("infer-bag-network", infer, stop)]
+    for thread in threads:
+        thread.start()
     try:
         write()
     except _Stop:
         pass  # another thread failed: its error is raised below
     finally:
         stop.set()
-        for stage in stages:
-            stage.join()
+        for thread in threads:
+            thread.join()
         bar.close()
-    for stage in stages:
-        if stage.error is not None:
-            raise stage.error
+    for thread in threads:
+        if thread.error is not None:
+            raise thread.error
 
 
 def _infer(inbox: queue.Queue, outbox: queue.Queue, stagings: queue.Queue, stop: threading.Event,
-           estimator: DepthEstimator, options: ReplayOptions, scoring: bool, summary: ReplaySummary,
+           estimator: DepthEstimator, camera: CameraOutputs, options: ReplayOptions, summary: ReplaySummary,
            start_ns: int) -> None:
-    """The network thread: batches of frames through the estimator, each frame's fields to the writer."""
-    wanted = options.outputs
-    outputs = estimator_outputs_for((*wanted, "depth") if scoring else wanted,  # scoring needs depth
-                                    options.point_fields, options.drop_labels)
-    rays = RayGridCache()
+    """The network thread: batches of frames through the estimator, each frame through ``camera`` to the writer."""
     batch: list[InputFrame] = []
 
     def flush() -> None:
+        # with intrinsics the plan needs a superset: one request serves the frames without camera_info too
+        outputs = camera.estimator_outputs(has_intrinsics=any(frame.camera is not None for frame in batch))
         results = estimate(estimator, batch, outputs)
         depth_range = estimator.depth_range()
         for frame, result in zip(batch, results):
-            keys = wanted if frame.camera is not None else tuple(k for k in wanted if k not in NEEDS_INTRINSICS)
-            tensors = output_tensors(keys, result, depth_range=depth_range, point_stride=options.point_stride,
-                                     rays=rays, point_fields=options.point_fields,
-                                     drop_labels=options.drop_labels)
-            if scoring and "depth" not in tensors:
-                tensors["depth"] = result.depth
             staging = _get(stagings, stop)
-            host = staging.fetch(tensors)
-            fields = frame_fields(keys, host, result.intrinsics)
-            _put(outbox, _FrameOut(frame, fields, host.get("depth") if scoring else None, staging), stop)
+            messages = camera.messages(result, frame.sec * 1_000_000_000 + frame.nanosec, depth_range=depth_range,
+                                       staging=staging)
+            _put(outbox, _FrameOut(frame, messages.fields, messages.depth, staging), stop)
         batch.clear()
 
     while (item := _get(inbox, stop)) is not _DONE:

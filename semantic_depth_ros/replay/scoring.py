@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..data.bag_reader import POINTCLOUD2_TYPE, TF_MESSAGE_TYPE, TF_STATIC_TOPIC, BagReader, cloud_msg_to_xyz
-from ..data.fileio import write_atomic, write_json
+from ..data.fileio import write_json
+from ..files import write_atomic
 from ..data.projection import project_points_to_depth, transform_points
 from ..data.host_undistort import undistorted_no_data
 from ..data.rosbag_extract import frames_of, index_bag, resolve_transforms

@@ -20,7 +20,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from ..errors import ConfigError
 from .bench_node import FRAME_TIMEOUT_S, NAMESPACE, bench_frame, percentiles
 from .client import DepthClient
-from .node import OUTPUTS
+from .camera_channel import OUTPUT_MESSAGES
 from .node_process import NodeProcess, random_domain_id
 
 
@@ -123,9 +123,9 @@ def _run_configuration(name: str, nodes: list[NodeProcess], domain: int, cameras
 
 
 def run_cameras_benchmark(checkpoint: Path, *, cameras: int, height: int, width: int, rate_hz: float,
-                          outputs: tuple[str, ...] = tuple(OUTPUTS), duration_s: float = 5.0, device: str = "auto",
-                          precision: str = "fp32", backend: str = "eager", domain_id: int | None = None,
-                          num_threads: int | None = None,
+                          outputs: tuple[str, ...] = tuple(OUTPUT_MESSAGES), duration_s: float = 5.0,
+                          device: str = "auto", precision: str = "fp32", backend: str = "eager",
+                          domain_id: int | None = None, num_threads: int | None = None,
                           input_reliability: str = "reliable") -> list[CamerasConfiguration]:
     """One node with ``cameras`` cameras (one batch per round), then ``cameras`` single-camera nodes, each camera
     fed ``height`` x ``width`` frames at ``rate_hz``; ``outputs`` subscribed on every camera."""

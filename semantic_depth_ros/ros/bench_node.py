@@ -29,7 +29,7 @@ from ..inference.benchmark import process_peak_rss_mb
 from ..messages import camera_info_fields, image_fields
 from .client import DepthClient
 from .messages import camera_info_msg, image_msg
-from .node import OUTPUTS
+from .camera_channel import OUTPUT_MESSAGES
 from .node_process import NodeProcess, random_domain_id
 
 NAMESPACE = "/semantic_depth_bench"
@@ -171,9 +171,9 @@ def run_node_benchmark(checkpoint: Path, *, height: int, width: int, device: str
     """
     if duration_s <= 0:
         raise ConfigError(f"benchmark duration {duration_s} s must be positive")
-    unknown = sorted({key for outputs in output_sets for key in outputs} - set(OUTPUTS))
+    unknown = sorted({key for outputs in output_sets for key in outputs} - set(OUTPUT_MESSAGES))
     if unknown:
-        raise ConfigError(f"unknown node output(s) {', '.join(unknown)}: choose from {', '.join(OUTPUTS)}")
+        raise ConfigError(f"unknown node output(s) {', '.join(unknown)}: choose from {', '.join(OUTPUT_MESSAGES)}")
     domain = random_domain_id() if domain_id is None else domain_id
     node = NodeProcess(checkpoint, domain_id=domain, namespace=NAMESPACE, device=device, precision=precision,
                        backend=backend, num_threads=num_threads,

@@ -4,13 +4,14 @@ A camera named ``front`` reads ``front/image`` (or ``front/image/compressed``) a
 publishes ``front/depth``, ``front/points``, ...; the unnamed camera (``name=""``, the single-camera node) uses
 ``image``, ``camera_info`` and ``depth``, ... in the node's namespace. Incoming images go to ``on_frame`` (the node
 core decides whether to hand them to the worker); the worker calls ``prepare`` (decode and validate: a bad message
-is rejected for this camera alone) and ``publish`` (the one per-frame publish path, through the message core).
+is rejected for this camera alone; the plan of the outputs subscribed now) and ``publish`` (the one per-frame
+publish path: the camera's ``pipeline.CameraOutputs``, the same path as ``infer-bag``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -21,38 +22,46 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..errors import InvalidInputError
 from ..geometry.intrinsics import CameraModel, Intrinsics, camera_from_info
-from ..geometry.pointcloud import RayGridCache
 from ..geometry.undistort import check_camera_model
 from ..inference.estimator import EstimatorOutputs
-from ..messages import NEEDS, NEEDS_INTRINSICS, OUTPUT_TOPICS, HostStaging, frame_fields, output_tensors
+from ..messages import OUTPUT_TOPICS, compressed_to_rgb, image_to_rgb
+from ..pipeline import CameraOutputs, FrameStage, OutputPlan
+from ..pipeline.plan import ESTIMATOR_NEEDS
 from .diagnostics import LogThrottle, NodeStats
-from .messages import compressed_msg_to_rgb, image_msg_to_rgb, to_msg
+from .messages import to_msg
 from .params import NodeSettings
 
 _MESSAGE_TYPES: dict[str, type] = {"depth_info": CameraInfo, "points": PointCloud2}
 # output key -> (topic relative to the camera's namespace, message type); topics from the message core
-OUTPUTS: dict[str, tuple[str, type]] = {key: (topic, _MESSAGE_TYPES.get(key, Image))
-                                        for key, topic in OUTPUT_TOPICS.items()}
+OUTPUT_MESSAGES: dict[str, tuple[str, type]] = {key: (topic, _MESSAGE_TYPES.get(key, Image))
+                                                for key, topic in OUTPUT_TOPICS.items()}
 InputMsg = Union[Image, CompressedImage]
 
 
 @dataclass(frozen=True)
-class Frame:
+class ReceivedFrame:
     """An image message and when it arrived (``time.monotonic()`` seconds)."""
 
     msg: InputMsg
     received: float
 
+    @property
+    def stamp_ns(self) -> int:
+        """The header stamp in nanoseconds."""
+        stamp = self.msg.header.stamp
+        return stamp.sec * 1_000_000_000 + stamp.nanosec
+
 
 @dataclass(frozen=True)
 class PreparedFrame:
     """A decoded, validated frame of one camera: HxWx3 uint8 RGB, its camera (a ``CameraModel`` from camera_info,
-    whose lens distortion the estimator removes; the fallback ``Intrinsics``; or None), the outputs to publish."""
+    whose lens distortion the estimator removes; the fallback ``Intrinsics``; or None) and the estimator outputs
+    its plan needs."""
 
-    frame: Frame
+    frame: ReceivedFrame
     rgb: np.ndarray
-    intrinsics: CameraModel | Intrinsics | None
-    wanted: tuple[str, ...]
+    camera: CameraModel | Intrinsics | None
+    estimator_outputs: tuple[str, ...]
 
 
 def qos_profile(reliability: str, depth: int) -> QoSProfile:
@@ -66,12 +75,14 @@ class CameraChannel:
 
     ``stats`` counts this camera; ``totals`` (the node's statistics over all cameras), when given, counts it too.
     ``available``: the estimator outputs the model can give (an .onnx exported with fewer heads gives fewer);
-    outputs that need others get no publisher.
+    outputs that need others get no publisher. ``stages``: this camera's stages after the estimator
+    (``outputs``, its ``CameraOutputs``, runs them).
     """
 
     def __init__(self, node: Node, name: str, settings: NodeSettings,
-                 on_frame: Callable[["CameraChannel", Frame], None], throttle: LogThrottle,
-                 totals: NodeStats | None = None, available: Collection[str] | None = None) -> None:
+                 on_frame: Callable[["CameraChannel", ReceivedFrame], None], throttle: LogThrottle,
+                 totals: NodeStats | None = None, available: Collection[str] | None = None,
+                 stages: Sequence[FrameStage] = ()) -> None:
         self.node = node
         self.name = name
         self.stats = NodeStats()
@@ -80,12 +91,11 @@ class CameraChannel:
         self._on_frame = on_frame
         self._camera_info: CameraInfo | None = None
         self._camera: tuple[CameraInfo, int, int, CameraModel] | None = None  # worker's parse of the latest info
-        self._rays = RayGridCache()
-        self._staging = HostStaging()
         output_qos = qos_profile(settings.output_qos_reliability, settings.output_qos_depth)
         self.publishers = {key: node.create_publisher(msg_type, self.topic(topic), output_qos)
-                           for key, (topic, msg_type) in OUTPUTS.items()
-                           if available is None or set(NEEDS[key]) <= set(available)}
+                           for key, (topic, msg_type) in OUTPUT_MESSAGES.items()
+                           if available is None or set(ESTIMATOR_NEEDS[key]) <= set(available)}
+        self.outputs = CameraOutputs(OutputPlan(tuple(self.publishers), settings.cloud), stages)
         input_qos = qos_profile(settings.input_qos_reliability, settings.input_qos_depth)
         compressed = settings.input_transport == "compressed"
         self.image_topic = self.topic("image/compressed" if compressed else "image")
@@ -104,7 +114,7 @@ class CameraChannel:
         return self._camera_info
 
     def subscribed_outputs(self) -> list[str]:
-        """Keys of ``OUTPUTS`` whose topics have subscribers now (checked for every frame)."""
+        """Keys of ``OUTPUT_MESSAGES`` whose topics have subscribers now (checked for every frame)."""
         return [key for key, pub in self.publishers.items() if pub.get_subscription_count() > 0]
 
     # -------------------------------------------------------------------------------- executor thread
@@ -112,41 +122,42 @@ class CameraChannel:
         now = time.monotonic()
         for stats in self._all_stats:
             stats.record_input(now)
-        self._on_frame(self, Frame(msg, now))
+        self._on_frame(self, ReceivedFrame(msg, now))
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
     # ---------------------------------------------------------------------------------- worker thread
-    def prepare(self, frame: Frame, settings: NodeSettings) -> PreparedFrame | None:
-        """Decode and validate ``frame`` for the outputs subscribed now; None when nothing is wanted or the
-        image or camera_info is bad (counted and logged, throttled, for this camera)."""
-        wanted = self.subscribed_outputs()
-        if not wanted:
+    def prepare(self, frame: ReceivedFrame, settings: NodeSettings) -> PreparedFrame | None:
+        """Decode and validate ``frame`` and plan the outputs subscribed now (``outputs.replan``); None when
+        nothing is wanted or the image or camera_info is bad (counted and logged, throttled, for this camera)."""
+        subscribed = self.subscribed_outputs()
+        if not subscribed:
             return None
         try:
-            rgb = (compressed_msg_to_rgb(frame.msg) if isinstance(frame.msg, CompressedImage)
-                   else image_msg_to_rgb(frame.msg))
+            rgb = compressed_to_rgb(frame.msg) if isinstance(frame.msg, CompressedImage) else image_to_rgb(frame.msg)
         except InvalidInputError as exc:
             self.reject(self.image_topic, exc)
             return None
         height, width = rgb.shape[:2]
         try:
-            intrinsics = self._intrinsics(settings, width, height)
+            camera = self._camera_of(settings, width, height)
         except InvalidInputError as exc:
             self.reject(self.topic("camera_info"), exc)
             return None
-        if intrinsics is None and any(key in wanted for key in NEEDS_INTRINSICS):
+        plan = OutputPlan(tuple(subscribed), settings.cloud)
+        if camera is None and plan.needs_intrinsics:
             if self._throttle.allow(f"no_intrinsics:{self.name}", time.monotonic()):
                 self.node.get_logger().warning(
                     f"no camera_info on {self.node.resolve_topic_name(self.topic('camera_info'))} and no fallback "
                     "fx/fy parameters: publishing images but not points or depth/camera_info")
-            wanted = [key for key in wanted if key not in NEEDS_INTRINSICS]
-            if not wanted:
+            plan = plan.servable(has_intrinsics=False)
+            if not plan.outputs:
                 return None
-        return PreparedFrame(frame, rgb, intrinsics, tuple(wanted))
+        self.outputs.replan(plan)
+        return PreparedFrame(frame, rgb, camera, self.outputs.estimator_outputs(has_intrinsics=camera is not None))
 
-    def _intrinsics(self, settings: NodeSettings, width: int, height: int) -> CameraModel | Intrinsics | None:
+    def _camera_of(self, settings: NodeSettings, width: int, height: int) -> CameraModel | Intrinsics | None:
         """Camera of the input image: the latest camera_info's model (InvalidInputError for a bad one or an
         unsupported distortion model), else the fallback parameters, else None."""
         info = self._camera_info
@@ -175,17 +186,13 @@ class CameraChannel:
         for stats in self._all_stats:
             stats.record_failed(now, type(exc).__name__)
 
-    def publish(self, prepared: PreparedFrame, outputs: EstimatorOutputs, *, depth_range: tuple[float, float],
-                settings: NodeSettings) -> None:
-        """Every wanted output of one frame from the message core (one host copy each), depth first, under the
-        input's header; then the frame counts as served."""
-        wanted = prepared.wanted
-        tensors = output_tensors(wanted, outputs, depth_range=depth_range, point_stride=settings.point_stride,
-                                 rays=self._rays, point_fields=settings.point_fields,
-                                 drop_labels=settings.points_drop_labels)
-        fields = frame_fields(wanted, self._staging.fetch(tensors), outputs.intrinsics)
-        header = prepared.frame.msg.header
-        for key, message_fields in fields.items():
+    def publish(self, prepared: PreparedFrame, outputs: EstimatorOutputs, *, depth_range: tuple[float, float]) -> None:
+        """Every planned output of one frame from ``outputs`` (``CameraOutputs.messages``: the stages, one host
+        copy each), depth first, under the input's header; then the frame counts as served."""
+        frame = prepared.frame
+        messages = self.outputs.messages(outputs, frame.stamp_ns, depth_range=depth_range)
+        header = frame.msg.header
+        for key, message_fields in messages.fields.items():
             self.publishers[key].publish(to_msg(header, message_fields))
         now = time.monotonic()
         for stats in self._all_stats:

@@ -28,7 +28,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..errors import SemanticDepthError
-from .node import OUTPUTS
+from .camera_channel import OUTPUT_MESSAGES
 from .distro import dds_profile_environment
 
 INFO_SETTLE_S = 0.05  # after a changed camera_info, so that the node holds it before the image arrives
@@ -55,7 +55,7 @@ def _topic(camera: str, topic: str) -> str:
 
 
 class DepthClient:
-    """Publisher of frames to ``cameras`` (namespaces) and collector of their ``outputs`` (keys of ``OUTPUTS``).
+    """Publisher of frames to ``cameras`` (namespaces) and collector of their ``outputs`` (keys of ``OUTPUT_MESSAGES``).
 
     Runs its own ROS context on ``domain_id`` (None: ``ROS_DOMAIN_ID``) with an executor thread; its participant
     gets the package's Fast DDS profile unless the user names one. ``diagnostics``: keep the latest
@@ -63,11 +63,11 @@ class DepthClient:
     """
 
     def __init__(self, *, domain_id: int | None = None, cameras: Sequence[str] = ("/",),
-                 outputs: Sequence[str] = tuple(OUTPUTS), diagnostics: bool = False,
+                 outputs: Sequence[str] = tuple(OUTPUT_MESSAGES), diagnostics: bool = False,
                  name: str = "semantic_depth_client") -> None:
-        unknown = sorted(set(outputs) - set(OUTPUTS))
+        unknown = sorted(set(outputs) - set(OUTPUT_MESSAGES))
         if unknown or not cameras:
-            raise SemanticDepthError(f"client outputs {', '.join(unknown)} are not among {', '.join(OUTPUTS)}"
+            raise SemanticDepthError(f"client outputs {', '.join(unknown)} are not among {', '.join(OUTPUT_MESSAGES)}"
                                      if unknown else "a client needs at least one camera namespace")
         self.cameras = tuple(cameras)
         self.outputs = tuple(outputs)
@@ -95,7 +95,7 @@ class DepthClient:
         self._info_pubs = {c: self.node.create_publisher(CameraInfo, _topic(c, "camera_info"), publish_qos)
                            for c in cameras}
         self._subscriptions = [
-            self.node.create_subscription(OUTPUTS[key][1], _topic(camera, OUTPUTS[key][0]),
+            self.node.create_subscription(OUTPUT_MESSAGES[key][1], _topic(camera, OUTPUT_MESSAGES[key][0]),
                                           self._receiver(camera, key), receive_qos, raw=True)
             for camera in cameras for key in outputs]
         if diagnostics:
@@ -198,7 +198,7 @@ class DepthClient:
     @staticmethod
     def message(key: str, received: Received) -> object:
         """The rclpy message of output ``key`` from its serialized bytes."""
-        return deserialize_message(received.data, OUTPUTS[key][1])
+        return deserialize_message(received.data, OUTPUT_MESSAGES[key][1])
 
     # ---------------------------------------------------------------------------------------------- shut down
     def close(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,20 +189,22 @@ def _status(snapshot: StatsSnapshot, name: str, hardware_id: str, values: dict[s
 def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardware_id: str, device: str,
                      model_name: str, precision: str, trained: bool,
                      memory_mb: dict[str, float] | None = None, extra: dict[str, str] | None = None,
-                     cameras: Sequence[tuple[str, StatsSnapshot]] = (), runtime: str = "") -> DiagnosticArray:
+                     cameras: Sequence[tuple[str, StatsSnapshot]] = (), runtime: str = "",
+                     camera_values: Mapping[str, Mapping[str, str]] | None = None) -> DiagnosticArray:
     """A ``DiagnosticStatus`` named ``name`` with rates (Hz), latency percentiles (ms), counters, the model,
     ``runtime`` (what executes the network: the runner's ``description``, e.g. "onnxruntime
     TensorrtExecutionProvider gpu 0 (fp16)"), ``memory_mb`` figures (e.g. ``{"peak_rss_mb": ...,
     "peak_gpu_mb": ...}``, MiB) and ``extra`` values (e.g. the batch size and network time); then one status per
-    ``(camera name, snapshot)``, named ``"<name> <camera>"``."""
+    ``(camera name, snapshot)``, named ``"<name> <camera>"``, with that camera's ``camera_values`` (its stages')."""
     values = _snapshot_values(snapshot)
     values.update({"device": device, "model": model_name, "precision": precision, "runtime": runtime,
                    "trained": str(bool(trained)).lower()})
     values.update({key: _format(value) for key, value in (memory_mb or {}).items()})
     values.update(extra or {})
     statuses = [_status(snapshot, name, hardware_id, values)]
+    per_camera = camera_values or {}
     statuses += [_status(camera_snapshot, f"{name} {camera}", hardware_id,
-                         {"camera": camera, **_snapshot_values(camera_snapshot)})
+                         {"camera": camera, **_snapshot_values(camera_snapshot), **per_camera.get(camera, {})})
                  for camera, camera_snapshot in cameras]
     array = DiagnosticArray(status=statuses)
     array.header.stamp = stamp

@@ -23,7 +23,8 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 from ..errors import SemanticDepthError
 from .node import spin_node
-from .node_core import NODE_NAME, CoreAccess, DepthNodeCore
+from .core_access import CoreAccess
+from .node_core import NODE_NAME, DepthNodeCore
 
 
 class DepthLifecycleNode(CoreAccess, LifecycleNode):

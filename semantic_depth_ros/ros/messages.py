@@ -1,9 +1,9 @@
-"""sensor_msgs <-> the ROS-free core: incoming messages into the decoders, message-core fields into rclpy messages.
+"""Message-core fields into rclpy messages (incoming images are decoded by ``messages.decode``, ROS-free).
 
-Incoming messages are validated by ``inference.image_input`` before anything is allocated. Outgoing messages take
-every field from ``semantic_depth_ros.messages`` (the same fields offline bag replay writes); ``data`` receives an
-``array.array`` filled straight from the host buffer, taken as is by the generated setter on every distribution
-(``distro.new_message``: field checks on where the class has them; with them off the setter would copy it).
+Outgoing messages take every field from ``semantic_depth_ros.messages`` (the same fields offline bag replay
+writes); ``data`` receives an ``array.array`` filled straight from the host buffer, taken as is by the generated
+setter on every distribution (``distro.new_message``: field checks on where the class has them; with them off the
+setter would copy it).
 """
 
 from __future__ import annotations
@@ -11,25 +11,11 @@ from __future__ import annotations
 import array
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
 
-from ..inference.image_input import decode_compressed_image, decode_raw_image
 from ..messages import CameraInfoFields, CloudFields, ImageFields, OutputFields
 from .distro import new_message
-
-
-def image_msg_to_rgb(msg: Image) -> np.ndarray:
-    """``sensor_msgs/Image`` -> uint8 HxWx3 RGB view of ``msg.data`` (zero-copy, possibly non-contiguous).
-
-    Raises InvalidInputError naming the field (encoding, height, width, step, data) before any allocation.
-    """
-    return decode_raw_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
-
-
-def compressed_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """``sensor_msgs/CompressedImage`` (jpeg/png) -> contiguous uint8 HxWx3 RGB; size checked before decoding."""
-    return decode_compressed_image(msg.format, msg.data)
 
 
 def _data(data: np.ndarray) -> array.array:

@@ -19,10 +19,10 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from ..errors import SemanticDepthError
-from .camera_channel import OUTPUTS, Frame, InputMsg
-from .node_core import NODE_NAME, CoreAccess, DepthNodeCore
+from .core_access import CoreAccess
+from .node_core import NODE_NAME, DepthNodeCore
 
-__all__ = ["NODE_NAME", "OUTPUTS", "DepthNode", "Frame", "InputMsg", "main_ros", "run", "spin_node"]
+__all__ = ["DepthNode", "main_ros", "run", "spin_node"]
 
 
 class DepthNode(CoreAccess, Node):

@@ -40,9 +40,8 @@ from rclpy.parameter import Parameter
 from ..errors import ConfigError, InvalidInputError
 from ..inference.benchmark import process_peak_rss_mb
 from ..inference.estimator import DepthEstimator, EstimatorOutputs
-from ..messages import estimator_outputs_for
 from .batch_worker import BatchWorker
-from .camera_channel import CameraChannel, Frame, PreparedFrame
+from .camera_channel import CameraChannel, PreparedFrame, ReceivedFrame
 from .distro import add_parameter_callbacks
 from .diagnostics import LogThrottle, NodeStats, diagnostic_array
 from .params import (
@@ -60,7 +59,7 @@ NODE_NAME = "depth_node"
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_THROTTLE_S = 5.0
 BATCH_SAMPLES = 300
-ChannelFrame = tuple[CameraChannel, Frame]
+ChannelFrame = tuple[CameraChannel, ReceivedFrame]
 
 
 class DepthNodeCore:
@@ -82,6 +81,7 @@ class DepthNodeCore:
         self._settings: NodeSettings | None = None
         self._throttle = LogThrottle(LOG_THROTTLE_S)
         self._estimator_update: NodeSettings | None = None  # applied by the worker before its next batch
+        self._stages_stale = False  # deactivate could not reset the stages: the worker does before its next batch
         self._update_lock = threading.Lock()
         self._batches: deque[tuple[int, float]] = deque(maxlen=BATCH_SAMPLES)  # (frames, estimate seconds)
         self._diagnostics_pub = None
@@ -138,13 +138,22 @@ class DepthNodeCore:
                 self._estimator_update = self._settings
         self.node.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params))
 
-    def _apply_estimator_update(self, estimator: DepthEstimator) -> None:
-        """Worker thread, between batches: hand changed ``mask_sky``/depth range to the estimator, once."""
+    def _apply_updates(self, estimator: DepthEstimator) -> None:
+        """Worker thread, between batches: hand changed ``mask_sky``/depth range to the estimator and reset the
+        stages after a deactivate that did not wait for the last batch, once each."""
         with self._update_lock:
             settings, self._estimator_update = self._estimator_update, None
+            stale, self._stages_stale = self._stages_stale, False
         if settings is not None:
             estimator.mask_sky = settings.mask_sky
             estimator.min_depth, estimator.max_depth = settings.depth_range
+        if stale:
+            self._reset_stages()
+
+    def _reset_stages(self) -> None:
+        """Every camera's stages forget their state (deactivate, cleanup)."""
+        for channel in self.channels.values():
+            channel.outputs.reset()
 
     # ------------------------------------------------------------------------------------------------ stages
     def configure(self) -> float:
@@ -165,7 +174,7 @@ class DepthNodeCore:
         warmup_ms = (time.monotonic() - start) * 1e3
         self._settings, self.estimator = settings, estimator
         with self._update_lock:
-            self._estimator_update = None
+            self._estimator_update, self._stages_stale = None, False
         self.worker = BatchWorker(self._process_batch, name="depth_worker", on_error=self._on_worker_error)
         self.channels = {name: CameraChannel(self.node, name, settings, self._on_frame, self._throttle, self.stats,
                                              available=estimator.available_outputs)
@@ -212,7 +221,11 @@ class DepthNodeCore:
         self._set_active(False)
         if self.worker is not None:
             self.worker.discard_pending()
-            self.worker.wait_idle(timeout)
+            if self.worker.wait_idle(timeout):
+                self._reset_stages()
+            else:  # the batch in flight may still run a stage: the worker resets them before its next batch
+                with self._update_lock:
+                    self._stages_stale = True
 
     def cleanup(self) -> None:
         """Destroy what ``configure`` created and release the model and its GPU memory."""
@@ -221,6 +234,7 @@ class DepthNodeCore:
             self.worker.stop()
             self.worker = None
         for channel in self.channels.values():
+            channel.outputs.reset()  # the worker has stopped: nothing runs a stage now
             channel.destroy()
         self.channels = {}
         if self._diagnostics_timer is not None:
@@ -237,7 +251,7 @@ class DepthNodeCore:
             torch.cuda.empty_cache()
 
     # ---------------------------------------------------------------------------------------------- hot path
-    def _on_frame(self, channel: CameraChannel, frame: Frame) -> None:
+    def _on_frame(self, channel: CameraChannel, frame: ReceivedFrame) -> None:
         """Executor thread: hand the frame to the worker, or count it dropped while inactive."""
         worker = self.worker
         if worker is None:
@@ -260,7 +274,7 @@ class DepthNodeCore:
                 if worker is not None:
                     worker.count_dropped(name)
             return
-        self._apply_estimator_update(estimator)
+        self._apply_updates(estimator)
         prepared = [(channel, ready) for _, (channel, frame) in batch
                     if (ready := channel.prepare(frame, settings)) is not None]
         if not prepared:
@@ -283,7 +297,7 @@ class DepthNodeCore:
                 worker.count_dropped(channel.name)  # received before a deactivate: never published as current
                 continue
             try:
-                channel.publish(ready, outputs, depth_range=depth_range, settings=settings)
+                channel.publish(ready, outputs, depth_range=depth_range)
             except Exception as exc:  # noqa: BLE001 - one camera's failure must not cost the others their frame
                 channel.record_failure(exc)
                 self._on_worker_error(exc)
@@ -293,9 +307,8 @@ class DepthNodeCore:
         """One batch for all frames (the union of their outputs). If the estimator refuses the batch, each frame
         runs alone, so that a frame it refuses is rejected for its own camera only and a frame it fails on (any
         other exception) is counted as failed for its own camera only (None in their place)."""
-        wanted = estimator_outputs_for(sorted({key for _, ready in prepared for key in ready.wanted}),
-                                       settings.point_fields, settings.points_drop_labels)
-        frames = [(ready.rgb, ready.intrinsics) for _, ready in prepared]
+        wanted = {name for _, ready in prepared for name in ready.estimator_outputs}
+        frames = [(ready.rgb, ready.camera) for _, ready in prepared]
         if len(frames) > 1:
             try:
                 return list(estimator.estimate_batch(frames, output_resolution=settings.output_resolution,
@@ -306,9 +319,7 @@ class DepthNodeCore:
         for (channel, ready), frame in zip(prepared, frames):
             try:
                 results.append(estimator.estimate_batch([frame], output_resolution=settings.output_resolution,
-                                                        outputs=estimator_outputs_for(
-                                                            ready.wanted, settings.point_fields,
-                                                            settings.points_drop_labels))[0])
+                                                        outputs=ready.estimator_outputs)[0])
             except InvalidInputError as exc:
                 channel.reject(channel.image_topic, exc)
                 results.append(None)
@@ -339,50 +350,16 @@ class DepthNodeCore:
             channel.stats.set_dropped(worker.dropped_of(name))
         self.stats.set_dropped(sum(worker.dropped_of(name) for name in self.channels))
         cameras = [(name, channel.stats.snapshot(now)) for name, channel in self.channels.items() if name]
+        stages = {name: channel.outputs.diagnostics() for name, channel in self.channels.items()}
         memory = {"peak_rss_mb": process_peak_rss_mb()}
         if estimator.device.type == "cuda":
             memory["peak_gpu_mb"] = torch.cuda.max_memory_allocated(estimator.device) / 2**20
-        extra: dict[str, Any] = {"state": "active" if self.active else "inactive", **self.batch_figures()}
+        extra: dict[str, Any] = {"state": "active" if self.active else "inactive", **self.batch_figures(),
+                                 **stages.get("", {})}  # the unnamed camera's stages: the node's one status
         publisher.publish(diagnostic_array(
             self.stats.snapshot(now), stamp=self.node.get_clock().now().to_msg(),
             name=f"{self.node.get_name()}: semantic depth", hardware_id=str(estimator.device),
             device=str(estimator.device), model_name=estimator.model_name, precision=estimator.precision,
             trained=estimator.trained, memory_mb=memory, extra=extra, cameras=cameras,
+            camera_values={name: values for name, values in stages.items() if name},
             runtime=estimator.runner.description))
-
-
-class CoreAccess:
-    """Read-only views of a host node's ``core`` used by tools and tests (the first camera for one-camera views)."""
-
-    core: DepthNodeCore
-
-    @property
-    def estimator(self) -> DepthEstimator | None:
-        return self.core.estimator
-
-    @property
-    def worker(self) -> BatchWorker[str, ChannelFrame] | None:
-        return self.core.worker
-
-    @property
-    def stats(self) -> NodeStats:
-        return self.core.stats
-
-    @property
-    def settings(self) -> NodeSettings:
-        return self.core.settings
-
-    @property
-    def channels(self) -> dict[str, CameraChannel]:
-        return self.core.channels
-
-    @property
-    def latest_camera_info(self) -> Any:
-        """The first camera's newest camera_info, or None."""
-        channel = next(iter(self.core.channels.values()), None)
-        return None if channel is None else channel.latest_camera_info
-
-    def subscribed_outputs(self) -> list[str]:
-        """Output keys with subscribers on the first camera (every camera's: ``channels[name].subscribed_outputs``)."""
-        channel = next(iter(self.core.channels.values()), None)
-        return [] if channel is None else channel.subscribed_outputs()

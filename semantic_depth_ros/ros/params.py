@@ -13,21 +13,23 @@ from __future__ import annotations
 
 import array
 import dataclasses
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.parameter import Parameter
 
 from ..errors import ConfigError
-from ..geometry.pointcloud import POINT_LAYOUTS, layout_needs
+from ..geometry.pointcloud import DEFAULT_POINT_FIELDS, POINT_LAYOUTS, layout_needs
 from ..labels import NUM_CLASSES
 
-if TYPE_CHECKING:
-    from ..inference.estimator import DepthEstimator
+from ..devices import FIXED_PRECISIONS
+from ..inference.estimator import ESTIMATOR_BACKENDS, DepthEstimator, depth_range_of
+from ..pipeline import CloudLayout
 
 ParamValue = Union[bool, int, float, str, tuple[str, ...], tuple[int, ...]]
 
@@ -65,10 +67,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "onnxruntime execution provider's (auto: TensorRT, CUDA, CPU, the first installed)", dynamic=False),
     ParamSpec("precision", "auto", "network precision: auto (fp16 on CUDA, bf16 on CPUs with native bf16, else "
               "fp32; .onnx: fp16 on TensorRT, else the file's), fp32, fp16 (CUDA only; .onnx: TensorRT or an fp16 "
-              "file) or bf16 (not for .onnx)", dynamic=False, choices=("auto", "fp32", "fp16", "bf16")),
+              "file) or bf16 (not for .onnx)", dynamic=False, choices=("auto", *FIXED_PRECISIONS)),
     ParamSpec("backend", "auto", "network execution: auto (.onnx: onnxruntime; .pt: cudagraphs on CUDA, eager on "
               "the CPU), eager, compile (torch.compile; slow first frames), cudagraphs (CUDA only) or onnxruntime "
-              "(.onnx only)", dynamic=False, choices=("auto", "eager", "compile", "cudagraphs", "onnxruntime")),
+              "(.onnx only)", dynamic=False, choices=ESTIMATOR_BACKENDS),
     ParamSpec("cameras", (), "camera names sharing this node's network, e.g. [front, left, right]: camera <name> "
               "is read from <name>/image and <name>/camera_info and served under <name>/; empty: one camera on "
               "image and camera_info, outputs at the node's namespace", dynamic=False, item_type="str"),
@@ -89,9 +91,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               dynamic=True),
     ParamSpec("point_stride", 1, "keep every N-th depth pixel in rows and columns of `points`", dynamic=True,
               value_range=(1, MAX_POINT_STRIDE)),
-    ParamSpec("point_fields", "xyzrgb", "layout of `points`: xyzrgb (x y z rgb float32, 16 bytes), xyzrgbl (+ "
-              "label uint32: Cityscapes train id, PCL PointXYZRGBL fields, 20 bytes) or xyzrgblc (+ confidence "
-              "float32, 24 bytes); labels compute the semantic head", dynamic=True, choices=tuple(POINT_LAYOUTS)),
+    ParamSpec("point_fields", DEFAULT_POINT_FIELDS, "layout of `points`: xyzrgb (x y z rgb float32, 16 bytes), "
+              "xyzrgbl (+ label uint32: Cityscapes train id, PCL PointXYZRGBL fields, 20 bytes) or xyzrgblc (+ "
+              "confidence float32, 24 bytes); labels compute the semantic head", dynamic=True,
+              choices=tuple(POINT_LAYOUTS)),
     ParamSpec("points_drop_labels", (), "Cityscapes train ids (0..18) whose points are NaN in `points`, e.g. "
               "[10] drops sky, [0, 1] road and sidewalk (computes the semantic head when not empty)", dynamic=True,
               value_range=(0, NUM_CLASSES - 1), item_type="int"),
@@ -136,7 +139,7 @@ class NodeSettings:
     max_depth: float = 0.0
     mask_sky: bool = False
     point_stride: int = 1
-    point_fields: str = "xyzrgb"
+    point_fields: str = DEFAULT_POINT_FIELDS
     points_drop_labels: tuple[int, ...] = ()
     fx: float = 0.0
     fy: float = 0.0
@@ -154,6 +157,11 @@ class NodeSettings:
         One of them alone is not an error (``ros2 param set`` changes one parameter at a time); it is just unused.
         """
         return self.fx > 0.0 and self.fy > 0.0
+
+    @functools.cached_property
+    def cloud(self) -> CloudLayout:
+        """The layout of ``points`` (``point_fields``, ``points_drop_labels``, ``point_stride``), built once."""
+        return CloudLayout(self.point_fields, self.points_drop_labels, self.point_stride)
 
     @property
     def depth_range(self) -> tuple[float | None, float | None]:
@@ -303,19 +311,16 @@ def check_model_settings(settings: NodeSettings, estimator: DepthEstimator) -> N
     (an .onnx exported with fewer heads): ``mask_sky``, or ``points`` in the layout ``point_fields`` dropping
     ``points_drop_labels`` (labels need the semantic head, ``xyzrgblc`` the confidence). Such a setting is refused
     at ``configure`` and at run time instead of failing every frame."""
-    low, high = settings.depth_range  # None: the model's own bound, which the other parameter must respect too
-    low = estimator.config.min_depth if low is None else low
-    high = estimator.config.max_depth if high is None else high
-    if not low < high:
+    try:  # None: the model's own bound, which the other parameter must respect too
+        depth_range_of(estimator.config, *settings.depth_range)
+    except ConfigError as exc:
         raise ConfigError(f"parameters min_depth = {settings.min_depth!r} and max_depth = {settings.max_depth!r} "
-                          f"leave no depth range with model file {estimator.source} ([{low:g}, {high:g}] m; 0.0 "
-                          f"takes the model's own {estimator.config.min_depth:g} or {estimator.config.max_depth:g} m)")
-    available = estimator.available_outputs
-    if "depth" not in available:
+                          f"leave no depth range with model file {estimator.source} ({exc}; 0.0 takes the model's "
+                          f"own {estimator.config.min_depth:g} or {estimator.config.max_depth:g} m)") from None
+    if "depth" not in estimator.available_outputs:
         return  # no depth: neither sky masking nor points
-    if settings.mask_sky and "semantic" not in available:
-        raise ConfigError(f"mask_sky needs the semantic head, which model file {estimator.source} was exported "
-                          "without; unset mask_sky or re-export with `semantic-depth export --heads depth,semantic`")
+    if settings.mask_sky:
+        estimator.check_mask_sky()
     try:
         estimator.require_outputs(layout_needs(settings.point_fields, settings.points_drop_labels))
     except ConfigError as exc:

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 import yaml
 
-from ..data.fileio import write_atomic, write_json
+from ..data.fileio import write_json
+from ..files import write_atomic
 from ..devices import autocast_factory
 from ..errors import ConfigError
 from ..model.bins import DepthBins

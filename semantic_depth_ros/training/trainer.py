@@ -31,11 +31,8 @@ from .flow import StreamBatchSampler
 from .model_setup import set_train_mode
 from .run import Run, TrainResult, announce, model_extra, prepare_run, save_state, update_best, write_metrics_file
 from .run_folder import BEST_FILE, MODEL_FILE
-from .step import heads_for, train_step
+from .step import train_step
 from .validation import preview, validate
-
-# MODEL_FILE, TrainResult and heads_for are re-exported for the callers of the module before its split.
-__all__ = ["MODEL_FILE", "TrainResult", "heads_for", "run_training", "train_step"]
 
 
 def make_iterators(run: Run) -> dict[str, Iterator[dict[str, torch.Tensor]]]:

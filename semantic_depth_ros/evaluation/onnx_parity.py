@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.synthetic import render_frame
 from ..errors import CheckpointError
+from ..geometry.letterbox import letterbox
+from ..inference.onnx_runner import OnnxRunner
+from ..inference.postprocess import resample_outputs
+from ..inference.preprocess import output_grid, to_network_input
 from ..model.checkpoint import Checkpoint
-from .onnx_runner import OnnxRunner
-from .postprocess import resample_outputs
-from .preprocess import letterbox, output_grid, to_network_input
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,6 @@ class ParityReport:
 
 def street_frames(count: int, height: int, width: int, seed: int = 7) -> list[np.ndarray]:
     """``count`` generated street scenes, HxWx3 uint8 RGB (the one place this module uses the scene generator)."""
-    from ..data.synthetic import render_frame
-
     return [render_frame("kitti_like", index, seed=seed, height=height, width=width).rgb for index in range(count)]
 
 

@@ -1,8 +1,9 @@
-"""Validated RGB images from the fields of image messages (numpy + OpenCV, no ROS; camera_info: geometry.intrinsics).
+"""Input images from image messages: the message core's way in (``fields`` is its way out), numpy + OpenCV, no ROS.
 
-The node passes message fields in (``encoding``, ``height``, ``width``, ``step``, ``data``; ``format``; ``k``...).
+``image_to_rgb`` and ``compressed_to_rgb`` take any ``sensor_msgs/Image`` or ``CompressedImage`` (rclpy's in the
+node, rosbags' in replay and extraction); ``decode_raw_image`` and ``decode_compressed_image`` take their fields.
 Every check runs before any allocation, and every failure is an ``InvalidInputError`` with one line naming the
-message field and its value.
+message field and its value. camera_info is read by ``geometry.intrinsics.camera_from_info``.
 
 Outputs are uint8 HxWx3 RGB numpy arrays. ``decode_raw_image`` returns a zero-copy view of the message buffer where
 it can: the array may be non-contiguous (row padding, BGR order, dropped alpha, mono repeated by a broadcast with a
@@ -15,13 +16,13 @@ from __future__ import annotations
 import array
 import operator
 import struct
-from typing import Union
+from typing import Protocol, Union
 
 import cv2
 import numpy as np
 
-from semantic_depth_ros.errors import InvalidInputError
-from semantic_depth_ros.limits import MAX_IMAGE_SIDE
+from ..errors import InvalidInputError
+from ..limits import MAX_IMAGE_SIDE
 
 ByteBuffer = Union[bytes, bytearray, memoryview, np.ndarray, array.array]
 
@@ -170,3 +171,32 @@ def decode_compressed_image(fmt: str, data: ByteBuffer) -> np.ndarray:
         raise InvalidInputError(f"compressed_image.data ({fmt!r}, {width}x{height}) is corrupt and cannot be decoded")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
 
+
+class RawImageMessage(Protocol):
+    """Any ``sensor_msgs/Image`` (rclpy or rosbags)."""
+
+    encoding: str
+    height: int
+    width: int
+    step: int
+    data: ByteBuffer
+
+
+class CompressedImageMessage(Protocol):
+    """Any ``sensor_msgs/CompressedImage`` (rclpy or rosbags)."""
+
+    format: str
+    data: ByteBuffer
+
+
+def image_to_rgb(msg: RawImageMessage) -> np.ndarray:
+    """``sensor_msgs/Image`` -> uint8 HxWx3 RGB view of ``msg.data`` (zero-copy, possibly non-contiguous).
+
+    Raises InvalidInputError naming the field (encoding, height, width, step, data) before any allocation.
+    """
+    return decode_raw_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+
+
+def compressed_to_rgb(msg: CompressedImageMessage) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` (jpeg/png) -> contiguous uint8 HxWx3 RGB; size checked before decoding."""
+    return decode_compressed_image(msg.format, msg.data)

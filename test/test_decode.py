@@ -12,7 +12,7 @@ import pytest
 
 from semantic_depth_ros.errors import InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics, camera_from_fields
-from semantic_depth_ros.inference.image_input import (
+from semantic_depth_ros.messages.decode import (
     MAX_IMAGE_SIDE,
     SUPPORTED_ENCODINGS,
     compressed_image_size,
