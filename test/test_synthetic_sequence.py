@@ -97,6 +97,18 @@ def test_road_pixels_back_project_onto_the_road_plane(sequence) -> None:
         np.testing.assert_allclose((frame.world_from_camera @ points)[2], 0.0, atol=1e-3)  # world z = 0
 
 
+def test_a_stopped_camera_stays_put_while_the_car_drives_on() -> None:
+    stopped = render_sequence(3, seed=3, height=H, width=W, stopped=True)
+    moving = render_sequence(3, seed=3, height=H, width=W)
+    for frame in stopped.frames:
+        np.testing.assert_array_equal(frame.world_from_camera, stopped.frames[0].world_from_camera)
+    # the same start (only the start yaw differs: the moving drive starts mid-weave)
+    np.testing.assert_allclose(stopped.frames[0].world_from_camera[:3, 3], moving.frames[0].world_from_camera[:3, 3],
+                               atol=0.1)
+    assert np.all(stopped.ego_speed_mps == 0.0) and stopped.car_speed_mps == moving.car_speed_mps
+    assert not np.array_equal(stopped.frames[0].moving, stopped.frames[2].moving)
+
+
 def test_deterministic_and_prefix_stable() -> None:
     short = render_sequence(2, seed=3, height=H, width=W)
     again = render_sequence(3, seed=3, height=H, width=W)

@@ -177,6 +177,14 @@ def test_scale_stabiliser_smooths_a_global_scale_jump() -> None:
     assert filt.diagnostics()["temporal_scale_correction"] == f"{1.3 ** -0.8:.4f}"
 
 
+def test_scale_stabiliser_is_not_applied_with_poses() -> None:
+    filt = TemporalFilter(_settings(temporal_scale_smoothing=0.8))
+    _update(filt, 10.0, 0, pose=np.eye(4))
+    out, _ = _update(filt, 10.5, 100, pose=np.eye(4))
+    assert filt.scale_correction == 1.0
+    np.testing.assert_allclose(out.numpy(), _fused(10.0, 10.5), rtol=1e-5)
+
+
 def test_scale_stabiliser_ignores_moving_classes_and_sky() -> None:
     filt = TemporalFilter(_settings(temporal_filter="static", temporal_scale_smoothing=0.8))
     _update(filt, 10.0, 0, semantic=_labels(PERSON))

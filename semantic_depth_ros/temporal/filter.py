@@ -6,10 +6,12 @@ Per frame (depth ``d`` HxW metres with NaN = invalid, confidence ``c`` HxW in [0
    (:mod:`.warp`) with ``current_from_previous = inv(pose_t) @ pose_{t-1}`` when both frames have a
    ``world_from_camera`` pose; without poses (``static`` mode, or ``auto`` while no pose arrives) the camera is
    assumed still and the state is used as it is.
-2. **Scale.** ``r`` = median of ``log d - log prior`` over pixels of static classes (not sky, not
-   ``temporal_moving_labels``) that roughly agree (within a factor 1.5); with at least ``MIN_SCALE_FRACTION`` of
-   the pixels, the new depth is multiplied by ``exp(-s * r)`` (``s`` = ``temporal_scale_smoothing``), so the global
-   scale follows the network's as an exponential average instead of jumping frame to frame.
+2. **Scale** (pose-less operation only). ``r`` = median of ``log d - log prior`` over pixels of static classes (not
+   sky, not ``temporal_moving_labels``) that roughly agree (within a factor 1.5); with at least
+   ``MIN_SCALE_FRACTION`` of the pixels, the new depth is multiplied by ``exp(-s * r)`` (``s`` =
+   ``temporal_scale_smoothing``), so the global scale follows the network's as an exponential average instead of
+   jumping frame to frame. With poses the ratio also holds the motion the history lags behind, and correcting by
+   it made flicker and accuracy worse on the generated drives (``temporal-eval``), so it is not applied.
 3. **Gate.** A pixel fuses when both depths are valid, ``|log d - log prior| <= log(1 + temporal_disagreement)`` and
    its new label is not a moving class; otherwise it restarts from the new depth (so a moving car never smears).
 4. **Fuse.** Weights: the prior's ``w * (1 - 1 / temporal_memory)`` (bounded memory: the past decays) and the new
@@ -110,8 +112,13 @@ class TemporalFilter:
             prior_log, (prior_weight, prior_conf) = torch.log(warped.depth), warped.values
         else:
             prior_log, prior_weight, prior_conf = state.log_depth, state.weight, state.confidence
-        log_new = self._stabilise_scale(log_new, prior_log, semantic)
-        fuse = self._gate(log_new, prior_log, semantic)
+        moving = self._moving(semantic)
+        if not posed:  # with poses the ratio also holds the history's motion lag: correcting by it measured worse
+            log_new = self._stabilise_scale(log_new, prior_log, moving, semantic)
+        else:
+            self._scale_correction = 1.0
+        # fuse where both depths agree and the new label is not a moving class (so a moving car never smears)
+        fuse = ((log_new - prior_log).abs() <= self._gate_limit) & ~moving  # False where either depth is NaN
         decay = 1.0 - 1.0 / self.settings.temporal_memory
         w_prior = torch.where(fuse, prior_weight * decay, 0.0)
         w_new = conf_new.clamp(min=MIN_WEIGHT, max=1.0)
@@ -183,8 +190,8 @@ class TemporalFilter:
             lut = self._moving_lut.setdefault(semantic.device, lut.to(semantic.device))
         return lut[semantic.long()]
 
-    def _stabilise_scale(self, log_new: torch.Tensor, prior_log: torch.Tensor, semantic: torch.Tensor
-                         ) -> torch.Tensor:
+    def _stabilise_scale(self, log_new: torch.Tensor, prior_log: torch.Tensor, moving: torch.Tensor,
+                         semantic: torch.Tensor) -> torch.Tensor:
         """``log_new`` corrected by ``-s * median log ratio`` over static pixels (unchanged when ``s`` = 0 or too
         few pixels vote)."""
         smoothing = self.settings.temporal_scale_smoothing
@@ -192,18 +199,12 @@ class TemporalFilter:
             self._scale_correction = 1.0
             return log_new
         ratio = log_new - prior_log
-        voters = (torch.isfinite(ratio) & (ratio.abs() < SCALE_AGREEMENT) & ~self._moving(semantic)
-                  & (semantic != SKY))
+        voters = torch.isfinite(ratio) & (ratio.abs() < SCALE_AGREEMENT) & ~moving & (semantic != SKY)
         enough = voters.sum() >= MIN_SCALE_FRACTION * voters.numel()
         median = torch.nanmedian(torch.where(voters, ratio, torch.nan))
         log_correction = torch.where(enough, -smoothing * median, 0.0).nan_to_num()
         self._scale_correction = torch.exp(log_correction)
         return log_new + log_correction
-
-    def _gate(self, log_new: torch.Tensor, prior_log: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
-        """HxW bool: pixels whose new depth fuses with the prior."""
-        agree = (log_new - prior_log).abs() <= self._gate_limit  # False where either is NaN
-        return agree & ~self._moving(semantic)
 
 
 def _check_inputs(depth: torch.Tensor, confidence: torch.Tensor, semantic: torch.Tensor) -> None:

@@ -144,11 +144,14 @@ def _outside(scene: Scene, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 def render_sequence(
     frames: int, *, domain: str = "kitti_like", seed: int = 0, height: int | None = None, width: int | None = None,
+    stopped: bool = False,
 ) -> DrivingSequence:
     """Render ``frames`` frames (2..``MAX_SEQUENCE_FRAMES``) of the driving sequence of ``domain`` and ``seed``.
 
     ``height``/``width`` in pixels as for :func:`~.render.render_frame` (native size when both are None). Frames are
-    ``1 / SEQUENCE_RATE_HZ`` s apart. Raises ConfigError for an unknown domain, a bad size, seed or frame count.
+    ``1 / SEQUENCE_RATE_HZ`` s apart. ``stopped``: the ego vehicle stands still at its start pose (a static camera,
+    e.g. at a red light) while the same car drives by. Raises ConfigError for an unknown domain, a bad size, seed
+    or frame count.
     """
     dom = domain_spec(domain)
     frames = check_int("frames", frames, 2, MAX_SEQUENCE_FRAMES)
@@ -164,6 +167,8 @@ def render_sequence(
     add_car(car_builder, dom, rng, 0.0, motion.car_y, car_length)
     car = car_builder.build()
 
+    if stopped:
+        motion = dataclasses.replace(motion, speed=0.0, speed_amp=0.0, yaw_amp=0.0)
     xy, yaw, speed = _ego_track(motion, frames, SEQUENCE_RATE_HZ)
     times = np.arange(frames) / SEQUENCE_RATE_HZ
     car_x = start[0, 3] + motion.car_x0 + motion.car_speed * times
