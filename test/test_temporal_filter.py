@@ -13,7 +13,7 @@ from semantic_depth_ros.data.tf_chain import rigid_transform
 from semantic_depth_ros.errors import ConfigError, InvalidInputError
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.inference.estimator import EstimatorOutputs
-from semantic_depth_ros.labels import BUILDING, CAR, PERSON, ROAD
+from semantic_depth_ros.labels import BUILDING, CAR, PERSON, RIDER, ROAD
 from semantic_depth_ros.pipeline.stages import FrameContext, FrameStage
 from semantic_depth_ros.temporal import TemporalFilter, TemporalSettings, TemporalStage
 from semantic_depth_ros.temporal.settings import MOVING_LABELS
@@ -81,6 +81,17 @@ def test_moving_classes_are_never_fused_so_a_car_does_not_smear() -> None:
     np.testing.assert_allclose(out[4:8, 4:10].numpy(), 10.3, rtol=1e-6)
     np.testing.assert_allclose(out[0].numpy(), _fused(10.0, 10.4), rtol=1e-5)
     assert filt.fused_fraction == pytest.approx(1 - 24 / (H * W))
+
+
+def test_a_scattered_moving_label_list_gates_exactly_its_classes() -> None:
+    filt = TemporalFilter(_settings(temporal_filter="static", temporal_moving_labels=(PERSON, CAR)))
+    labels = _labels(RIDER)
+    labels[0] = CAR
+    labels[1] = PERSON
+    _update(filt, 10.0, 0, semantic=labels)
+    out, _ = _update(filt, 10.3, 100, semantic=labels)
+    np.testing.assert_allclose(out[:2].numpy(), 10.3, rtol=1e-6)
+    np.testing.assert_allclose(out[2:].numpy(), _fused(10.0, 10.3), rtol=1e-5)
 
 
 def test_an_empty_moving_label_list_fuses_cars_too() -> None:

@@ -95,7 +95,9 @@ class TemporalFilter:
         posed = pose is not None and intrinsics is not None and self.settings.temporal_filter == "auto"
         if posed:
             pose = _check_pose(pose)
-        log_new = torch.log(torch.where(depth > 0, depth.float(), torch.nan))
+        # NaN where the depth is invalid (NaN, <= 0 or infinite); arithmetic below, not torch.where, which is not
+        # vectorised on CPUs
+        log_new = torch.log(depth.float()).nan_to_num(nan=math.nan, posinf=math.nan, neginf=math.nan)
         conf_new = confidence.float()
         state = self._state
         reason = "first frame" if state is None else self._restart_reason(state, depth, intrinsics, stamp_ns, posed)
@@ -120,13 +122,13 @@ class TemporalFilter:
         # fuse where both depths agree and the new label is not a moving class (so a moving car never smears)
         fuse = ((log_new - prior_log).abs() <= self._gate_limit) & ~moving  # False where either depth is NaN
         decay = 1.0 - 1.0 / self.settings.temporal_memory
-        w_prior = torch.where(fuse, prior_weight * decay, 0.0)
+        w_prior = prior_weight.nan_to_num(0.0) * (fuse.float() * decay)  # 0 where not fused: the new value alone
         w_new = conf_new.clamp(min=MIN_WEIGHT, max=1.0)
         total = w_prior + w_new
-        log_fused = torch.where(fuse, (w_prior * prior_log.nan_to_num() + w_new * log_new) / total, log_new)
-        conf_fused = torch.where(fuse, (w_prior * prior_conf.nan_to_num() + w_new * conf_new) / total, conf_new)
-        valid = torch.isfinite(log_new)
-        weight = torch.where(valid, total, 0.0)
+        log_fused = (w_prior * prior_log.nan_to_num(0.0) + w_new * log_new) / total  # NaN where log_new is
+        conf_fused = (w_prior * prior_conf.nan_to_num(0.0) + w_new * conf_new) / total
+        valid = ~torch.isnan(log_new)
+        weight = total * valid.float()
         self._fused_fraction = fuse.sum() / valid.sum().clamp(min=1)
         self._state = _State(log_fused, weight, conf_fused, stamp_ns, intrinsics, pose if posed else None)
         return torch.exp(log_fused), conf_fused.to(confidence.dtype)
@@ -182,7 +184,13 @@ class TemporalFilter:
         self._scale_correction = 1.0
 
     def _moving(self, semantic: torch.Tensor) -> torch.Tensor:
-        """HxW bool: pixels whose label is one of ``temporal_moving_labels`` (a 256-entry lookup table per device)."""
+        """HxW bool: pixels whose label is one of ``temporal_moving_labels`` (a range compare, or a 256-entry lookup
+        table per device)."""
+        labels = self.settings.temporal_moving_labels
+        if not labels:
+            return torch.zeros(semantic.shape, dtype=torch.bool, device=semantic.device)
+        if labels == tuple(range(labels[0], labels[-1] + 1)):  # a contiguous range (the default): two compares
+            return (semantic >= labels[0]) & (semantic <= labels[-1])
         lut = self._moving_lut.get(semantic.device)
         if lut is None:
             lut = torch.zeros(256, dtype=torch.bool)

@@ -11,6 +11,7 @@ the depth (a filter's per-pixel state) are taken from the winning source pixel.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ def project_depth(depth: torch.Tensor, intrinsics: Intrinsics, current_from_prev
     _check_depth(depth, intrinsics)
     transform = pose_tensor(current_from_previous, depth.device)
     ray_x, ray_y, _ = _RAYS.get(intrinsics, 1, depth.device).unbind(-1)
-    valid_depth = torch.where(depth > 0, depth.float(), torch.nan)
+    valid_depth = depth.float() / (depth > 0)  # NaN for 0 and NaN, -inf for negative depth: both invalid below
     # p' = R (d * ray) + t, component by component (a matmul with an inner size of 3 is slow on CPUs)
     x, y, z = (valid_depth * (r[0] * ray_x + r[1] * ray_y + r[2]) + r[3] for r in transform[:3, [0, 1, 2, 3]])
     u = intrinsics.fx * x / z + intrinsics.cx
@@ -73,27 +74,28 @@ def forward_warp(depth: torch.Tensor, intrinsics: Intrinsics, current_from_previ
     row = torch.floor(v + 0.5)
     valid = torch.isfinite(z) & (z > MIN_WARP_DEPTH_M) & (col >= 0) & (col < width) & (row >= 0) & (row < height)
     count = height * width
-    # invalid points go to a spare slot past the image, so no boolean indexing (and no device sync) is needed
-    target = torch.where(valid, row * width + col, torch.full_like(col, count)).long().reshape(-1)
-    z_flat = torch.where(valid, z, torch.inf).reshape(-1)
+    # invalid points go to a spare slot past the image, so no boolean indexing (and no device sync) is needed;
+    # integer arithmetic instead of torch.where, which is not vectorised on CPUs
+    valid_flat = valid.reshape(-1).long()
+    flat = (row * width + col).reshape(-1).nan_to_num(0.0, 0.0, 0.0).long()
+    target = flat * valid_flat + count * (1 - valid_flat)
+    z_flat = z.reshape(-1)  # NaN or out of the image only where invalid, which lands in the spare slot
     zbuf = torch.full((count + 1,), torch.inf, dtype=torch.float32, device=depth.device)
     zbuf.scatter_reduce_(0, target, z_flat, reduce="amin", include_self=True)
-    winner = (z_flat == zbuf[target]) & valid.reshape(-1)
-    source_index = torch.where(winner, torch.arange(count, device=depth.device), -1)
+    winner = (z_flat == zbuf[target]).long() * valid_flat
+    source_index = torch.arange(count, device=depth.device) * winner + (winner - 1)  # -1 for the losers
     source = torch.full((count + 1,), -1, dtype=torch.int64, device=depth.device)
     source.scatter_reduce_(0, target, source_index, reduce="amax", include_self=True)
     source = source[:count]
-    hole = source < 0
-    warped = torch.where(hole, torch.nan, zbuf[:count]).reshape(height, width)
+    warped = zbuf[:count].nan_to_num(posinf=math.nan).reshape(height, width)  # holes kept their +inf
+    hole_nan = warped * 0.0  # NaN at holes, 0 elsewhere: adding it makes a carried value NaN at holes
     carried = []
     for value in values:
         if value.shape != depth.shape:
             raise InvalidInputError(f"warped value of shape {tuple(value.shape)} differs from the depth's "
                                     f"{tuple(depth.shape)}")
-        picked = value.reshape(-1)[source.clamp(min=0)]
-        if picked.is_floating_point():
-            picked = torch.where(hole, torch.nan, picked)
-        carried.append(picked.reshape(height, width))
+        picked = value.reshape(-1)[source.clamp(min=0)].reshape(height, width)
+        carried.append(picked + hole_nan if picked.is_floating_point() else picked)
     return WarpResult(depth=warped, values=tuple(carried), source=source.reshape(height, width))
 
 
@@ -106,16 +108,18 @@ def fill_small_holes(result: WarpResult, max_spread: float, min_neighbours: int 
     depth = result.depth
     height, width = depth.shape
     floats = [index for index, value in enumerate(result.values) if value.is_floating_point()]
-    stack = torch.stack([torch.log(depth), *(result.values[index] for index in floats)])  # CxHxW, C = 1 + floats
-    valid = torch.isfinite(stack[0])
-    padded = F.pad(torch.where(valid, stack, 0.0), (1, 1, 1, 1))
-    padded_valid = F.pad(valid, (1, 1, 1, 1))
-    low = F.pad(torch.where(valid, stack[0], torch.inf), (1, 1, 1, 1), value=torch.inf)
-    high = F.pad(torch.where(valid, stack[0], -torch.inf), (1, 1, 1, 1), value=-torch.inf)
+    log_depth = torch.log(depth)
+    hole = torch.isnan(log_depth)
+    stack = torch.stack([log_depth, *(result.values[index] for index in floats)])  # CxHxW, C = 1 + floats
+    # arithmetic with NaN replaced instead of torch.where (not vectorised on CPUs)
+    padded = F.pad(stack.nan_to_num(0.0), (1, 1, 1, 1))
+    padded_valid = F.pad(~hole, (1, 1, 1, 1))
+    low = F.pad(log_depth.nan_to_num(nan=math.inf), (1, 1, 1, 1), value=math.inf)
+    high = F.pad(log_depth.nan_to_num(nan=-math.inf), (1, 1, 1, 1), value=-math.inf)
     sums = torch.zeros_like(stack)
     count = torch.zeros((height, width), dtype=torch.int32, device=depth.device)
-    lowest = torch.full_like(stack[0], torch.inf)
-    highest = torch.full_like(stack[0], -torch.inf)
+    lowest = torch.full_like(log_depth, math.inf)
+    highest = torch.full_like(log_depth, -math.inf)
     # the 8 neighbours as shifted views of the padded images (cheaper than pooling or unfold on CPUs)
     for dy, dx in ((0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2)):
         rows, cols = slice(dy, dy + height), slice(dx, dx + width)
@@ -123,12 +127,15 @@ def fill_small_holes(result: WarpResult, max_spread: float, min_neighbours: int 
         count += padded_valid[rows, cols]
         lowest = torch.minimum(lowest, low[rows, cols])
         highest = torch.maximum(highest, high[rows, cols])
-    fill = ~valid & (count >= min_neighbours) & (highest - lowest <= max_spread)
+    fill = hole & (count >= min_neighbours) & (highest - lowest <= max_spread)
     means = sums / count.clamp(min=1)
+    # value = kept value (0 at holes) + mean where filled + NaN (0 / 0) where a hole stays a hole
+    still_nan = 0.0 / (~(hole & ~fill)).float()
+    filled = stack.nan_to_num(0.0) + means * fill.float() + still_nan
     values = list(result.values)
     for row, index in enumerate(floats, start=1):
-        values[index] = torch.where(fill, means[row], values[index])
-    return WarpResult(depth=torch.where(fill, torch.exp(means[0]), depth), values=tuple(values), source=result.source)
+        values[index] = filled[row]
+    return WarpResult(depth=torch.exp(filled[0]), values=tuple(values), source=result.source)
 
 
 def _check_depth(depth: torch.Tensor, intrinsics: Intrinsics) -> None:
