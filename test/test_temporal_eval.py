@@ -51,13 +51,14 @@ def test_temporal_eval_end_to_end_writes_every_key(tiny_checkpoint, tmp_path, ca
     assert code == 0
     printed = capsys.readouterr().out
     assert "| poses |" in printed and "| no_poses |" in printed and f"wrote {out}" in printed
+    assert "| stopped camera, no_poses |" in printed
 
     def no_constants(name: str) -> None:
         raise AssertionError(f"non-strict JSON constant {name}")
 
     result = json.loads(out.read_text(), parse_constant=no_constants)
     assert set(result) == {"checkpoint", "model", "trained", "device", "precision", "sequence", "settings",
-                           "network_ms_per_frame", "flicker_floor", "variants", "goals"}
+                           "network_ms_per_frame", "flicker_floor", "variants", "stopped_camera", "goals"}
     assert result["trained"] is False and result["sequence"]["frames"] == 3
     assert result["settings"]["temporal_filter"] == "auto" and result["network_ms_per_frame"] > 0
     assert set(result["variants"]) == set(VARIANTS)
@@ -69,11 +70,14 @@ def test_temporal_eval_end_to_end_writes_every_key(tiny_checkpoint, tmp_path, ca
             assert variant["resets"] == 0
     assert result["variants"]["poses"]["frames_without_pose"] == 0
     assert result["variants"]["no_poses"]["frames_without_pose"] == 3
+    stopped = result["stopped_camera"]
+    assert set(stopped["variants"]) == {"off", "no_poses"} and stopped["flicker_floor"] >= 0.0
+    assert stopped["variants"]["no_poses"]["frames_without_pose"] == 3
     assert set(result["goals"]) == {
         "poses_flicker_ratio", "poses_flicker_at_most_half", "poses_static_abs_rel_not_worse",
         "no_poses_flicker_ratio", "no_poses_flicker_clearly_lower", "poses_car_abs_rel_change",
-        "no_poses_car_abs_rel_change", "car_abs_rel_at_most_5_percent_worse", "filter_cost_ratio",
-        "filter_cost_below_10_percent",
+        "no_poses_car_abs_rel_change", "car_abs_rel_at_most_5_percent_worse", "stopped_no_poses_flicker_ratio",
+        "stopped_no_poses_flicker_clearly_lower", "filter_cost_ratio", "filter_cost_below_10_percent",
     }
 
 
