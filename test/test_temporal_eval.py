@@ -33,6 +33,18 @@ def test_flicker_of_the_truth_is_the_rounding_floor_and_a_scale_flip_adds_its_lo
     assert flicker([d * 1.3 for d in _truth(sequence)], sequence, pairs) > 2 * floor
 
 
+def test_flicker_on_selected_pixels_only(sequence) -> None:
+    pairs = correspondences(sequence)
+    flipped = [d * (1.1 if k % 2 else 1.0) for k, d in enumerate(_truth(sequence))]
+    everything = [np.ones(d.shape, dtype=bool) for d in flipped]
+    assert flicker(flipped, sequence, pairs, everything) == flicker(flipped, sequence, pairs)
+    assert math.isnan(flicker(flipped, sequence, pairs, [np.zeros(d.shape, dtype=bool) for d in flipped]))
+    bottom = [np.zeros(d.shape, dtype=bool) for d in flipped]
+    for mask in bottom:
+        mask[20:] = True
+    assert flicker(flipped, sequence, pairs, bottom) == pytest.approx(math.log(1.1), abs=0.01)
+
+
 def test_region_metrics_score_static_pixels_and_the_moving_car_apart(sequence) -> None:
     depths = _truth(sequence)
     for depth, frame in zip(depths, sequence.frames):
@@ -66,7 +78,8 @@ def test_temporal_eval_end_to_end_writes_every_key(tiny_checkpoint, tmp_path, ca
         assert {"flicker", "flicker_parked_cars", "static", "car"} <= set(variant)
         assert set(variant["static"]) == {"abs_rel", "a1", "frames"} and variant["static"]["frames"] == 3
         if name != "off":
-            assert {"filter_ms_per_frame", "fused_fraction_mean", "resets", "frames_without_pose"} <= set(variant)
+            assert {"filter_ms_per_frame", "fused_fraction_mean", "resets", "frames_without_pose",
+                    "flicker_fused_pixels", "off_flicker_fused_pixels"} <= set(variant)
             assert variant["resets"] == 0
     assert result["variants"]["poses"]["frames_without_pose"] == 0
     assert result["variants"]["no_poses"]["frames_without_pose"] == 3

@@ -81,6 +81,7 @@ def test_moving_classes_are_never_fused_so_a_car_does_not_smear() -> None:
     np.testing.assert_allclose(out[4:8, 4:10].numpy(), 10.3, rtol=1e-6)
     np.testing.assert_allclose(out[0].numpy(), _fused(10.0, 10.4), rtol=1e-5)
     assert filt.fused_fraction == pytest.approx(1 - 24 / (H * W))
+    np.testing.assert_array_equal(filt.last_fused.numpy(), (labels != CAR).numpy())
 
 
 def test_a_scattered_moving_label_list_gates_exactly_its_classes() -> None:

@@ -13,6 +13,8 @@ variant:
   the depth the predicted point at ``p`` has in frame t. ``flicker_floor`` is the same number for the true depth
   (the pixel rounding of the correspondence; 0 only for exact geometry);
   ``flicker_parked_cars`` is the same on the parked cars (static, but of a moving class, so never fused);
+  ``flicker_fused_pixels`` only on the pixels the filter fused at t, beside ``off_flicker_fused_pixels``, the
+  network alone on those pixels;
 * **static** and **car**: abs rel and δ<1.25 (``evaluation.metrics``, per-frame means, ``MIN_DEPTH_M``..
   ``MAX_DEPTH_M``, no crop) against the true depth on static pixels and on the moving car's pixels;
 * the filter's time per frame on the estimator's device, beside the network's (``estimate``).
@@ -106,12 +108,15 @@ def correspondences(seq: DrivingSequence, region: Callable[[SequenceFrame], np.n
     return pairs
 
 
-def flicker(depths: list[np.ndarray], seq: DrivingSequence,
-            pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+def flicker(depths: list[np.ndarray], seq: DrivingSequence, pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+            select: list[np.ndarray] | None = None) -> float:
     """Mean over frame pairs of the mean |log d_t(q) - log warp(d_{t-1})(p)| on the pairs' pixels (NaN
-    predictions skipped); NaN when no pixel counts."""
+    predictions skipped), only where ``select[t]`` (HxW bool per frame) when given; NaN when no pixel counts."""
     per_pair = []
     for t, (sources, targets, relative) in enumerate(pairs, start=1):
+        if select is not None:
+            keep = select[t].reshape(-1)[targets]
+            sources, targets = sources[keep], targets[keep]
         z_prev = project_depth(torch.from_numpy(depths[t - 1]), seq.intrinsics, relative[0])[0].numpy().reshape(-1)
         now = depths[t].reshape(-1)[targets]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -145,20 +150,23 @@ def run_network(estimator: DepthEstimator, seq: DrivingSequence) -> tuple[list[E
 
 
 def run_variant(variant: str, outputs: list[EstimatorOutputs], seq: DrivingSequence, settings: TemporalSettings,
-                device: torch.device) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """Depth per frame (HxW float32 numpy) of one variant, and its filter statistics."""
+                device: torch.device) -> tuple[list[np.ndarray], list[np.ndarray] | None, dict[str, Any]]:
+    """Depth per frame (HxW float32 numpy) of one variant, the pixels its filter fused per frame (HxW bool; None
+    for ``off``), and its filter statistics."""
     if variant == "off":
-        return [o.depth.float().cpu().numpy() for o in outputs], {}
+        return [o.depth.float().cpu().numpy() for o in outputs], None, {}
     stage = TemporalStage(replace(settings, temporal_filter="auto"))
-    depths, times, fused = [], [], []
+    depths, times, fused, masks = [], [], [], []
     for frame, out in zip(seq.frames, outputs):
         context = FrameContext(stamp_ns=frame.stamp_ns, pose=frame.world_from_camera if variant == "poses" else None)
         result, ms = _timed(lambda: stage.process(out, context), device)
         depths.append(result.depth.float().cpu().numpy())
         times.append(ms)
         fused.append(stage.filter.fused_fraction)
+        last = stage.filter.last_fused
+        masks.append(np.zeros(frame.depth.shape, dtype=bool) if last is None else last.cpu().numpy())
     diagnostics = stage.diagnostics()
-    return depths, {
+    return depths, masks, {
         "filter_ms_per_frame": float(np.mean(times[1:] if len(times) > 1 else times)),
         "fused_fraction_mean": float(np.mean(fused[1:])),
         "resets": int(diagnostics["temporal_resets"]),
@@ -207,11 +215,17 @@ def _evaluate_drive(seq: DrivingSequence, outputs: list[EstimatorOutputs], setti
         "parked_pair_pixels_mean": float(np.mean([p[1].size for p in parked_pairs])),
         "variants": {},
     }
+    off_depths = None
     for variant in variants:
-        depths, stats = run_variant(variant, outputs, seq, settings, device)
-        result["variants"][variant] = {"flicker": flicker(depths, seq, pairs),
-                                       "flicker_parked_cars": flicker(depths, seq, parked_pairs),
-                                       **region_metrics(depths, seq), **stats}
+        depths, fused, stats = run_variant(variant, outputs, seq, settings, device)
+        entry = {"flicker": flicker(depths, seq, pairs), "flicker_parked_cars": flicker(depths, seq, parked_pairs),
+                 **region_metrics(depths, seq), **stats}
+        if variant == "off":
+            off_depths = depths
+        elif off_depths is not None:  # the pixels the filter fused, against the network alone on the same pixels
+            entry["flicker_fused_pixels"] = flicker(depths, seq, pairs, fused)
+            entry["off_flicker_fused_pixels"] = flicker(off_depths, seq, pairs, fused)
+        result["variants"][variant] = entry
     return result
 
 
@@ -258,17 +272,19 @@ def format_temporal_report(result: dict[str, Any]) -> str:
         f"(stopped camera {result['stopped_camera']['flicker_floor']:.4f})",
         "",
         "| filter | flicker | static abs rel | static δ<1.25 | car abs rel | car δ<1.25 | parked flicker | fused "
-        "| ms/frame |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| flicker on fused pixels (off) | ms/frame |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [(name, result["variants"][name]) for name in VARIANTS]
     rows += [(f"stopped camera, {name}", v) for name, v in result["stopped_camera"]["variants"].items()]
     for name, v in rows:
         fused = f"{v['fused_fraction_mean']:.2f}" if "fused_fraction_mean" in v else "-"
         cost = f"{v['filter_ms_per_frame']:.2f}" if "filter_ms_per_frame" in v else "-"
+        on_fused = (f"{v['flicker_fused_pixels']:.4f} ({v['off_flicker_fused_pixels']:.4f})"
+                    if "flicker_fused_pixels" in v else "-")
         lines.append(f"| {name} | {v['flicker']:.4f} | {v['static']['abs_rel']:.4f} | {v['static']['a1']:.3f} | "
                      f"{v['car']['abs_rel']:.4f} | {v['car']['a1']:.3f} | {v['flicker_parked_cars']:.4f} | {fused} | "
-                     f"{cost} |")
+                     f"{on_fused} | {cost} |")
     goals = result["goals"]
     lines += [
         "",

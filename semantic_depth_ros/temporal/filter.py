@@ -72,6 +72,7 @@ class TemporalFilter:
         self.last_reset = ""
         self._fused_fraction: torch.Tensor | float = 0.0  # 0-d tensors: read only in diagnostics (no device sync)
         self._scale_correction: torch.Tensor | float = 1.0
+        self.last_fused: torch.Tensor | None = None  # HxW bool: the last frame's pixels fused with their history
 
     def reset(self) -> None:
         """Forget the history (lifecycle deactivate, a new replay); not counted in ``resets``."""
@@ -130,6 +131,7 @@ class TemporalFilter:
         valid = ~torch.isnan(log_new)
         weight = total * valid.float()
         self._fused_fraction = fuse.sum() / valid.sum().clamp(min=1)
+        self.last_fused = fuse
         self._state = _State(log_fused, weight, conf_fused, stamp_ns, intrinsics, pose if posed else None)
         return torch.exp(log_fused), conf_fused.to(confidence.dtype)
 
@@ -181,6 +183,7 @@ class TemporalFilter:
         weight = torch.where(torch.isfinite(log_new), conf_new.clamp(min=MIN_WEIGHT, max=1.0), 0.0)
         self._state = _State(log_new, weight, conf_new, stamp_ns, intrinsics, pose)
         self._fused_fraction = 0.0
+        self.last_fused = None
         self._scale_correction = 1.0
 
     def _moving(self, semantic: torch.Tensor) -> torch.Tensor:
