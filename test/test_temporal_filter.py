@@ -292,6 +292,23 @@ def test_stage_through_the_frame_stage_protocol() -> None:
     assert stage.diagnostics()["temporal_resets"] == "1"
 
 
+def test_stage_settings_change_at_run_time() -> None:
+    stage = TemporalStage(_settings(temporal_filter="static"))
+    stage.process(_outputs(10.0), FrameContext(stamp_ns=0))
+    stage.configure(_settings(temporal_filter="static", temporal_disagreement=0.01))  # history kept, tighter gate
+    out = stage.process(_outputs(10.5), FrameContext(stamp_ns=100 * MS))
+    np.testing.assert_allclose(out.depth.numpy(), 10.5, rtol=1e-6)  # +5 % is beyond a 1 % gate: restarted
+    stage.configure(_settings(temporal_filter="static"))
+    out = stage.process(_outputs(10.0), FrameContext(stamp_ns=200 * MS))
+    np.testing.assert_allclose(out.depth.numpy(), _fused(10.5, 10.0), rtol=1e-5)
+    stage.configure(TemporalSettings())  # off: passes through and forgets
+    assert stage.settings.temporal_filter == "off"
+    stage.configure(_settings(temporal_filter="static"))
+    out = stage.process(_outputs(12.0), FrameContext(stamp_ns=300 * MS))
+    np.testing.assert_allclose(out.depth.numpy(), 12.0, rtol=1e-6)
+    assert stage.diagnostics()["temporal_resets"] == "0"
+
+
 def test_stage_off_passes_outputs_through_and_missing_outputs_are_named() -> None:
     outputs = _outputs(10.0)
     assert TemporalStage(TemporalSettings()).process(outputs, FrameContext(stamp_ns=0)) is outputs

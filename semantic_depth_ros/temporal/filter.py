@@ -4,8 +4,9 @@ Per frame (depth ``d`` HxW metres with NaN = invalid, confidence ``c`` HxW in [0
 
 1. **Prior.** The previous fused state (log depth, weight, confidence) is forward-warped into the current view
    (:mod:`.warp`) with ``current_from_previous = inv(pose_t) @ pose_{t-1}`` when both frames have a
-   ``world_from_camera`` pose; without poses (``static`` mode, or ``auto`` while no pose arrives) the camera is
-   assumed still and the state is used as it is.
+   ``world_from_camera`` pose, and the small holes the splat leaves on surfaces are filled
+   (``warp.fill_small_holes``, neighbours within twice the gate); without poses (``static`` mode, or ``auto``
+   while no pose arrives) the camera is assumed still and the state is used as it is.
 2. **Scale** (pose-less operation only). ``r`` = median of ``log d - log prior`` over pixels of static classes (not
    sky, not ``temporal_moving_labels``) that roughly agree (within a factor 1.5); with at least
    ``MIN_SCALE_FRACTION`` of the pixels, the new depth is multiplied by ``exp(-s * r)`` (``s`` =
@@ -60,12 +61,8 @@ class TemporalFilter:
     """Fuses one camera's depth frames over time (see the module docstring); ``update`` once per frame."""
 
     def __init__(self, settings: TemporalSettings) -> None:
-        if not isinstance(settings, TemporalSettings):
-            raise InvalidInputError(f"TemporalFilter needs TemporalSettings, got {type(settings).__name__}")
-        self.settings = settings
-        self._gate_limit = math.log1p(settings.temporal_disagreement)  # largest |log new - log prior| that fuses
         self._state: _State | None = None
-        self._moving_lut: dict[torch.device, torch.Tensor] = {}
+        self.configure(settings)
         self.frames = 0
         self.frames_without_pose = 0
         self.resets = 0
@@ -77,6 +74,18 @@ class TemporalFilter:
     def reset(self) -> None:
         """Forget the history (lifecycle deactivate, a new replay); not counted in ``resets``."""
         self._state = None
+
+    def configure(self, settings: TemporalSettings) -> None:
+        """Use ``settings`` from the next frame on (a run-time parameter change); the history is kept unless
+        ``temporal_filter`` changes."""
+        if not isinstance(settings, TemporalSettings):
+            raise InvalidInputError(f"TemporalFilter needs TemporalSettings, got {type(settings).__name__}")
+        previous = getattr(self, "settings", None)  # None while __init__ configures
+        if previous is not None and previous.temporal_filter != settings.temporal_filter:
+            self.reset()
+        self.settings = settings
+        self._gate_limit = math.log1p(settings.temporal_disagreement)  # largest |log new - log prior| that fuses
+        self._moving_lut: dict[torch.device, torch.Tensor] = {}
 
     def update(self, depth: torch.Tensor, confidence: torch.Tensor, semantic: torch.Tensor,
                intrinsics: Intrinsics | None, stamp_ns: int, pose: np.ndarray | None = None

@@ -23,8 +23,17 @@ class TemporalStage:
     needs: tuple[str, ...] = ("depth", "confidence", "semantic")
 
     def __init__(self, settings: TemporalSettings) -> None:
-        self.settings = settings
         self.filter = TemporalFilter(settings)
+
+    @property
+    def settings(self) -> TemporalSettings:
+        """The settings in use."""
+        return self.filter.settings
+
+    def configure(self, settings: TemporalSettings) -> None:
+        """New settings from the next frame on (the node's run-time parameter change); the history is kept unless
+        ``temporal_filter`` changes."""
+        self.filter.configure(settings)
 
     def process(self, outputs: EstimatorOutputs, context: FrameContext) -> EstimatorOutputs:
         """This frame's outputs with fused ``depth`` and ``confidence`` (same sizes, dtypes and device)."""
