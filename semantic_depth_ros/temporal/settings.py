@@ -27,8 +27,10 @@ FIELD_DOCS: dict[str, str] = {
     "temporal_memory": "frames: effective length of each pixel's history (the weight of the past decays by "
                        "1 - 1 / memory per frame; 1 = no fusion)",
     "temporal_max_gap_s": "seconds: a larger gap between two frames' stamps restarts the filter",
-    "temporal_scale_smoothing": "0 to <1: smoothing of the global depth scale (the median log ratio of new to warped "
-                                "previous depth over static classes); 0 = off, 0.9 = strong",
+    "temporal_scale_smoothing": "0 to <1, frames without a pose only: smoothing of the global depth scale (the "
+                                "median log ratio of new to previous depth over static classes), for a still "
+                                "camera whose network output jumps in scale; 0 = off (default: on a moving camera "
+                                "without poses it biases depth), 0.8 = strong",
     "temporal_moving_labels": "Cityscapes train ids (0..18) never fused (objects that move on their own); default: "
                               "person, rider, car, truck, bus, train, motorcycle, bicycle",
 }
@@ -70,10 +72,11 @@ class TemporalSettings:
     """The temporal filter's settings (see ``FIELD_DOCS``; units: frames, seconds, relative fractions)."""
 
     temporal_filter: str = "off"
-    temporal_disagreement: float = 0.1
+    # defaults tuned with `semantic-depth temporal-eval` on the demo model (two generated drives, seeds 4242 and 7)
+    temporal_disagreement: float = 0.2
     temporal_memory: float = 8.0
     temporal_max_gap_s: float = 0.5
-    temporal_scale_smoothing: float = 0.8
+    temporal_scale_smoothing: float = 0.0
     temporal_moving_labels: tuple[int, ...] = MOVING_LABELS
 
     def __post_init__(self) -> None:
