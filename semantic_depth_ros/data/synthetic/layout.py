@@ -141,7 +141,7 @@ def _add_end_wall(b: SceneBuilder, dom: Domain, rng: np.random.Generator, x: flo
     b.add_box((x, -60.0, 0.0), (x + 15.0, 60.0, height), BUILDING, M_FACADE, colour, windows)
 
 
-def _add_car(b: SceneBuilder, dom: Domain, rng: np.random.Generator, x0: float, y: float, length: float) -> None:
+def add_car(b: SceneBuilder, dom: Domain, rng: np.random.Generator, x0: float, y: float, length: float) -> None:
     """A car (body, cabin and dark underbody/wheels) with its rear at x0, centred at lateral position y."""
     pal = dom.palette
     width, body_h, clearance = rng.uniform(1.65, 1.9), rng.uniform(0.65, 0.9), rng.uniform(0.2, 0.3)
@@ -168,7 +168,7 @@ def _add_cars(b: SceneBuilder, dom: Domain, st: Street, rng: np.random.Generator
         while x < 120.0:
             slot = rng.uniform(5.2, 7.0)
             if rng.random() < lay.parked_prob:
-                _add_car(b, dom, rng, x + 0.3, y + rng.uniform(-0.15, 0.15), min(slot - 0.8, rng.uniform(3.8, 4.8)))
+                add_car(b, dom, rng, x + 0.3, y + rng.uniform(-0.15, 0.15), min(slot - 0.8, rng.uniform(3.8, 4.8)))
             x += slot
     occupied: list[tuple[float, float, float]] = []
     for _ in range(int(rng.integers(lay.traffic[0], lay.traffic[1] + 1))):
@@ -177,7 +177,7 @@ def _add_cars(b: SceneBuilder, dom: Domain, st: Street, rng: np.random.Generator
         length = rng.uniform(3.8, 4.8)
         if all(abs(y - oy) > 2.0 or x0 > ox1 + 3.0 or x0 + length < ox0 - 3.0 for oy, ox0, ox1 in occupied):
             occupied.append((y, x0, x0 + length))
-            _add_car(b, dom, rng, x0, y, length)
+            add_car(b, dom, rng, x0, y, length)
 
 
 def _add_street_furniture(b: SceneBuilder, dom: Domain, st: Street, rng: np.random.Generator) -> None:

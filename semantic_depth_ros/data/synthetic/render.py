@@ -17,7 +17,7 @@ from semantic_depth_ros.data.synthetic.domains import (
 )
 from semantic_depth_ros.data.synthetic.layout import World, build_world
 from semantic_depth_ros.data.synthetic.lidar import lidar_scan
-from semantic_depth_ros.data.synthetic.raycast import PinholeRays, cast
+from semantic_depth_ros.data.synthetic.raycast import Hits, PinholeRays, cast
 from semantic_depth_ros.data.synthetic.shading import shade
 from semantic_depth_ros.data.tf_chain import invert_rigid
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
@@ -44,16 +44,20 @@ class SyntheticFrame:
     lidar_to_camera: np.ndarray
 
 
-
 def camera_rays(world: World, intr: Intrinsics) -> PinholeRays:
     """Pixel-centre rays of the frame's camera."""
     world_from_camera = world.world_from_base @ base_from_camera(world.domain)
     return PinholeRays(intr, world_from_camera)
 
 
-
 def render_world(world: World, intr: Intrinsics, noise_seed: tuple[int, ...], with_lidar: bool) -> SyntheticFrame:
     """Ray-cast, label, shade and (optionally) scan one world at the given intrinsics."""
+    return render_world_hits(world, intr, noise_seed, with_lidar)[0]
+
+
+def render_world_hits(world: World, intr: Intrinsics, noise_seed: tuple[int, ...], with_lidar: bool
+                      ) -> tuple[SyntheticFrame, Hits]:
+    """:func:`render_world` and the camera's ray hits (which primitive each pixel sees, e.g. to mask one object)."""
     rays = camera_rays(world, intr)
     hits = cast(world.scene, rays)
     hit = (hits.prim >= 0) & (hits.t <= MAX_DEPTH_M)
@@ -67,7 +71,7 @@ def render_world(world: World, intr: Intrinsics, noise_seed: tuple[int, ...], wi
         rgb=rgb, depth=depth, semantic=semantic, intrinsics=intr, lidar_points=lidar,
         base_to_camera=base_to_camera, base_to_lidar=invert_rigid(lidar_pose),
         lidar_to_camera=base_to_camera @ lidar_pose,
-    )
+    ), hits
 
 
 def render_frame(
