@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ..data.fileio import ensure_writable_folder, write_json
+from ..data.fileio import write_json
+from ..files import ensure_writable_folder
 from ..errors import ConfigError
 from ..evaluation.temporal_eval import (DEFAULT_FRAMES, DEFAULT_SEED, DEFAULT_SIZE, evaluate_temporal,
                                         format_temporal_report)

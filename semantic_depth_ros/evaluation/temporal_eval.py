@@ -143,7 +143,7 @@ def run_network(estimator: DepthEstimator, seq: DrivingSequence) -> tuple[list[E
     estimator.warmup(seq.intrinsics.height, seq.intrinsics.width)
     outputs, times = [], []
     for frame in seq.frames:
-        result, ms = _timed(lambda: estimator.estimate(frame.rgb, intrinsics=seq.intrinsics), estimator.device)
+        result, ms = _timed(lambda: estimator.estimate(frame.rgb, camera=seq.intrinsics), estimator.device)
         outputs.append(result)
         times.append(ms)
     return outputs, float(np.mean(times))

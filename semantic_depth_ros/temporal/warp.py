@@ -21,13 +21,13 @@ import torch.nn.functional as F
 
 from ..errors import InvalidInputError
 from ..geometry.intrinsics import Intrinsics
-from ..geometry.pointcloud import RayGridCache
+from ..geometry.pointcloud import cached_rays, ray_grids
 
 MIN_WARP_DEPTH_M = 1e-3  # points closer than this to the current camera (or behind it) are dropped
 
 MIN_FILL_NEIGHBOURS = 3  # fill_small_holes: fewest valid 8-neighbours of a hole it fills
 
-_RAYS = RayGridCache(max_entries=8)
+_RAYS = ray_grids(max_entries=8)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def project_depth(depth: torch.Tensor, intrinsics: Intrinsics, current_from_prev
     the depth is invalid) and sub-pixel column ``u`` and row ``v`` (HxW float32, pixel centres at integers)."""
     _check_depth(depth, intrinsics)
     transform = pose_tensor(current_from_previous, depth.device)
-    ray_x, ray_y, _ = _RAYS.get(intrinsics, 1, depth.device).unbind(-1)
+    ray_x, ray_y, _ = cached_rays(_RAYS, intrinsics, 1, depth.device).unbind(-1)
     valid_depth = depth.float() / (depth > 0)  # NaN for 0 and NaN, -inf for negative depth: both invalid below
     # p' = R (d * ray) + t, component by component (a matmul with an inner size of 3 is slow on CPUs)
     x, y, z = (valid_depth * (r[0] * ray_x + r[1] * ray_y + r[2]) + r[3] for r in transform[:3, [0, 1, 2, 3]])
