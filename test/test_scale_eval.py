@@ -170,3 +170,29 @@ def test_evaluate_cli_with_and_without_camera_height(capsys: pytest.CaptureFixtu
     assert data["scaling"] == f"scale from the road (camera_height 1.65 m, {accepted} of 2 frames accepted; " \
                               "no median scaling)"
     assert "+ road scale" in out
+
+
+def test_an_untrained_models_depth_is_rejected_even_on_the_true_road(tiny_checkpoint: Path) -> None:
+    from semantic_depth_ros.evaluation.evaluate import load_eval_estimator
+
+    model = load_eval_estimator(tiny_checkpoint, device="cpu")
+
+    class TrueLabels:
+        trained = False
+
+        def __init__(self) -> None:
+            self.index = 0
+
+        def estimate(self, image: np.ndarray, **kwargs: Any) -> Any:
+            out = model.estimate(image, **kwargs)
+            frame = render_frame("kitti_like", self.index, seed=14, height=image.shape[0], width=image.shape[1])
+            self.index += 1
+            out.semantic = torch.from_numpy(frame.semantic)  # the road where it really is
+            return out
+
+    report = measure_road_scale(TrueLabels(), RoadScaleSettings(camera_height=1.65), scale_error=1.25, frames=3,
+                                seed=14, height=HEIGHT, width=WIDTH, progress=False)
+    assert all(frame["road_fraction"] > 0.1 for frame in report["per_frame"])
+    assert report["scale"]["rejected"]["few_road_pixels"] == 0  # rejected by the fit, not for want of road
+    assert report["scale"]["accepted"] == 0 and report["scale"]["applied_final"] == 1.0
+    assert report["goals"]["untrained_rejected"]["met"]
