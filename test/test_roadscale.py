@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import math
 
@@ -251,6 +252,9 @@ def test_settings_validate_every_field_and_the_mode() -> None:
             settings(**{field: value})
     assert settings(camera_pitch=float("nan")).camera_pitch is None  # NaN: a ROS parameter's "not given"
     assert settings(scale_window=4.0, road_labels=[1, 0, 1]).road_labels == (0, 1)
+    assert settings(road_labels=array.array("q", [0, 1])).road_labels == (0, 1)  # rclpy's integer lists
+    with pytest.raises(ConfigError, match="road_labels = '0' must be a non-empty list"):
+        settings(road_labels="0")
     assert road_scale_settings("off", {"camera_height": -5.0}) is None
     assert road_scale_settings("on", {"camera_height": 1.65, "scale_window": 5}) == RoadScaleSettings(1.65,
                                                                                                        scale_window=5)

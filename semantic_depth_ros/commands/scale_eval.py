@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..evaluation.evaluate import load_eval_estimator
 from ..evaluation.scale_eval import (DEFAULT_DOMAIN, DEFAULT_FRAMES, SCALE_EVAL_SEED, check_scale_error,
                                      format_scale_report, measure_road_scale, nominal_camera_height)
+from ..roadscale import RoadScaleSettings
 from .generated_scenes import CAMERA_SIZE
 from .road_scale_args import add_road_scale_arguments, road_scale_settings_from_args
 
@@ -39,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_road_scale_arguments(parser, switch=False,
                              height_help="camera height the correction is told, metres (default: the domain's "
                                          "nominal height, 1.65 for kitti_like)",
-                             window_help="accepted frames in the median that smooths the scale (default 15)")
+                             window_help="accepted frames in the median that smooths the scale (default "
+                                         f"{RoadScaleSettings.scale_window}, the node's)")
 
 
 def main(args: argparse.Namespace) -> int:

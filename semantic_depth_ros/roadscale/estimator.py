@@ -105,7 +105,9 @@ class RoadScaleSettings:
             pitch = None
         object.__setattr__(self, "camera_pitch", pitch)
         object.__setattr__(self, "scale_window", _integer("scale_window", self.scale_window, 1, MAX_SCALE_WINDOW))
-        labels = tuple(self.road_labels) if isinstance(self.road_labels, (tuple, list)) else None
+        labels = self.road_labels
+        # any sequence of ints: a tuple, a list, or the array.array rclpy gives for an integer-list parameter
+        labels = tuple(labels) if isinstance(labels, Sequence) and not isinstance(labels, (str, bytes)) else None
         if not labels or any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < NUM_CLASSES
                              for v in labels):
             raise ConfigError(f"road_labels = {self.road_labels!r} must be a non-empty list of train ids in "
