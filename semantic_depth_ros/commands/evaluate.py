@@ -2,9 +2,10 @@
 
 Depth on KITTI (the Eigen split by name or any split file; Velodyne ground truth by the published reference
 procedure unless ``--gt-projection geometric``, precomputed with ``--gt-file``, or annotated), on a folder written by
-``semantic-depth extract``, or on generated scenes; semantics on Cityscapes or generated scenes. Prints the
-Markdown report (the paper's Table I rows beside ours) and, with ``--out DIR``, writes ``DIR/evaluation.json``
-and ``DIR/evaluation.md``.
+``semantic-depth extract``, or on generated scenes; semantics on Cityscapes or generated scenes. With
+``--scale-from-road --camera-height H`` (KITTI: 1.65) each frame's depth is first corrected by scale from the road
+(per frame, holding the last accepted scale). Prints the Markdown report (the paper's Table I rows beside ours)
+and, with ``--out DIR``, writes ``DIR/evaluation.json`` and ``DIR/evaluation.md``.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ from ..evaluation.evaluate import (
 )
 from ..evaluation.metrics import CROPS
 from ..evaluation.report import format_report, write_report
+from ..roadscale import RoadScale
+from .road_scale_args import add_road_scale_arguments, road_scale_settings_from_args
 
 REPORT_STEM = "evaluation"
+EVAL_SCALE_WINDOW = 1
+"""--scale-from-road: per-frame scale (with hold) unless --scale-window says otherwise."""
 DEFAULT_SYNTHETIC_SEED = 2024
 """Seed of the generated test scenes: distinct from the training configs' seeds, so the frames are held out."""
 
@@ -75,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help="semantic dataset for mIoU (default: none)")
     semantic.add_argument("--semantic-root", default=None, help="Cityscapes root (leftImg8bit/, gtFine/)")
     semantic.add_argument("--semantic-split", default="val", help="Cityscapes split (default: val)")
+    add_road_scale_arguments(
+        parser, switch=True,
+        window_help=f"accepted frames in the median that smooths the scale (default {EVAL_SCALE_WINDOW}: each "
+                    "frame is corrected by its own road, a test split being no continuous stream; a frame "
+                    "without an accepted road holds the last accepted scale, 1 before the first)")
     run = parser.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     run.add_argument("--precision", default="fp32", help="fp32, bf16, or fp16 on CUDA (default: fp32)")
@@ -119,6 +129,9 @@ def main(args: argparse.Namespace) -> int:
         ensure_writable_folder(Path(args.out), f"--out {args.out}")
     if args.dataset != "none":
         check_caps(args.caps, args.min_depth)
+    road_settings = road_scale_settings_from_args(args, defaults={"scale_window": EVAL_SCALE_WINDOW})
+    if road_settings is not None and args.dataset == "none":
+        raise ConfigError("--scale-from-road corrects depth, but --dataset none evaluates no depth")
     datasets: dict[str, tuple[Any, str]] = {}
     selected = (("depth", args.dataset, _depth_options), ("semantic", args.semantic, _semantic_options))
     for task, kind, options in selected:
@@ -129,16 +142,20 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("nothing to evaluate: --dataset none and --semantic none")
 
     estimator = load_eval_estimator(args.checkpoint, device=args.device, precision=args.precision)
-    estimator.require_outputs(tuple(datasets))  # the tasks are the outputs: an .onnx may lack a head
+    # the tasks are the outputs (an .onnx may lack a head); the road needs the semantic head
+    estimator.require_outputs(tuple(datasets) + (("semantic",) if road_settings is not None else ()))
     if not estimator.trained:
         print(f"WARNING: {args.checkpoint} is an UNTRAINED checkpoint: its metrics are meaningless.", file=sys.stderr)
     method = method_name(args.checkpoint, args.label, trained=estimator.trained)
+    road = RoadScale(road_settings) if road_settings is not None else None
+    if road is not None:
+        method += " + road scale"
     crop = args.crop if args.crop is not None else ("garg" if args.dataset == "kitti" else "none")
 
     depth = semantic = None
     if "depth" in datasets:
         depth = evaluate_depth(estimator, datasets["depth"][0], caps=args.caps, min_depth=args.min_depth,
-                               crop=crop, limit=args.limit, progress=progress)
+                               crop=crop, limit=args.limit, progress=progress, road_scale=road)
     if "semantic" in datasets:
         semantic = evaluate_semantic(estimator, datasets["semantic"][0], limit=args.limit, progress=progress)
     results = evaluation_results(
@@ -151,6 +168,7 @@ def main(args: argparse.Namespace) -> int:
         semantic_dataset=datasets["semantic"][1] if "semantic" in datasets else None,
         min_depth=args.min_depth if depth is not None else None,
         crop=crop if depth is not None else None,
+        road_scale=road.summary() if road is not None else None,
         extra={"model": estimator.model_name, "device": str(estimator.device), "precision": args.precision,
                "runtime": estimator.runner.description},
     )

@@ -37,6 +37,7 @@ from semantic_depth_ros.evaluation.metrics import CROPS, DepthMetricAccumulator,
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.labels import CITYSCAPES_TRAIN_ID_NAMES
 from semantic_depth_ros.inference.estimator import DepthEstimator
+from semantic_depth_ros.roadscale import RoadScale
 
 DEFAULT_CAPS: tuple[float, ...] = (50.0, 80.0)
 """Caps of the paper's Table I, metres: evaluated ranges are [min_depth, cap]."""
@@ -124,14 +125,17 @@ def _output(outputs: Any, name: str) -> np.ndarray:
     return np.asarray(value)
 
 
-def _run(estimator: EstimatorLike, sample: Mapping[str, Any], output: str) -> tuple[np.ndarray, Any]:
-    """Run the estimator on one sample at input resolution; returns (prediction HxW numpy, output object)."""
+def _run(estimator: EstimatorLike, sample: Mapping[str, Any], output: str,
+         also: tuple[str, ...] = ()) -> tuple[np.ndarray, Any]:
+    """Run the estimator on one sample at input resolution (``output`` and the outputs ``also`` needed);
+    returns (``output`` as an HxW numpy prediction, the output object)."""
     if "image" not in sample:
         raise DatasetError("sample has no 'image'")
     image = sample_image_to_uint8(sample["image"])
     height, width = image.shape[:2]
     outputs = estimator.estimate(
-        image, camera=sample_intrinsics(sample, width, height), output_resolution="input", outputs=(output,)
+        image, camera=sample_intrinsics(sample, width, height), output_resolution="input",
+        outputs=(output, *also),
     )
     prediction = _output(outputs, output)
     if prediction.shape != (height, width):
@@ -187,6 +191,7 @@ def evaluate_depth(
     crop: str = "garg",
     limit: int | None = None,
     progress: bool = True,
+    road_scale: RoadScale | None = None,
 ) -> dict[float, dict[str, float]]:
     """Eigen depth metrics of ``estimator`` on a depth dataset, one result per cap.
 
@@ -194,6 +199,10 @@ def evaluate_depth(
     resolution with its own camera; the prediction (metres, NaN = no depth) is scored as is, with no median
     scaling, since the model is metric. For each cap, pixels with ``min_depth < gt < cap`` inside ``crop`` count
     and predictions are clipped to ``[min_depth, cap]``; images without such a pixel are skipped.
+    With ``road_scale`` each prediction is first multiplied by the scale ``road_scale.update`` returns for it
+    (scale from the road, from the sample's depth, semantic output and intrinsics; the samples in dataset order
+    are its stream, so its ``scale_window`` decides whether frames are smoothed together); its counts are read
+    from the object afterwards.
 
     Returns:
         ``{cap (m): {abs_rel, sq_rel, rmse, rmse_log, log10, a1, a2, a3, count, skipped}}``: per-image means,
@@ -206,7 +215,12 @@ def evaluate_depth(
         sample = dataset[index]
         if "depth" not in sample:
             raise DatasetError(f"sample {index} has no 'depth': a depth dataset is needed for depth evaluation")
-        prediction, _ = _run(estimator, sample, "depth")
+        if road_scale is None:
+            prediction, _ = _run(estimator, sample, "depth")
+        else:
+            prediction, outputs = _run(estimator, sample, "depth", also=("semantic",))
+            semantic = torch.as_tensor(_output(outputs, "semantic"))
+            prediction = prediction * road_scale.update(torch.from_numpy(prediction), semantic, outputs.intrinsics)
         gt = _label_image(sample["depth"], prediction.shape, f"sample {index} depth").float().numpy()
         for accumulator in accumulators.values():
             accumulator.add(prediction, gt)
@@ -347,13 +361,16 @@ def evaluation_results(
     semantic_dataset: str | None = None,
     min_depth: float | None = None,
     crop: str | None = None,
+    road_scale: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report dict of :func:`semantic_depth_ros.evaluation.report.write_report`.
 
     ``depth`` is :func:`evaluate_depth`'s result (one row per cap, ascending) and ``semantic`` is
     :func:`evaluate_semantic`'s; metadata: ``method``, ``checkpoint`` (path), ``trained``, ``depth_dataset``,
-    ``semantic_dataset``, ``caps`` (m), ``min_depth`` (m), ``crop``, ``scaling`` ("none (metric)"), then ``extra``.
+    ``semantic_dataset``, ``caps`` (m), ``min_depth`` (m), ``crop``, ``scaling`` ("none (metric)", or scale from
+    the road when ``road_scale``, ``RoadScale.summary()`` of the run, is given; it is kept as ``road_scale``), then
+    ``extra``.
     """
     if crop is not None and crop not in CROPS:
         raise ConfigError(f"unknown crop {crop!r}; expected one of {', '.join(CROPS)}")
@@ -367,6 +384,11 @@ def evaluation_results(
         results["depth"] = [{"method": method, "cap": cap, "metrics": dict(depth[cap])} for cap in caps]
         results |= {"depth_dataset": depth_dataset, "caps": caps, "min_depth": min_depth, "crop": crop}
         results["scaling"] = "none (metric predictions, no median scaling)"
+        if road_scale is not None:
+            results["scaling"] = (f"scale from the road (camera_height {road_scale['camera_height']:g} m, "
+                                  f"{road_scale['accepted']} of {road_scale['frames']} frames accepted; no median "
+                                  "scaling)")
+            results["road_scale"] = dict(road_scale)
     if semantic is not None:
         results["semantic"] = [{"method": method, **dict(semantic)}]
         results["semantic_dataset"] = semantic_dataset

@@ -31,7 +31,8 @@ class SyntheticFrame:
     ``rgb`` HxWx3 uint8; ``depth`` HxW float32 metres (optical z, 0 = sky / no hit); ``semantic`` HxW uint8
     Cityscapes train ids; ``intrinsics`` of this image size; ``lidar_points`` Nx3 float32 metres in the LiDAR frame
     (x forward, y left, z up; empty unless requested); ``base_to_camera``, ``base_to_lidar``, ``lidar_to_camera``
-    4x4 float64 mapping coordinates (``p_cam = lidar_to_camera @ [p_lidar, 1]``).
+    4x4 float64 mapping coordinates (``p_cam = lidar_to_camera @ [p_lidar, 1]``); ``world_from_camera`` 4x4 float64,
+    the pose of the optical frame in the world (road plane z = 0), jitter of the vehicle included.
     """
 
     rgb: np.ndarray
@@ -42,7 +43,12 @@ class SyntheticFrame:
     base_to_camera: np.ndarray
     base_to_lidar: np.ndarray
     lidar_to_camera: np.ndarray
+    world_from_camera: np.ndarray
 
+    @property
+    def camera_height(self) -> float:
+        """Metres from the optical centre down to the road plane (z = 0) in this frame."""
+        return float(self.world_from_camera[2, 3])
 
 def camera_rays(world: World, intr: Intrinsics) -> PinholeRays:
     """Pixel-centre rays of the frame's camera."""
@@ -70,7 +76,7 @@ def render_world_hits(world: World, intr: Intrinsics, noise_seed: tuple[int, ...
     return SyntheticFrame(
         rgb=rgb, depth=depth, semantic=semantic, intrinsics=intr, lidar_points=lidar,
         base_to_camera=base_to_camera, base_to_lidar=invert_rigid(lidar_pose),
-        lidar_to_camera=base_to_camera @ lidar_pose,
+        lidar_to_camera=base_to_camera @ lidar_pose, world_from_camera=rays.world_from_camera,
     ), hits
 
 
