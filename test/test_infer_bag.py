@@ -556,3 +556,49 @@ def test_an_unwritable_output_folder_is_refused_before_the_model_loads(tmp_path,
                    str(locked / "out"), "--device", "cpu", "--no-progress") == 1
     err = capsys.readouterr().err
     assert err == f"error: --out {locked / 'out'}: folder {locked} is not writable\n"
+
+
+# every label counts as road and any plane near the tiny untrained model's own (its depth is noise: the fitted
+# "road" is steep, its fitted pitch ~1.6 rad) is accepted, so that its depth gets a scale != 1
+ACCEPT_ANY_ROAD = ("--road-labels", *map(str, range(19)), "--camera-pitch", "1.5", "--road-max-tilt", "1.0",
+                   "--road-min-inlier-ratio", "0.01", "--road-min-fraction", "0.001")
+
+
+def test_scale_from_road_writes_the_core_stage_output_in_stamp_order(tmp_path, tiny_checkpoint, estimator, capsys):
+    from semantic_depth_ros.pipeline.stages import FrameContext
+    from semantic_depth_ros.roadscale import RoadScaleSettings, RoadScaleStage
+
+    bag, out = make_drive(tmp_path, "mcap"), tmp_path / "out"
+    code = run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(out), "--outputs", "depth", "--device", "cpu", "--precision", "fp32", "--batch", "3",
+                   "--no-progress", "--scale-from-road", "--camera-height", "1.65", "--scale-window", "3",
+                   *ACCEPT_ANY_ROAD)
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2].startswith("scale from the road: road_scale ") and "road_frames_accepted 4" in lines[-2]
+    stage = RoadScaleStage(RoadScaleSettings(camera_height=1.65, scale_window=3, road_labels=tuple(range(19)),
+                                             camera_pitch=1.5, road_max_tilt=1.0, road_min_inlier_ratio=0.01,
+                                             road_min_fraction=0.001))
+    written = [image_array(msg) for _, msg, _ in read_back(out)["/cam/depth"]]
+    scales = []
+    for i, frame in enumerate(FRAMES):
+        outputs = estimator.estimate(frame.rgb, camera=frame.intrinsics, outputs=("depth", "semantic"))
+        unscaled = outputs.depth.numpy().copy()
+        want = stage.process(outputs, FrameContext(stamp_ns=T0 + i * FRAME_NS)).depth.numpy()
+        np.testing.assert_allclose(written[i], want, rtol=1e-5, equal_nan=True)
+        scales.append(float(np.nanmedian(written[i] / unscaled)))
+    assert all(abs(scale - 1.0) > 1e-3 for scale in scales)  # the correction was applied, not skipped
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--scale-from-road",), "--camera-height is needed with --scale-from-road"),
+    (("--scale-from-road", "--camera-height", "-1"), "camera_height = -1.0 must be > 0 metres"),
+    (("--camera-height", "1.5"), "--camera-height is an option of --scale-from-road, which is not given"),
+])
+def test_scale_from_road_options_are_checked_in_one_line(tmp_path, tiny_checkpoint, capsys, extra, message):
+    bag = make_drive(tmp_path, "mcap")
+    code = run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(tmp_path / "out"), "--device", "cpu", "--no-progress", *extra)
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()

@@ -19,7 +19,9 @@ from ..replay.bag_writer import STORAGES, check_destination
 from ..replay.frames import Selection
 from ..replay.pipeline import ReplayOptions, replay_bag
 from ..replay.topics import DEFAULT_OUTPUTS, default_camera_info_topic, parse_outputs
+from ..roadscale import RoadScaleStage
 from .lidar_args import add_lidar_pairing_arguments, extrinsic_from_args
+from .road_scale_args import add_road_scale_arguments, road_scale_settings_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sensor_msgs/PointCloud2 topic: score depth against it (metrics.json, metrics.csv, "
                              "report.md in --out)")
     add_lidar_pairing_arguments(parser)
+    add_road_scale_arguments(parser, switch=True,
+                             window_help="accepted frames the scale is the median of (default: the node's)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--benchmark", action="store_true",
                         help="also time the bare estimator on the same frames (held in memory) and print the ratio")
@@ -94,10 +98,19 @@ def options_from(args: argparse.Namespace) -> ReplayOptions:
         extrinsic=extrinsic, max_dt=args.max_dt, progress=not args.no_progress)
 
 
+def stages_from(args: argparse.Namespace) -> list[RoadScaleStage]:
+    """The frame stages of the parsed arguments, in the node's order (ConfigError naming a bad value)."""
+    road = road_scale_settings_from_args(args)
+    return [] if road is None else [RoadScaleStage(road)]
+
+
 def main(args: argparse.Namespace) -> int:
     """Replay the bag, print the summary line (and the benchmark line with ``--benchmark``)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     options = options_from(args)
+    stages = stages_from(args)
+    if stages and args.benchmark:
+        raise ConfigError("--benchmark times the network and the message path alone: leave out --scale-from-road")
     out = Path(args.out)
     check_destination(out, options.overwrite)
     estimator = DepthEstimator(args.checkpoint, device=args.device, precision=args.precision,
@@ -109,6 +122,8 @@ def main(args: argparse.Namespace) -> int:
         print(result.line())
         summary = result.replay
     else:
-        summary = replay_bag(args.bag, out, estimator, options)
+        summary = replay_bag(args.bag, out, estimator, options, stages)
+    for stage in stages:
+        print("scale from the road: " + ", ".join(f"{key} {value}" for key, value in stage.diagnostics().items()))
     print(summary.line())
     return 0
