@@ -30,10 +30,12 @@ ISSUE_PARAMETERS = {"model_path", "device", "precision", "output_resolution", "m
                     "point_fields", "points_drop_labels"}  # the last two: issue 10's semantic point clouds
 EXTRA_PARAMETERS = {"backend", "cameras", "trt_cache_dir"}
 QOS_PARAMETERS = {"input_qos_reliability", "input_qos_depth", "output_qos_reliability", "output_qos_depth"}
+ROAD_PARAMETERS = {"scale_from_road", "camera_height", "camera_pitch", "scale_window", "road_labels",
+                   "road_min_fraction", "road_min_inlier_ratio", "road_inlier_tolerance", "road_max_tilt"}  # issue 16
 
 
 def test_the_table_has_the_issue_parameters_plus_qos_and_matches_node_settings() -> None:
-    assert set(PARAMETER_NAMES) == ISSUE_PARAMETERS | EXTRA_PARAMETERS | QOS_PARAMETERS
+    assert set(PARAMETER_NAMES) == ISSUE_PARAMETERS | EXTRA_PARAMETERS | QOS_PARAMETERS | ROAD_PARAMETERS
     assert [f.name for f in dataclasses.fields(NodeSettings)] == list(PARAMETER_NAMES)
     defaults = NodeSettings()
     for spec in PARAMETERS:
@@ -45,7 +47,7 @@ def test_dynamic_and_static_split() -> None:
     assert DYNAMIC_PARAMETERS == {"output_resolution", "min_depth", "max_depth", "mask_sky", "point_stride",
                                   "fx", "fy", "cx", "cy", "point_fields", "points_drop_labels"}
     assert STATIC_PARAMETERS == {"model_path", "device", "precision", "backend", "trt_cache_dir",
-                                 "input_transport", "cameras"} | QOS_PARAMETERS
+                                 "input_transport", "cameras"} | QOS_PARAMETERS | ROAD_PARAMETERS
 
 
 def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> None:
@@ -213,3 +215,23 @@ def test_a_depth_bound_below_the_models_other_bound_is_refused() -> None:
         assert "\n" not in str(info.value)
     check_model_settings(settings_from_values({"max_depth": 2.0}), estimator)  # [1, 2] m: fine
     check_model_settings(settings_from_values({"min_depth": 0.5, "max_depth": 0.8}), estimator)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"scale_from_road": True}, "parameter camera_height is not set: it must be > 0 metres when scale_from_road is on"),
+    ({"scale_from_road": True, "camera_height": 1.5, "road_min_inlier_ratio": 0.0},
+     "parameter road_min_inlier_ratio = 0.0 must be in (0, 1]"),
+    ({"scale_from_road": "on"}, "parameter scale_from_road = 'on' must be of type bool"),
+])
+def test_scale_from_road_needs_a_camera_height_and_valid_thresholds(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_values(values)
+    assert str(info.value) == message
+
+
+def test_scale_from_road_settings_map_onto_the_core_settings() -> None:
+    settings = settings_from_values({"scale_from_road": True, "camera_height": 1.65, "camera_pitch": 0.05,
+                                     "scale_window": 5, "road_labels": [1, 0]})
+    road = settings.road_scale
+    assert (road.camera_height, road.camera_pitch, road.scale_window, road.road_labels) == (1.65, 0.05, 5, (0, 1))
+    assert settings_from_values({"camera_height": 0.0}).road_scale is None  # off: nothing else is checked

@@ -30,6 +30,7 @@ from ..labels import NUM_CLASSES
 from ..devices import FIXED_PRECISIONS
 from ..inference.estimator import ESTIMATOR_BACKENDS, DepthEstimator, depth_range_of
 from ..pipeline import CloudLayout
+from ..roadscale import SCALE_FROM_ROAD_MODES, RoadScaleSettings, road_scale_settings
 
 ParamValue = Union[bool, int, float, str, tuple[str, ...], tuple[int, ...]]
 
@@ -38,6 +39,7 @@ MAX_FOCAL_PX = 1.0e6
 MAX_POINT_STRIDE = 64
 MAX_QOS_DEPTH = 100
 MAX_CAMERAS = 16
+MAX_CAMERA_HEIGHT_M = 100.0
 CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # one ROS name token: becomes the camera's topic namespace
 
 
@@ -106,6 +108,25 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               value_range=(-MAX_FOCAL_PX, MAX_FOCAL_PX)),
     ParamSpec("cy", 0.0, "fallback principal point y in pixels", dynamic=True,
               value_range=(-MAX_FOCAL_PX, MAX_FOCAL_PX)),
+    ParamSpec("scale_from_road", False, "on (true): correct the depth scale every frame from the road plane the "
+              "semantic head finds and camera_height (computes the semantic head)", dynamic=False),
+    ParamSpec("camera_height", 0.0, "metres from the camera's optical centre down to the road; must be > 0 with "
+              "scale_from_road on (0.0: not set)", dynamic=False, value_range=(0.0, MAX_CAMERA_HEIGHT_M)),
+    ParamSpec("camera_pitch", 0.0, "nose-down pitch of the camera in radians, the expected road normal's tilt "
+              "(0.0: level, the road is expected near the image's vertical axis)", dynamic=False,
+              value_range=(-1.5, 1.5)),
+    ParamSpec("scale_window", RoadScaleSettings.scale_window, "accepted frames whose median scale is applied "
+              "(the last one is held through frames without road)", dynamic=False, value_range=(1, 1000)),
+    ParamSpec("road_labels", RoadScaleSettings.road_labels, "Cityscapes train ids counted as road for the scale "
+              "(0 road; add 1 for sidewalk)", dynamic=False, value_range=(0, NUM_CLASSES - 1), item_type="int"),
+    ParamSpec("road_min_fraction", RoadScaleSettings.road_min_fraction, "least fraction of the image that must be "
+              "road with valid depth for a frame's scale to be accepted", dynamic=False, value_range=(0.0, 1.0)),
+    ParamSpec("road_min_inlier_ratio", RoadScaleSettings.road_min_inlier_ratio, "least fraction of road points "
+              "on the fitted plane", dynamic=False, value_range=(0.0, 1.0)),
+    ParamSpec("road_inlier_tolerance", RoadScaleSettings.road_inlier_tolerance, "inlier distance to the plane, "
+              "as a fraction of the fitted camera height", dynamic=False, value_range=(0.0, 1.0)),
+    ParamSpec("road_max_tilt", RoadScaleSettings.road_max_tilt, "largest angle in radians between the fitted "
+              "road normal and the expected up", dynamic=False, value_range=(0.0, 1.5708)),
     ParamSpec("input_qos_reliability", "best_effort", "QoS reliability of the image and camera_info subscriptions "
               "(best_effort also receives from reliable publishers)", dynamic=False,
               choices=("best_effort", "reliable")),
@@ -145,6 +166,15 @@ class NodeSettings:
     fy: float = 0.0
     cx: float = 0.0
     cy: float = 0.0
+    scale_from_road: bool = False  # a bool, so that `-p scale_from_road:=on` (YAML's on/off) works
+    camera_height: float = 0.0
+    camera_pitch: float = 0.0
+    scale_window: int = RoadScaleSettings.scale_window
+    road_labels: tuple[int, ...] = RoadScaleSettings.road_labels
+    road_min_fraction: float = RoadScaleSettings.road_min_fraction
+    road_min_inlier_ratio: float = RoadScaleSettings.road_min_inlier_ratio
+    road_inlier_tolerance: float = RoadScaleSettings.road_inlier_tolerance
+    road_max_tilt: float = RoadScaleSettings.road_max_tilt
     input_qos_reliability: str = "best_effort"
     input_qos_depth: int = 1
     output_qos_reliability: str = "reliable"
@@ -164,9 +194,20 @@ class NodeSettings:
         return CloudLayout(self.point_fields, self.points_drop_labels, self.point_stride)
 
     @property
+    def road_scale(self) -> RoadScaleSettings | None:
+        """The scale-from-the-road settings when ``scale_from_road`` is on (ConfigError naming a bad value)."""
+        values = {name: getattr(self, name) for name in ROAD_SCALE_PARAMETERS}
+        values["camera_height"] = values["camera_height"] or None  # 0.0: not set, refused when on
+        return road_scale_settings(SCALE_FROM_ROAD_MODES[int(self.scale_from_road)], values)
+
+    @property
     def depth_range(self) -> tuple[float | None, float | None]:
         """``(min_depth, max_depth)`` in metres for the estimator, None where the checkpoint's range applies."""
         return (self.min_depth or None, self.max_depth or None)
+
+
+ROAD_SCALE_PARAMETERS = ("camera_height", "camera_pitch", "scale_window", "road_labels", "road_min_fraction",
+                         "road_min_inlier_ratio", "road_inlier_tolerance", "road_max_tilt")
 
 
 def _type_error(spec: ParamSpec, value: Any) -> ConfigError:
@@ -234,6 +275,10 @@ def validate_settings(settings: NodeSettings) -> NodeSettings:
     if low is not None and high is not None and not low < high:
         raise ConfigError(f"parameter min_depth = {settings.min_depth!r} must be smaller than "
                           f"max_depth = {settings.max_depth!r}")
+    try:
+        settings.road_scale  # noqa: B018 - validates camera_height and the thresholds when scale_from_road is on
+    except ConfigError as exc:
+        raise ConfigError(f"parameter {exc}") from None
     return settings
 
 
@@ -319,6 +364,11 @@ def check_model_settings(settings: NodeSettings, estimator: DepthEstimator) -> N
                           f"own {estimator.config.min_depth:g} or {estimator.config.max_depth:g} m)") from None
     if "depth" not in estimator.available_outputs:
         return  # no depth: neither sky masking nor points
+    if settings.scale_from_road:
+        try:
+            estimator.require_outputs(("semantic",))
+        except ConfigError as exc:
+            raise ConfigError(f"parameter scale_from_road = true: {exc}") from None
     if settings.mask_sky:
         estimator.check_mask_sky()
     try:
