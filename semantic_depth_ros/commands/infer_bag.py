@@ -14,12 +14,12 @@ from ..inference.estimator import DepthEstimator
 from ..inference.runners import BACKENDS
 from ..labels import NUM_CLASSES
 from ..messages import OUTPUT_TOPICS
-from ..pipeline import CloudLayout
+from ..pipeline import CloudLayout, FrameStage
+from ..pipeline.chain import frame_stages
 from ..replay.bag_writer import STORAGES, check_destination
 from ..replay.frames import Selection
 from ..replay.pipeline import ReplayOptions, replay_bag
 from ..replay.topics import DEFAULT_OUTPUTS, default_camera_info_topic, parse_outputs
-from ..roadscale import RoadScaleStage
 from .lidar_args import add_lidar_pairing_arguments, extrinsic_from_args
 from .road_scale_args import add_road_scale_arguments, road_scale_settings_from_args
 
@@ -98,10 +98,9 @@ def options_from(args: argparse.Namespace) -> ReplayOptions:
         extrinsic=extrinsic, max_dt=args.max_dt, progress=not args.no_progress)
 
 
-def stages_from(args: argparse.Namespace) -> list[RoadScaleStage]:
+def stages_from(args: argparse.Namespace) -> list[FrameStage]:
     """The frame stages of the parsed arguments, in the node's order (ConfigError naming a bad value)."""
-    road = road_scale_settings_from_args(args)
-    return [] if road is None else [RoadScaleStage(road)]
+    return frame_stages(road_scale_settings_from_args(args))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -40,8 +40,7 @@ from rclpy.parameter import Parameter
 from ..errors import ConfigError, InvalidInputError
 from ..inference.benchmark import process_peak_rss_mb
 from ..inference.estimator import DepthEstimator, EstimatorOutputs
-from ..pipeline.stages import FrameStage
-from ..roadscale import RoadScaleStage
+from ..pipeline.chain import frame_stages
 from .batch_worker import BatchWorker
 from .camera_channel import CameraChannel, PreparedFrame, ReceivedFrame
 from .distro import add_parameter_callbacks
@@ -62,12 +61,6 @@ DIAGNOSTICS_PERIOD_S = 1.0
 LOG_THROTTLE_S = 5.0
 BATCH_SAMPLES = 300
 ChannelFrame = tuple[CameraChannel, ReceivedFrame]
-
-
-def camera_stages(settings: NodeSettings) -> list[FrameStage]:
-    """One camera's stages after the estimator, in the order ``infer-bag`` runs them (each camera its own state)."""
-    road = settings.road_scale
-    return [] if road is None else [RoadScaleStage(road)]
 
 
 class DepthNodeCore:
@@ -185,7 +178,7 @@ class DepthNodeCore:
             self._estimator_update, self._stages_stale = None, False
         self.worker = BatchWorker(self._process_batch, name="depth_worker", on_error=self._on_worker_error)
         self.channels = {name: CameraChannel(self.node, name, settings, self._on_frame, self._throttle, self.stats,
-                                             available=estimator.available_outputs, stages=camera_stages(settings))
+                                             available=estimator.available_outputs, stages=frame_stages(settings.road_scale))
                          for name in (settings.cameras or ("",))}
         self.worker.start()
         self._diagnostics_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
