@@ -102,6 +102,20 @@ class MessageFactory:
             is_dense=False,
         )
 
+    def odometry(self, world_from_child: np.ndarray, stamp_ns: int, frame_id: str, child_frame_id: str) -> Any:
+        """nav_msgs/Odometry: the pose of ``child_frame_id`` in ``frame_id`` (4x4), zero twist and covariances."""
+        t = self.types
+        qx, qy, qz, qw = matrix_to_quaternion(world_from_child[:3, :3])
+        x, y, z = (float(v) for v in world_from_child[:3, 3])
+        pose = t["geometry_msgs/msg/Pose"](position=t["geometry_msgs/msg/Point"](x=x, y=y, z=z),
+                                           orientation=t["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
+        zero = t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)
+        return t["nav_msgs/msg/Odometry"](
+            header=self.header(stamp_ns, frame_id), child_frame_id=child_frame_id,
+            pose=t["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.zeros(36)),
+            twist=t["geometry_msgs/msg/TwistWithCovariance"](
+                twist=t["geometry_msgs/msg/Twist"](linear=zero, angular=zero), covariance=np.zeros(36)))
+
     def tf_static(self, transforms: Sequence[tuple[str, str, np.ndarray]], stamp_ns: int = 0) -> Any:
         """TFMessage of (parent, child, T_parent_child 4x4) transforms."""
         items = []

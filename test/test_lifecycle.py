@@ -229,7 +229,7 @@ def test_cleanup_returns_cached_gpu_memory_after_a_failed_configure(monkeypatch:
     emptied = []
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
-    core = SimpleNamespace(active=False, worker=None, channels={}, _diagnostics_timer=None, _diagnostics_pub=None,
-                           estimator=None, _settings=None, _set_active=lambda active: None)
+    core = SimpleNamespace(active=False, worker=None, channels={}, odometry=None, _diagnostics_timer=None,
+                           _diagnostics_pub=None, estimator=None, _settings=None, _set_active=lambda active: None)
     DepthNodeCore.cleanup(core)
     assert emptied == [True]

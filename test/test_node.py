@@ -775,3 +775,34 @@ def test_node_command_options_become_ros_arguments() -> None:
     assert ros_argv(parser.parse_args(["node"])) == ["semantic-depth-node"]
     with pytest.raises(SystemExit):
         parser.parse_args(["node", "--precision", "fp64"])
+
+
+def test_temporal_filter_switches_on_and_off_at_run_time_and_refuses_bad_values(graph: dict[str, Any]) -> None:
+    """``ros2 param set temporal_filter on`` (a YAML boolean) starts the per-camera filter on the next frame, which
+    then asks the estimator for the confidence and semantic heads too; off passes frames through and costs nothing."""
+    from semantic_depth_ros.temporal import TemporalStage
+
+    client, node = graph["client"], graph["node"]
+    outputs = node.channels[""].outputs
+    (temporal,) = [stage for stage in outputs.stages if isinstance(stage, TemporalStage)]
+    assert temporal.settings.temporal_filter == "off"
+    client.subscribe("depth")
+    s = stamp(graph)
+    client.send(image_msg(make_image(s), s), ("depth",), node)
+    assert temporal.filter.frames == 0 and set(outputs.estimator_outputs(True)) == {"depth"}
+    assert node.set_parameters([Parameter("temporal_filter", value=True),
+                                Parameter("temporal_memory", value=4.0)])[0].successful
+    for _ in range(2):
+        s = stamp(graph)
+        client.send(image_msg(make_image(s), s), ("depth",), node)
+    assert temporal.settings.temporal_filter == "auto" and temporal.settings.temporal_memory == 4.0
+    assert temporal.filter.frames == 2 and temporal.filter.frames_without_pose == 2  # no odom_topic: still camera
+    assert set(outputs.estimator_outputs(True)) == {"depth", "confidence", "semantic"}
+    (refused,) = node.set_parameters([Parameter("temporal_disagreement", value=0.0)])
+    assert not refused.successful and refused.reason == "parameter temporal_disagreement = 0.0 must be in (0, 1]"
+    (refused,) = node.set_parameters([Parameter("temporal_filter", value="sometimes")])
+    assert not refused.successful and "must be one of off, on, auto, static" in refused.reason
+    assert node.set_parameters([Parameter("temporal_filter", value="off")])[0].successful
+    s = stamp(graph)
+    client.send(image_msg(make_image(s), s), ("depth",), node)
+    assert temporal.filter.frames == 2 and set(outputs.estimator_outputs(True)) == {"depth"}

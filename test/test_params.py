@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import dataclasses
 
+import numpy as np
 import pytest
 from rcl_interfaces.msg import ParameterType
 
@@ -32,10 +33,14 @@ EXTRA_PARAMETERS = {"backend", "cameras", "trt_cache_dir"}
 QOS_PARAMETERS = {"input_qos_reliability", "input_qos_depth", "output_qos_reliability", "output_qos_depth"}
 ROAD_PARAMETERS = {"scale_from_road", "camera_height", "camera_pitch", "scale_window", "road_labels",
                    "road_min_fraction", "road_min_inlier_ratio", "road_inlier_tolerance", "road_max_tilt"}  # issue 16
+TEMPORAL_PARAMETERS = {"temporal_filter", "temporal_disagreement", "temporal_memory", "temporal_max_gap_s",
+                       "temporal_scale_smoothing", "temporal_moving_labels", "odom_wait_s"}  # issue 15, dynamic
+ODOMETRY_PARAMETERS = {"odom_topic", "camera_extrinsic"}  # issue 15, static
 
 
 def test_the_table_has_the_issue_parameters_plus_qos_and_matches_node_settings() -> None:
-    assert set(PARAMETER_NAMES) == ISSUE_PARAMETERS | EXTRA_PARAMETERS | QOS_PARAMETERS | ROAD_PARAMETERS
+    assert set(PARAMETER_NAMES) == (ISSUE_PARAMETERS | EXTRA_PARAMETERS | QOS_PARAMETERS | ROAD_PARAMETERS
+                                    | TEMPORAL_PARAMETERS | ODOMETRY_PARAMETERS)
     assert [f.name for f in dataclasses.fields(NodeSettings)] == list(PARAMETER_NAMES)
     defaults = NodeSettings()
     for spec in PARAMETERS:
@@ -45,9 +50,9 @@ def test_the_table_has_the_issue_parameters_plus_qos_and_matches_node_settings()
 
 def test_dynamic_and_static_split() -> None:
     assert DYNAMIC_PARAMETERS == {"output_resolution", "min_depth", "max_depth", "mask_sky", "point_stride",
-                                  "fx", "fy", "cx", "cy", "point_fields", "points_drop_labels"}
+                                  "fx", "fy", "cx", "cy", "point_fields", "points_drop_labels"} | TEMPORAL_PARAMETERS
     assert STATIC_PARAMETERS == {"model_path", "device", "precision", "backend", "trt_cache_dir",
-                                 "input_transport", "cameras"} | QOS_PARAMETERS | ROAD_PARAMETERS
+                                 "input_transport", "cameras"} | QOS_PARAMETERS | ROAD_PARAMETERS | ODOMETRY_PARAMETERS
 
 
 def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> None:
@@ -235,3 +240,86 @@ def test_scale_from_road_settings_map_onto_the_core_settings() -> None:
     road = settings.road_scale
     assert (road.camera_height, road.camera_pitch, road.scale_window, road.road_labels) == (1.65, 0.05, 5, (0, 1))
     assert settings_from_values({"camera_height": 0.0}).road_scale is None  # off: nothing else is checked
+
+
+# ------------------------------------------------------------------------------------------- temporal filter
+@pytest.mark.parametrize(("value", "stored", "mode"), [
+    ("off", "off", "off"), (False, "off", "off"), ("on", "on", "auto"), (True, "on", "auto"), ("auto", "auto", "auto"),
+    ("static", "static", "static"),
+])
+def test_temporal_filter_takes_on_off_as_yaml_booleans_and_on_means_auto(value, stored, mode) -> None:
+    settings = settings_from_values({"temporal_filter": value})
+    assert settings.temporal_filter == stored and settings.temporal.temporal_filter == mode
+    assert settings.temporal.enabled == (mode != "off")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"temporal_filter": "maybe"}, "parameter temporal_filter = 'maybe' must be one of off, on, auto, static"),
+    ({"temporal_filter": 1}, "parameter temporal_filter = 1 must be of type str"),
+    ({"temporal_disagreement": 0.0}, "parameter temporal_disagreement = 0.0 must be in (0, 1]"),
+    ({"temporal_memory": 0.5}, "parameter temporal_memory = 0.5 is outside [1, 100]"),
+    ({"temporal_scale_smoothing": 1.0}, "parameter temporal_scale_smoothing = 1.0 must be in [0, 1)"),
+    ({"temporal_moving_labels": [13, 19]}, "parameter temporal_moving_labels = [13, 19]: 19 is outside [0, 18]"),
+    ({"odom_topic": "/odom"}, "parameter camera_extrinsic is not set: with odom_topic = '/odom' give the camera "
+                              "optical frame's pose in the odometry child frame, x y z qx qy qz qw"),
+    ({"odom_topic": "/odom", "camera_extrinsic": [0.0, 1.0]},
+     "parameter camera_extrinsic has 2 numbers: give 7 (x y z qx qy qz qw)"),
+    ({"odom_topic": "/odom", "camera_extrinsic": [0.0] * 7},
+     "parameter camera_extrinsic quaternion (qx, qy, qz, qw) = [0.0, 0.0, 0.0, 0.0] is not a unit quaternion"),
+    ({"odom_topic": "/odom", "camera_extrinsic": [0.0, 0.0, float("nan"), 0.0, 0.0, 0.0, 1.0]},
+     "parameter camera_extrinsic = [0.0, 0.0, nan, 0.0, 0.0, 0.0, 1.0]: nan is outside"),
+    ({"odom_topic": "/odom", "cameras": ["front", "left"], "camera_extrinsic": [0.0] * 6 + [1.0] + [0.0] * 7},
+     "parameter camera_extrinsic quaternion (qx, qy, qz, qw) = [0.0, 0.0, 0.0, 0.0] is not a unit quaternion "
+     "(norm 0) (camera left)"),
+    ({"odom_topic": "/odom", "cameras": ["front", "left"], "camera_extrinsic": [0.0] * 6 + [1.0] + [0.0] * 3},
+     "parameter camera_extrinsic has 10 numbers: give 7 (x y z qx qy qz qw) for every camera or 14 (7 per camera "
+     "of ['front', 'left'])"),
+])
+def test_temporal_parameters_are_checked_in_one_line_naming_the_value(values, message) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_values(values)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_camera_extrinsic_is_one_mounting_for_every_camera_or_one_per_camera() -> None:
+    from semantic_depth_ros.data.tf_chain import make_transform
+
+    lifted = [0.0, 0.0, 1.5, -0.5, 0.5, -0.5, 0.5]  # optical frame (z forward) 1.5 m above base_link (x forward)
+    one = settings_from_values({"odom_topic": "/odom", "camera_extrinsic": [0, 0, 1, 0, 0, 0, 1]})  # integers too
+    assert one.camera_extrinsic == (0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    np.testing.assert_allclose(one.mountings[""], make_transform((0, 0, 1), (0, 0, 0, 1)))
+    two = settings_from_values({"odom_topic": "/odom", "cameras": ["front", "rear"],
+                                "camera_extrinsic": lifted + [0.0, 0.0, 1.5, 0.5, 0.5, -0.5, -0.5]})
+    np.testing.assert_allclose(two.mountings["front"] @ [0, 0, 1, 1], [1.0, 0.0, 1.5, 1.0], atol=1e-12)  # looks +x
+    np.testing.assert_allclose(two.mountings["rear"] @ [0, 0, 1, 1], [-1.0, 0.0, 1.5, 1.0], atol=1e-12)  # looks -x
+    shared = settings_from_values({"odom_topic": "/odom", "cameras": ["front", "rear"], "camera_extrinsic": lifted})
+    np.testing.assert_allclose(shared.mountings["rear"], two.mountings["front"])
+    assert settings_from_values({"camera_extrinsic": lifted}).mountings == {}  # no odometry: unused
+
+
+def test_temporal_filter_and_camera_extrinsic_declare_and_change_in_rclpy() -> None:
+    """YAML's on/off reach the node as booleans and an empty float list has no type: both are declared with
+    dynamic typing, and every form is read back as the settings expect."""
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    assert make_descriptor(SPECS["temporal_filter"]).dynamic_typing
+    extrinsic = make_descriptor(SPECS["camera_extrinsic"])
+    assert extrinsic.type == ParameterType.PARAMETER_DOUBLE_ARRAY and extrinsic.dynamic_typing
+    context = rclpy.Context()
+    rclpy.init(context=context, args=["probe", "--ros-args", "-p", "temporal_filter:=on"])
+    try:
+        node = Node("params_probe", context=context)
+        node.declare_parameters("", [d for d in declaration_list() if d[0] in ("temporal_filter", "camera_extrinsic")])
+        assert node.get_parameter("temporal_filter").value is True  # what `-p temporal_filter:=on` gives
+        assert validate_value("temporal_filter", node.get_parameter("temporal_filter").value) == "on"
+        assert validate_value("camera_extrinsic", node.get_parameter("camera_extrinsic").value) == ()
+        for name, value in (("temporal_filter", "static"), ("temporal_filter", False),
+                            ("camera_extrinsic", [0.0, 0.0, 1.5, 0.0, 0.0, 0.0, 1.0])):
+            assert node.set_parameters([Parameter(name, value=value)])[0].successful
+        assert validate_value("temporal_filter", node.get_parameter("temporal_filter").value) == "off"
+        assert validate_value("camera_extrinsic", node.get_parameter("camera_extrinsic").value)[2] == 1.5
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

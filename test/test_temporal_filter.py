@@ -235,7 +235,8 @@ def test_mismatched_inputs_are_rejected_naming_them() -> None:
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("temporal_filter", "on", "temporal_filter = 'on' must be one of off, auto, static"),
+    ("temporal_filter", "maybe", "temporal_filter = 'maybe' must be one of off, on, auto, static"),
+    ("temporal_filter", 1, "temporal_filter = 1 must be one of off, on, auto, static"),
     ("temporal_disagreement", 0.0, "temporal_disagreement = 0.0 must be in"),
     ("temporal_disagreement", float("nan"), "temporal_disagreement = nan must be finite"),
     ("temporal_memory", 0.5, r"temporal_memory = 0.5 must be in \[1, 100\] frames"),
@@ -315,3 +316,8 @@ def test_stage_off_passes_outputs_through_and_missing_outputs_are_named() -> Non
     stage = TemporalStage(_settings())
     with pytest.raises(InvalidInputError, match="missing: semantic"):
         stage.process(dataclasses.replace(outputs, semantic=None), FrameContext(stamp_ns=0))
+
+
+@pytest.mark.parametrize("value, mode", [("on", "auto"), (True, "auto"), (False, "off"), ("static", "static")])
+def test_on_and_yaml_booleans_name_the_modes(value, mode) -> None:
+    assert TemporalSettings(temporal_filter=value).temporal_filter == mode

@@ -152,3 +152,41 @@ def test_concurrent_adds_and_lookups_stay_consistent() -> None:
             assert pose[0, 3] == pytest.approx(10.0)
     thread.join()
     assert not errors and len(buffer) == 500
+
+
+def test_a_refused_sample_leaves_no_pose_across_it_but_its_neighbours_keep_theirs() -> None:
+    buffer = OdometryBuffer()
+    for k in range(4):
+        buffer.add(k * S // 10, (float(k), 0.0, 0.0), _yaw_quaternion(0.0))
+    with pytest.raises(InvalidInputError, match=r"odometry position = \[4.0, nan, 0.0\] must be finite"):
+        buffer.add(4 * S // 10, (4.0, float("nan"), 0.0), _yaw_quaternion(0.0))
+    with pytest.raises(InvalidInputError, match=r"odometry orientation = .* is not a unit quaternion \(norm 2\)"):
+        buffer.add(6 * S // 10, (6.0, 0.0, 0.0), (0.0, 0.0, 0.0, 2.0))
+    buffer.add(5 * S // 10, (5.0, 0.0, 0.0), _yaw_quaternion(0.0))
+    buffer.add(7 * S // 10, (7.0, 0.0, 0.0), _yaw_quaternion(0.0))
+    assert buffer.pose_at(3 * S // 10)[0, 3] == pytest.approx(3.0)  # exactly on a good sample
+    assert buffer.pose_at(4 * S // 10) is None  # the refused sample's own stamp: not guessed from 3 and 5
+    assert buffer.pose_at(35 * S // 100) is None  # between 3 and 5, across the refused 4
+    assert buffer.pose_at(5 * S // 10)[0, 3] == pytest.approx(5.0)
+    assert buffer.pose_at(65 * S // 100) is None  # across the refused 6
+    assert buffer.pose_at(25 * S // 100)[0, 3] == pytest.approx(2.5)
+    assert len(buffer) == 6
+
+
+def test_wait_for_returns_once_a_sample_at_or_after_the_stamp_arrives_even_a_refused_one() -> None:
+    buffer = OdometryBuffer()
+    buffer.add(1 * S, (0.0, 0.0, 0.0), _yaw_quaternion(0.0))
+    assert buffer.wait_for(1 * S, 0.0) and not buffer.wait_for(2 * S, 0.01)
+
+    def late(good: bool) -> None:
+        try:
+            buffer.add(2 * S if good else 3 * S, (1.0, 0.0, 0.0), _yaw_quaternion(0.0) if good else (0, 0, 0, 3.0))
+        except InvalidInputError:
+            pass
+
+    for good, stamp in ((True, 2 * S), (False, 3 * S)):
+        thread = threading.Timer(0.05, late, args=(good,))
+        thread.start()
+        assert buffer.wait_for(stamp, 10.0)  # woken by the sample, long before the timeout
+        thread.join()
+    assert buffer.pose_at(2 * S) is not None and buffer.pose_at(3 * S) is None

@@ -19,9 +19,11 @@ from ..pipeline.chain import frame_stages
 from ..replay.bag_writer import STORAGES, check_destination
 from ..replay.frames import Selection
 from ..replay.pipeline import ReplayOptions, replay_bag
+from ..temporal import TemporalStage, parse_camera_extrinsic
 from ..replay.topics import DEFAULT_OUTPUTS, default_camera_info_topic, parse_outputs
 from .lidar_args import add_lidar_pairing_arguments, extrinsic_from_args
 from .road_scale_args import add_road_scale_arguments, road_scale_settings_from_args
+from .temporal_args import add_temporal_arguments, temporal_settings_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_lidar_pairing_arguments(parser)
     add_road_scale_arguments(parser, switch=True,
                              window_help="accepted frames the scale is the median of (default: the node's)")
+    add_temporal_arguments(parser, switch=True)
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--benchmark", action="store_true",
                         help="also time the bare estimator on the same frames (held in memory) and print the ratio")
@@ -88,6 +91,13 @@ def options_from(args: argparse.Namespace) -> ReplayOptions:
     if args.lidar_topic is None and (args.lidar_frame is not None or args.extrinsic is not None):
         raise ConfigError("--lidar-frame and --extrinsic need --lidar-topic")
     extrinsic = extrinsic_from_args(args)
+    if args.odom_topic is None and args.camera_extrinsic is not None:
+        raise ConfigError("--camera-extrinsic needs --odom-topic")
+    if args.odom_topic is not None and args.temporal == "static":
+        raise ConfigError("--odom-topic is unused with --temporal static (it ignores camera poses): leave one out")
+    camera_extrinsic = None
+    if args.camera_extrinsic is not None:
+        camera_extrinsic = parse_camera_extrinsic(args.camera_extrinsic)
     return ReplayOptions(
         image_topic=args.image_topic,
         camera_info_topic=args.camera_info_topic or default_camera_info_topic(args.image_topic),
@@ -95,12 +105,13 @@ def options_from(args: argparse.Namespace) -> ReplayOptions:
         overwrite=args.overwrite, selection=Selection(args.every, args.start, args.end),
         cloud=CloudLayout(args.point_fields, parse_drop_labels(args.drop_labels), args.point_stride),
         lidar_topic=args.lidar_topic, lidar_frame=args.lidar_frame,
-        extrinsic=extrinsic, max_dt=args.max_dt, progress=not args.no_progress)
+        extrinsic=extrinsic, max_dt=args.max_dt, progress=not args.no_progress,
+        odom_topic=args.odom_topic, camera_extrinsic=camera_extrinsic)
 
 
 def stages_from(args: argparse.Namespace) -> list[FrameStage]:
     """The frame stages of the parsed arguments, in the node's order (ConfigError naming a bad value)."""
-    return frame_stages(road_scale_settings_from_args(args))
+    return frame_stages(road_scale_settings_from_args(args), temporal_settings_from_args(args, args.temporal))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -109,7 +120,8 @@ def main(args: argparse.Namespace) -> int:
     options = options_from(args)
     stages = stages_from(args)
     if stages and args.benchmark:
-        raise ConfigError("--benchmark times the network and the message path alone: leave out --scale-from-road")
+        raise ConfigError("--benchmark times the network and the message path alone: leave out --scale-from-road "
+                          "and --temporal")
     out = Path(args.out)
     check_destination(out, options.overwrite)
     estimator = DepthEstimator(args.checkpoint, device=args.device, precision=args.precision,
@@ -123,6 +135,9 @@ def main(args: argparse.Namespace) -> int:
     else:
         summary = replay_bag(args.bag, out, estimator, options, stages)
     for stage in stages:
-        print("scale from the road: " + ", ".join(f"{key} {value}" for key, value in stage.diagnostics().items()))
+        what = "temporal filter" if isinstance(stage, TemporalStage) else "scale from the road"
+        print(f"{what}: " + ", ".join(f"{key} {value}" for key, value in stage.diagnostics().items()))
+    if summary.odometry_line:
+        print(summary.odometry_line)
     print(summary.line())
     return 0

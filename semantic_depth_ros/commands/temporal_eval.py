@@ -18,9 +18,7 @@ from ..files import ensure_writable_folder
 from ..errors import ConfigError
 from ..evaluation.temporal_eval import (DEFAULT_FRAMES, DEFAULT_SEED, DEFAULT_SIZE, evaluate_temporal,
                                         format_temporal_report)
-from ..temporal.settings import FIELD_DOCS, TemporalSettings
-
-_TUNABLE = ("temporal_disagreement", "temporal_memory", "temporal_max_gap_s", "temporal_scale_smoothing")
+from .temporal_args import add_temporal_arguments, temporal_settings_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,19 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's; 1 gives steadier times on a shared CPU)")
     parser.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON to FILE")
-    defaults = TemporalSettings()
-    group = parser.add_argument_group("filter settings (the node parameters of the same names)")
-    for name in _TUNABLE:
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=getattr(defaults, name),
-                           help=f"{FIELD_DOCS[name]} (default: {getattr(defaults, name):g})")
-    group.add_argument("--temporal-moving-labels", dest="temporal_moving_labels", type=int, nargs="*",
-                       default=list(defaults.temporal_moving_labels), metavar="ID",
-                       help=f"{FIELD_DOCS['temporal_moving_labels']}; give none to fuse every class")
+    add_temporal_arguments(parser, switch=False)
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = TemporalSettings(temporal_filter="auto", temporal_moving_labels=tuple(args.temporal_moving_labels),
-                                **{name: getattr(args, name) for name in _TUNABLE})
+    settings = temporal_settings_from_args(args, "auto")
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads {args.threads} must be at least 1")

@@ -37,42 +37,48 @@ class CameraOutputs:
     """Message fields of one camera's frames under ``plan``, after ``stages`` (run in order on every frame).
 
     Owns the camera's ray-grid cache, its host staging and its stages' state; ``replan`` changes the plan (the
-    caches stay). ``plan.estimator_outputs()`` includes what the stages need.
+    caches stay). ``plan.estimator_outputs()`` includes what the stages need now (a stage switched off at run
+    time needs nothing).
     """
 
     def __init__(self, plan: OutputPlan, stages: Sequence[FrameStage] = ()) -> None:
         self._stages = tuple(stages)
-        self._stage_needs = tuple(name for stage in self._stages for name in stage.needs)
         self._rays = ray_grids()
         self._staging = HostStaging()
-        self._plan = plan.with_needs(self._stage_needs)
+        self._base_plan = plan
+
+    @property
+    def stages(self) -> tuple[FrameStage, ...]:
+        """The camera's stages, in the order they run."""
+        return self._stages
 
     @property
     def plan(self) -> OutputPlan:
         """The plan in use, the stages' needs included."""
-        return self._plan
+        return self._base_plan.with_needs([name for stage in self._stages for name in stage.needs])
 
     def replan(self, plan: OutputPlan) -> None:
         """Use ``plan`` from the next frame on (dynamic parameters, the outputs subscribed now)."""
-        self._plan = plan.with_needs(self._stage_needs)
+        self._base_plan = plan
 
     def estimator_outputs(self, has_intrinsics: bool) -> tuple[str, ...]:
         """What to ask the estimator for a frame of this camera with or without intrinsics."""
-        return self._plan.servable(has_intrinsics).estimator_outputs()
+        return self.plan.servable(has_intrinsics).estimator_outputs()
 
     def messages(self, outputs: EstimatorOutputs, stamp_ns: int, *, depth_range: tuple[float, float],
-                 staging: HostStaging | None = None) -> FrameMessages:
+                 pose: np.ndarray | None = None, staging: HostStaging | None = None) -> FrameMessages:
         """The fields of one frame: ``outputs`` (as ``estimator_outputs`` asked) through the stages, then the plan.
 
         ``stamp_ns``: the image header's stamp; ``depth_range``: (min, max) metres of the depth colour map (the
-        estimator's ``depth_range()``); ``staging``: where the host arrays live until the fields are consumed
-        (default: this camera's, valid until its next frame; replay passes one per frame in flight).
+        estimator's ``depth_range()``); ``pose``: 4x4 ``world_from_camera`` at the stamp (metres) or None;
+        ``staging``: where the host arrays live until the fields are consumed (default: this camera's, valid
+        until its next frame; replay passes one per frame in flight).
         Without ``outputs.intrinsics`` the outputs that need them are left out.
         """
-        context = FrameContext(stamp_ns=stamp_ns)
+        context = FrameContext(stamp_ns=stamp_ns, pose=pose)
         for stage in self._stages:
             outputs = stage.process(outputs, context)
-        plan = self._plan.servable(outputs.intrinsics is not None)
+        plan = self.plan.servable(outputs.intrinsics is not None)
         tensors = _output_tensors(plan, outputs, depth_range, self._rays)
         host = (staging or self._staging).fetch(tensors)
         depth = host.get("depth") if plan.host_depth or "depth" in plan.outputs else None

@@ -9,6 +9,7 @@ time (the first one for images that precede every camera_info: ``semantic-depth 
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import deque
 from collections.abc import Iterator
@@ -210,3 +211,20 @@ class FrameSource:
         if truth is not None:
             frame.lidar_depth = truth.take(frame.ordinal, frame.camera)
         return frame
+
+
+def stamp_ordered(items: Iterator[InputFrame | Skipped | Copied], window: int
+                  ) -> Iterator[InputFrame | Skipped | Copied]:
+    """``items`` with the frames in header-stamp order within a window of ``window`` frames (bag order is arrival
+    order; the stages need stamp order). Skips and copies pass at once; a frame later than the window allows
+    comes when it comes (the temporal filter then restarts on it, counted)."""
+    held: list[tuple[int, int, InputFrame]] = []
+    for item in items:
+        if not isinstance(item, InputFrame):
+            yield item
+            continue
+        heapq.heappush(held, (item.sec * 1_000_000_000 + item.nanosec, item.ordinal, item))
+        if len(held) > window:
+            yield heapq.heappop(held)[2]
+    while held:
+        yield heapq.heappop(held)[2]

@@ -26,7 +26,8 @@ from ..messages import NEEDS_INTRINSICS, OutputFields
 from ..pipeline import CameraOutputs, CloudLayout, FrameStage, HostStaging, OutputPlan
 from .bag_writer import OutputBag, folder_size, header, msgtype_of, serialize
 from .copy_input import register_copy
-from .frames import Copied, FrameSource, InputFrame, Selection, Skipped
+from .frames import Copied, FrameSource, InputFrame, Selection, Skipped, stamp_ordered
+from .odometry import BagPoses
 from .scoring import DriveScore, LidarTruth
 from .topics import image_namespace, output_topic
 
@@ -54,6 +55,8 @@ class ReplayOptions:
     max_dt: float = 0.05
     progress: bool = True
     queue_frames: int = 0  # frames each queue holds (0: two batches)
+    odom_topic: str | None = None  # nav_msgs/Odometry: camera poses for the stages (temporal filter)
+    camera_extrinsic: np.ndarray | None = None  # 4x4 child_from_camera instead of /tf_static
 
     @property
     def plan(self) -> OutputPlan:
@@ -79,6 +82,7 @@ class ReplaySummary:
     bytes: int = 0
     scored: int = 0
     skipped_lines: list[str] = field(default_factory=list)
+    odometry_line: str = ""
 
     @property
     def fps(self) -> float:
@@ -150,14 +154,19 @@ class _Worker(threading.Thread):
 
 def replay_bag(bag_path: str | Path, out: str | Path, estimator: DepthEstimator, options: ReplayOptions,
                stages: Sequence[FrameStage] = ()) -> ReplaySummary:
-    """Run ``estimator`` and then ``stages`` (in order, as the node runs them) over the selected frames of
-    ``bag_path`` and write the output bag ``out``."""
+    """Run ``estimator`` and then ``stages`` (in order, as the node runs them, with each frame's camera pose from
+    ``options.odom_topic`` when given) over the selected frames of ``bag_path`` and write the output bag ``out``.
+    With stages, frames run in stamp order within a window of ``options.batch`` frames (a bag stores them in
+    arrival order)."""
     wanted = options.outputs
     scoring = options.lidar_topic is not None
     summary = ReplaySummary(out=Path(out))
     with BagReader(bag_path) as bag:
         source = FrameSource(bag, options.image_topic, options.camera_info_topic, needs_camera=options.needs_camera,
                              selection=options.selection, copy_input=options.copy_input)
+        poses = None
+        if options.odom_topic is not None:
+            poses = BagPoses(bag, options.odom_topic, source.image_conns, options.camera_extrinsic)
         truth = None
         if scoring:
             truth = LidarTruth(bag, source.image_conns, source.info_conns, options.lidar_topic,
@@ -170,7 +179,12 @@ def replay_bag(bag_path: str | Path, out: str | Path, estimator: DepthEstimator,
                 register_copy(bag_out, connection)
             score = DriveScore() if scoring else None
             camera = CameraOutputs(options.plan, stages)
-            _run_threads(source.items(truth), estimator, camera, options, bag_out, topics, score, summary, source)
+            items = source.items(truth)
+            if stages:
+                items = stamp_ordered(items, options.batch)
+            _run_threads(items, estimator, camera, options, bag_out, topics, score, summary, source, poses)
+            if poses is not None:
+                summary.odometry_line = poses.line()
             summary.messages = bag_out.messages
             bag_out.close()
             if score is not None:
@@ -186,7 +200,7 @@ def replay_bag(bag_path: str | Path, out: str | Path, estimator: DepthEstimator,
 
 def _run_threads(items: Iterator[InputFrame | Skipped | Copied], estimator: DepthEstimator, camera: CameraOutputs,
                  options: ReplayOptions, bag_out: OutputBag, topics: dict[str, str], score: DriveScore | None,
-                 summary: ReplaySummary, source: FrameSource) -> None:
+                 summary: ReplaySummary, source: FrameSource, poses: BagPoses | None) -> None:
     """Reader thread -> network thread (batches) -> writing on this thread."""
     size = options.queue_frames or 2 * options.batch
     stop = threading.Event()
@@ -226,7 +240,7 @@ def _run_threads(items: Iterator[InputFrame | Skipped | Copied], estimator: Dept
             bar.set_postfix_str(f"{summary.written / max(bar.format_dict['elapsed'], 1e-9):.1f} fps", refresh=False)
 
     def infer() -> None:
-        _infer(inbox, outbox, stagings, stop, estimator, camera, options, summary, source.start_ns)
+        _infer(inbox, outbox, stagings, stop, estimator, camera, options, summary, source.start_ns, poses)
         _put(outbox, _DONE, stop)
 
     # the bag is written on the calling thread: rosbags' sqlite3 storage may only be used by the thread that opened it
@@ -249,8 +263,9 @@ def _run_threads(items: Iterator[InputFrame | Skipped | Copied], estimator: Dept
 
 def _infer(inbox: queue.Queue, outbox: queue.Queue, stagings: queue.Queue, stop: threading.Event,
            estimator: DepthEstimator, camera: CameraOutputs, options: ReplayOptions, summary: ReplaySummary,
-           start_ns: int) -> None:
-    """The network thread: batches of frames through the estimator, each frame through ``camera`` to the writer."""
+           start_ns: int, poses: BagPoses | None) -> None:
+    """The network thread: batches of frames through the estimator, each frame through ``camera`` (with its pose
+    at the stamp) to the writer."""
     batch: list[InputFrame] = []
 
     def flush() -> None:
@@ -260,8 +275,9 @@ def _infer(inbox: queue.Queue, outbox: queue.Queue, stagings: queue.Queue, stop:
         depth_range = estimator.depth_range()
         for frame, result in zip(batch, results):
             staging = _get(stagings, stop)
-            messages = camera.messages(result, frame.sec * 1_000_000_000 + frame.nanosec, depth_range=depth_range,
-                                       staging=staging)
+            stamp_ns = frame.sec * 1_000_000_000 + frame.nanosec
+            pose = poses.pose_at(stamp_ns, frame.frame_id) if poses is not None else None
+            messages = camera.messages(result, stamp_ns, depth_range=depth_range, pose=pose, staging=staging)
             _put(outbox, _FrameOut(frame, messages.fields, messages.depth, staging), stop)
         batch.clear()
 

@@ -27,6 +27,7 @@ from ..inference.estimator import EstimatorOutputs
 from ..messages import OUTPUT_TOPICS, compressed_to_rgb, image_to_rgb
 from ..pipeline import CameraOutputs, FrameStage, OutputPlan
 from ..pipeline.plan import ESTIMATOR_NEEDS
+from ..temporal import CameraPoses
 from .diagnostics import LogThrottle, NodeStats
 from .messages import to_msg
 from .params import NodeSettings
@@ -76,15 +77,16 @@ class CameraChannel:
     ``stats`` counts this camera; ``totals`` (the node's statistics over all cameras), when given, counts it too.
     ``available``: the estimator outputs the model can give (an .onnx exported with fewer heads gives fewer);
     outputs that need others get no publisher. ``stages``: this camera's stages after the estimator
-    (``outputs``, its ``CameraOutputs``, runs them).
+    (``outputs``, its ``CameraOutputs``, runs them); ``poses``: its camera poses from odometry, or None.
     """
 
     def __init__(self, node: Node, name: str, settings: NodeSettings,
                  on_frame: Callable[["CameraChannel", ReceivedFrame], None], throttle: LogThrottle,
                  totals: NodeStats | None = None, available: Collection[str] | None = None,
-                 stages: Sequence[FrameStage] = ()) -> None:
+                 stages: Sequence[FrameStage] = (), poses: CameraPoses | None = None) -> None:
         self.node = node
         self.name = name
+        self.poses = poses
         self.stats = NodeStats()
         self._all_stats = [self.stats] if totals is None or totals is self.stats else [self.stats, totals]
         self._throttle = throttle
@@ -186,11 +188,21 @@ class CameraChannel:
         for stats in self._all_stats:
             stats.record_failed(now, type(exc).__name__)
 
-    def publish(self, prepared: PreparedFrame, outputs: EstimatorOutputs, *, depth_range: tuple[float, float]) -> None:
-        """Every planned output of one frame from ``outputs`` (``CameraOutputs.messages``: the stages, one host
-        copy each), depth first, under the input's header; then the frame counts as served."""
+    def pose_at(self, stamp_ns: int, wait_s: float) -> np.ndarray | None:
+        """``world_from_camera`` (4x4) at ``stamp_ns`` from odometry, after waiting up to ``wait_s`` seconds for a
+        sample at or after it; None without odometry or when the stamp has no pose (counted by ``poses``)."""
+        if self.poses is None:
+            return None
+        self.poses.buffer.wait_for(stamp_ns, wait_s)
+        return self.poses.pose_at(stamp_ns)
+
+    def publish(self, prepared: PreparedFrame, outputs: EstimatorOutputs, *, depth_range: tuple[float, float],
+                pose: np.ndarray | None = None) -> None:
+        """Every planned output of one frame from ``outputs`` (``CameraOutputs.messages``: the stages, with the
+        camera ``pose`` at the frame's stamp, one host copy each), depth first, under the input's header; then
+        the frame counts as served."""
         frame = prepared.frame
-        messages = self.outputs.messages(outputs, frame.stamp_ns, depth_range=depth_range)
+        messages = self.outputs.messages(outputs, frame.stamp_ns, depth_range=depth_range, pose=pose)
         header = frame.msg.header
         for key, message_fields in messages.fields.items():
             self.publishers[key].publish(to_msg(header, message_fields))

@@ -59,12 +59,13 @@ class DepthClient:
 
     Runs its own ROS context on ``domain_id`` (None: ``ROS_DOMAIN_ID``) with an executor thread; its participant
     gets the package's Fast DDS profile unless the user names one. ``diagnostics``: keep the latest
-    ``/diagnostics`` message in ``self.diagnostics``.
+    ``/diagnostics`` message in ``self.diagnostics``. ``odometry_topic``: also publish ``nav_msgs/Odometry`` there
+    (``publish_odometry``).
     """
 
     def __init__(self, *, domain_id: int | None = None, cameras: Sequence[str] = ("/",),
                  outputs: Sequence[str] = tuple(OUTPUT_MESSAGES), diagnostics: bool = False,
-                 name: str = "semantic_depth_client") -> None:
+                 name: str = "semantic_depth_client", odometry_topic: str | None = None) -> None:
         unknown = sorted(set(outputs) - set(OUTPUT_MESSAGES))
         if unknown or not cameras:
             raise SemanticDepthError(f"client outputs {', '.join(unknown)} are not among {', '.join(OUTPUT_MESSAGES)}"
@@ -100,6 +101,12 @@ class DepthClient:
             for camera in cameras for key in outputs]
         if diagnostics:
             self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self._odometry_pub = None
+        if odometry_topic is not None:
+            from nav_msgs.msg import Odometry  # only clients that drive ego-motion need nav_msgs
+
+            self._odometry_pub = self.node.create_publisher(Odometry, odometry_topic,
+                                                            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name=f"{name}_executor", daemon=True)
@@ -167,6 +174,32 @@ class DepthClient:
         sent = time.perf_counter()
         self._image_pubs[camera].publish(image)
         return sent
+
+    def publish_odometry(self, stamp: int, position: Sequence[float], orientation: Sequence[float], *,
+                         frame_id: str = "odom", child_frame_id: str = "base_link") -> None:
+        """Publish the pose of ``child_frame_id`` in ``frame_id`` at ``stamp`` (ns): position x y z metres,
+        orientation x y z w (sent as given: a test may send a bad one)."""
+        from nav_msgs.msg import Odometry
+
+        if self._odometry_pub is None:
+            raise SemanticDepthError("this client was made without odometry_topic")
+        self.check()
+        msg = Odometry()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, NANOSECONDS)
+        msg.header.frame_id, msg.child_frame_id = frame_id, child_frame_id
+        pose = msg.pose.pose
+        pose.position.x, pose.position.y, pose.position.z = (float(v) for v in position)
+        pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in orientation)
+        self._odometry_pub.publish(msg)
+
+    def wait_odometry_connected(self, timeout: float = 30.0) -> None:
+        """Until the node subscribes to our odometry."""
+        deadline = time.monotonic() + timeout
+        while self._odometry_pub is not None and self._odometry_pub.get_subscription_count() == 0:
+            self.check()
+            if time.monotonic() > deadline:
+                raise SemanticDepthError(f"the depth node did not subscribe to odometry within {timeout:.0f} s")
+            time.sleep(0.05)
 
     def done_at(self, stamp: int, keys: Sequence[str] | None = None, camera: str | None = None) -> float | None:
         """When the last of ``keys`` (default: all subscribed) for ``stamp`` arrived, or None if one is missing."""

@@ -41,10 +41,12 @@ from ..errors import ConfigError, InvalidInputError
 from ..inference.benchmark import process_peak_rss_mb
 from ..inference.estimator import DepthEstimator, EstimatorOutputs
 from ..pipeline.chain import frame_stages
+from ..temporal import TemporalSettings, TemporalStage
 from .batch_worker import BatchWorker
-from .camera_channel import CameraChannel, PreparedFrame, ReceivedFrame
+from .camera_channel import CameraChannel, PreparedFrame, ReceivedFrame, qos_profile
 from .distro import add_parameter_callbacks
 from .diagnostics import LogThrottle, NodeStats, diagnostic_array
+from .odometry_input import OdometryInput
 from .params import (
     PARAMETER_NAMES,
     NodeSettings,
@@ -60,6 +62,7 @@ NODE_NAME = "depth_node"
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_THROTTLE_S = 5.0
 BATCH_SAMPLES = 300
+ODOMETRY_QOS_DEPTH = 100  # odometry comes at up to ~100 Hz while the executor may be busy with images
 ChannelFrame = tuple[CameraChannel, ReceivedFrame]
 
 
@@ -82,6 +85,8 @@ class DepthNodeCore:
         self._settings: NodeSettings | None = None
         self._throttle = LogThrottle(LOG_THROTTLE_S)
         self._estimator_update: NodeSettings | None = None  # applied by the worker before its next batch
+        self._temporal_update: TemporalSettings | None = None  # likewise, to every camera's temporal stage
+        self.odometry: OdometryInput | None = None
         self._stages_stale = False  # deactivate could not reset the stages: the worker does before its next batch
         self._update_lock = threading.Lock()
         self._batches: deque[tuple[int, float]] = deque(maxlen=BATCH_SAMPLES)  # (frames, estimate seconds)
@@ -137,6 +142,9 @@ class DepthNodeCore:
         if (self._settings.mask_sky, self._settings.depth_range) != (previous.mask_sky, previous.depth_range):
             with self._update_lock:
                 self._estimator_update = self._settings
+        if self._settings.temporal != previous.temporal:
+            with self._update_lock:
+                self._temporal_update = self._settings.temporal
         self.node.get_logger().info("parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params))
 
     def _apply_updates(self, estimator: DepthEstimator) -> None:
@@ -144,10 +152,16 @@ class DepthNodeCore:
         stages after a deactivate that did not wait for the last batch, once each."""
         with self._update_lock:
             settings, self._estimator_update = self._estimator_update, None
+            temporal, self._temporal_update = self._temporal_update, None
             stale, self._stages_stale = self._stages_stale, False
         if settings is not None:
             estimator.mask_sky = settings.mask_sky
             estimator.min_depth, estimator.max_depth = settings.depth_range
+        if temporal is not None:
+            for channel in self.channels.values():
+                for stage in channel.outputs.stages:
+                    if isinstance(stage, TemporalStage):
+                        stage.configure(temporal)
         if stale:
             self._reset_stages()
 
@@ -175,11 +189,19 @@ class DepthNodeCore:
         warmup_ms = (time.monotonic() - start) * 1e3
         self._settings, self.estimator = settings, estimator
         with self._update_lock:
-            self._estimator_update, self._stages_stale = None, False
+            self._estimator_update, self._temporal_update, self._stages_stale = None, None, False
         self.worker = BatchWorker(self._process_batch, name="depth_worker", on_error=self._on_worker_error)
-        self.channels = {name: CameraChannel(self.node, name, settings, self._on_frame, self._throttle, self.stats,
-                                             available=estimator.available_outputs, stages=frame_stages(settings.road_scale))
-                         for name in (settings.cameras or ("",))}
+        mountings = settings.mountings
+        if settings.odom_topic:
+            self.odometry = OdometryInput(self.node, settings.odom_topic,
+                                          qos_profile(settings.input_qos_reliability, ODOMETRY_QOS_DEPTH),
+                                          self._throttle)
+        self.channels = {
+            name: CameraChannel(self.node, name, settings, self._on_frame, self._throttle, self.stats,
+                                available=estimator.available_outputs,
+                                stages=frame_stages(settings.road_scale, settings.temporal),
+                                poses=self.odometry.poses(mountings[name]) if self.odometry is not None else None)
+            for name in (settings.cameras or ("",))}
         self.worker.start()
         self._diagnostics_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
@@ -238,6 +260,9 @@ class DepthNodeCore:
             channel.outputs.reset()  # the worker has stopped: nothing runs a stage now
             channel.destroy()
         self.channels = {}
+        if self.odometry is not None:
+            self.odometry.destroy()
+            self.odometry = None
         if self._diagnostics_timer is not None:
             self.node.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
@@ -298,7 +323,9 @@ class DepthNodeCore:
                 worker.count_dropped(channel.name)  # received before a deactivate: never published as current
                 continue
             try:
-                channel.publish(ready, outputs, depth_range=depth_range)
+                pose = (channel.pose_at(ready.frame.stamp_ns, settings.odom_wait_s)
+                        if settings.temporal.temporal_filter == "auto" else None)
+                channel.publish(ready, outputs, depth_range=depth_range, pose=pose)
             except Exception as exc:  # noqa: BLE001 - one camera's failure must not cost the others their frame
                 channel.record_failure(exc)
                 self._on_worker_error(exc)
@@ -357,6 +384,8 @@ class DepthNodeCore:
             memory["peak_gpu_mb"] = torch.cuda.max_memory_allocated(estimator.device) / 2**20
         extra: dict[str, Any] = {"state": "active" if self.active else "inactive", **self.batch_figures(),
                                  **stages.get("", {})}  # the unnamed camera's stages: the node's one status
+        if self.odometry is not None:
+            extra.update(self.odometry.diagnostics())
         publisher.publish(diagnostic_array(
             self.stats.snapshot(now), stamp=self.node.get_clock().now().to_msg(),
             name=f"{self.node.get_name()}: semantic depth", hardware_id=str(estimator.device),

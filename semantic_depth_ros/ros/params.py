@@ -11,16 +11,15 @@ unset value or any list of integers is accepted, then validated here.
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import functools
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.parameter import Parameter
 
 from ..errors import ConfigError
@@ -31,8 +30,9 @@ from ..devices import FIXED_PRECISIONS
 from ..inference.estimator import ESTIMATOR_BACKENDS, DepthEstimator, depth_range_of
 from ..pipeline import CloudLayout
 from ..roadscale import SCALE_FROM_ROAD_MODES, RoadScaleSettings, road_scale_settings
-
-ParamValue = Union[bool, int, float, str, tuple[str, ...], tuple[int, ...]]
+from ..temporal import TemporalSettings
+from .param_spec import ParamSpec, ParamValue, check_value, declared_default, make_descriptor, type_error
+from .temporal_params import TEMPORAL_PARAMETERS, camera_mountings
 
 MAX_DEPTH_LIMIT_M = 1000.0
 MAX_FOCAL_PX = 1.0e6
@@ -41,24 +41,6 @@ MAX_QOS_DEPTH = 100
 MAX_CAMERAS = 16
 MAX_CAMERA_HEIGHT_M = 100.0
 CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # one ROS name token: becomes the camera's topic namespace
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One parameter: name, default (whose Python type is the parameter's type), description, constraints."""
-
-    name: str
-    default: ParamValue
-    description: str
-    dynamic: bool
-    choices: tuple[str, ...] = ()
-    value_range: tuple[float, float] | None = None  # inclusive, for int and float parameters (and int list items)
-    item_type: str = ""  # list parameters (tuple default): "str" or "int"
-
-    @property
-    def type_name(self) -> str:
-        """'bool', 'int', 'float', 'str', 'str_list' or 'int_list'."""
-        return f"{self.item_type}_list" if isinstance(self.default, tuple) else type(self.default).__name__
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -127,6 +109,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "as a fraction of the fitted camera height", dynamic=False, value_range=(0.0, 1.0)),
     ParamSpec("road_max_tilt", RoadScaleSettings.road_max_tilt, "largest angle in radians between the fitted "
               "road normal and the expected up", dynamic=False, value_range=(0.0, 1.5708)),
+    *TEMPORAL_PARAMETERS,
     ParamSpec("input_qos_reliability", "best_effort", "QoS reliability of the image and camera_info subscriptions "
               "(best_effort also receives from reliable publishers)", dynamic=False,
               choices=("best_effort", "reliable")),
@@ -175,6 +158,15 @@ class NodeSettings:
     road_min_inlier_ratio: float = RoadScaleSettings.road_min_inlier_ratio
     road_inlier_tolerance: float = RoadScaleSettings.road_inlier_tolerance
     road_max_tilt: float = RoadScaleSettings.road_max_tilt
+    temporal_filter: str = "off"  # off, on, auto or static (on: auto)
+    temporal_disagreement: float = TemporalSettings.temporal_disagreement
+    temporal_memory: float = TemporalSettings.temporal_memory
+    temporal_max_gap_s: float = TemporalSettings.temporal_max_gap_s
+    temporal_scale_smoothing: float = TemporalSettings.temporal_scale_smoothing
+    temporal_moving_labels: tuple[int, ...] = TemporalSettings.temporal_moving_labels
+    odom_topic: str = ""
+    odom_wait_s: float = 0.1
+    camera_extrinsic: tuple[float, ...] = ()
     input_qos_reliability: str = "best_effort"
     input_qos_depth: int = 1
     output_qos_reliability: str = "reliable"
@@ -200,6 +192,16 @@ class NodeSettings:
         values["camera_height"] = values["camera_height"] or None  # 0.0: not set, refused when on
         return road_scale_settings(SCALE_FROM_ROAD_MODES[int(self.scale_from_road)], values)
 
+    @functools.cached_property
+    def temporal(self) -> TemporalSettings:
+        """The temporal filter's settings (ConfigError naming a bad value)."""
+        return TemporalSettings(**{name: getattr(self, name) for name in TemporalSettings.field_names()})
+
+    @property
+    def mountings(self) -> dict[str, np.ndarray]:
+        """Each camera's ``child_from_camera`` (4x4) from ``camera_extrinsic``; empty without ``odom_topic``."""
+        return camera_mountings(self.camera_extrinsic, self.cameras, self.odom_topic)
+
     @property
     def depth_range(self) -> tuple[float | None, float | None]:
         """``(min_depth, max_depth)`` in metres for the estimator, None where the checkpoint's range applies."""
@@ -210,28 +212,10 @@ ROAD_SCALE_PARAMETERS = ("camera_height", "camera_pitch", "scale_window", "road_
                          "road_min_inlier_ratio", "road_inlier_tolerance", "road_max_tilt")
 
 
-def _type_error(spec: ParamSpec, value: Any) -> ConfigError:
-    return ConfigError(f"parameter {spec.name} = {value!r} must be of type {spec.type_name}")
-
-
-def _validate_int_list(spec: ParamSpec, value: Any) -> tuple[int, ...]:
-    """An integer-list parameter as a sorted tuple without repeats; None (declared but unset) is the empty list."""
-    if value is None:
-        return ()
-    if not isinstance(value, (list, tuple, array.array)) or \
-            any(isinstance(item, bool) or not isinstance(item, int) for item in value):
-        raise ConfigError(f"parameter {spec.name} = {value!r} must be a list of integers")
-    low, high = spec.value_range if spec.value_range is not None else (-math.inf, math.inf)
-    for item in value:
-        if not low <= item <= high:
-            raise ConfigError(f"parameter {spec.name} = {list(value)!r}: {item} is outside [{low:g}, {high:g}]")
-    return tuple(sorted(set(value)))
-
-
 def _camera_names(spec: ParamSpec, value: Any) -> tuple[str, ...]:
     """A list of unique camera names (ROS name tokens), at most ``MAX_CAMERAS``; ConfigError otherwise."""
     if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
-        raise _type_error(spec, value)
+        raise type_error(spec, value)
     names = tuple(value)
     bad = [name for name in names if not CAMERA_NAME.fullmatch(name)]
     if bad:
@@ -256,17 +240,7 @@ def validate_value(name: str, value: Any) -> ParamValue:
                           f"(known: {', '.join(PARAMETER_NAMES)})")
     if spec.type_name == "str_list":
         return _camera_names(spec, value)
-    if spec.type_name == "int_list":
-        return _validate_int_list(spec, value)
-    if type(value) is not type(spec.default):
-        raise _type_error(spec, value)
-    if spec.choices and value not in spec.choices:
-        raise ConfigError(f"parameter {name} = {value!r} must be one of {', '.join(spec.choices)}")
-    if spec.value_range is not None:
-        low, high = spec.value_range
-        if not (math.isfinite(value) and low <= value <= high):
-            raise ConfigError(f"parameter {name} = {value!r} is outside [{low:g}, {high:g}]")
-    return value
+    return check_value(spec, value)
 
 
 def validate_settings(settings: NodeSettings) -> NodeSettings:
@@ -277,8 +251,10 @@ def validate_settings(settings: NodeSettings) -> NodeSettings:
                           f"max_depth = {settings.max_depth!r}")
     try:
         settings.road_scale  # noqa: B018 - validates camera_height and the thresholds when scale_from_road is on
+        settings.temporal  # noqa: B018 - the filter's own bounds (e.g. temporal_disagreement > 0)
     except ConfigError as exc:
         raise ConfigError(f"parameter {exc}") from None
+    settings.mountings  # noqa: B018 - camera_extrinsic with odom_topic (its errors name the parameter)
     return settings
 
 
@@ -305,42 +281,9 @@ def apply_changes(current: NodeSettings, changes: Mapping[str, Any], *, allow_st
     return validate_settings(dataclasses.replace(current, **checked))
 
 
-_ROS_TYPES = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
-              "float": ParameterType.PARAMETER_DOUBLE, "str": ParameterType.PARAMETER_STRING,
-              "str_list": ParameterType.PARAMETER_STRING_ARRAY, "int_list": ParameterType.PARAMETER_INTEGER_ARRAY}
-
-
-def make_descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """ROS 2 descriptor of ``spec``: type, description, allowed values and numeric range."""
-    kind = "dynamic: takes effect on the next frame" if spec.dynamic else "static: read at start-up"
-    descriptor = ParameterDescriptor(name=spec.name, type=_ROS_TYPES[spec.type_name],
-                                     description=f"{spec.description} ({kind})")
-    if spec.choices:
-        descriptor.additional_constraints = f"one of: {', '.join(spec.choices)}"
-    if spec.type_name == "int_list":
-        descriptor.dynamic_typing = True  # an empty list has no type in ROS 2 (module docstring)
-        if spec.value_range is not None:
-            descriptor.additional_constraints = f"integers in {int(spec.value_range[0])}..{int(spec.value_range[1])}"
-    elif spec.value_range is not None:
-        low, high = spec.value_range
-        if spec.type_name == "int":
-            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
-        else:
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high),
-                                                                  step=0.0)]
-    return descriptor
-
-
 def declaration_list(specs: Sequence[ParamSpec] = PARAMETERS) -> list[tuple[str, Any, ParameterDescriptor]]:
     """``(name, default, descriptor)`` tuples for ``rclpy.node.Node.declare_parameters("", ...)``."""
-    return [(spec.name, _declared_default(spec), make_descriptor(spec)) for spec in specs]
-
-
-def _declared_default(spec: ParamSpec) -> Any:
-    """What ``declare_parameters`` gets: a string list's type (see ``unset_defaults``), a list for an int list."""
-    if spec.type_name == "str_list":
-        return Parameter.Type.STRING_ARRAY
-    return list(spec.default) if isinstance(spec.default, tuple) else spec.default
+    return [(spec.name, declared_default(spec), make_descriptor(spec)) for spec in specs]
 
 
 def unset_defaults(values: Mapping[str, Parameter]) -> list[Parameter]:
@@ -369,6 +312,11 @@ def check_model_settings(settings: NodeSettings, estimator: DepthEstimator) -> N
             estimator.require_outputs(("semantic",))
         except ConfigError as exc:
             raise ConfigError(f"parameter scale_from_road = true: {exc}") from None
+    if settings.temporal.enabled:
+        try:
+            estimator.require_outputs(("semantic", "confidence"))
+        except ConfigError as exc:
+            raise ConfigError(f"parameter temporal_filter = {settings.temporal_filter!r}: {exc}") from None
     if settings.mask_sky:
         estimator.check_mask_sky()
     try:

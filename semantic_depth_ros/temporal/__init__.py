@@ -7,12 +7,12 @@ and :mod:`.stage` (``TemporalStage``, the filter behind ``pipeline.stages.FrameS
 
 from .filter import TemporalFilter
 from .odometry import CameraPoses, OdometryBuffer, parse_camera_extrinsic, world_from_camera
-from .settings import FIELD_DOCS, MOVING_LABELS, TEMPORAL_MODES, TemporalSettings
+from .settings import FIELD_DOCS, MODE_CHOICES, MOVING_LABELS, TEMPORAL_MODES, TemporalSettings, temporal_mode
 from .stage import TemporalStage
 from .warp import WarpResult, forward_warp, project_depth
 
 __all__ = [
-    "FIELD_DOCS", "MOVING_LABELS", "TEMPORAL_MODES", "CameraPoses", "OdometryBuffer", "TemporalFilter",
+    "FIELD_DOCS", "MODE_CHOICES", "MOVING_LABELS", "TEMPORAL_MODES", "CameraPoses", "OdometryBuffer", "TemporalFilter",
     "TemporalSettings", "TemporalStage", "WarpResult", "forward_warp", "parse_camera_extrinsic", "project_depth",
-    "world_from_camera",
+    "temporal_mode", "world_from_camera",
 ]

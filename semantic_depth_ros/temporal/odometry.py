@@ -73,9 +73,11 @@ def slerp(q0: np.ndarray, q1: np.ndarray, fraction: float) -> np.ndarray:
 
 class OdometryBuffer:
     """The last ``capacity`` odometry poses in stamp order; :meth:`pose_at` interpolates them. Thread-safe: the
-    odometry callback may :meth:`add` while the worker calls :meth:`pose_at`.
+    odometry callback may :meth:`add` while the worker calls :meth:`pose_at` (or :meth:`wait_for`).
 
     ``max_interval_s``: samples farther apart than this are not interpolated between (the stamp gets no pose).
+    A sample refused by :meth:`add` (NaN, a non-unit quaternion) is remembered by its stamp: no pose is
+    interpolated across it, so the frames it would have posed run without a pose instead of a guessed one.
     """
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY, *, max_interval_s: float = DEFAULT_MAX_INTERVAL_S,
@@ -89,7 +91,10 @@ class OdometryBuffer:
         self.quaternion_tolerance = float(quaternion_tolerance)
         self._stamps: list[int] = []
         self._samples: list[PoseSample] = []
+        self._rejected: list[int] = []  # stamps of refused samples, sorted, at most ``capacity``
+        self._newest_seen = -1  # newest stamp of any sample offered, accepted or refused
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
 
     def add(self, stamp_ns: int, position: Sequence[float], orientation: Sequence[float]) -> None:
         """Add the pose at ``stamp_ns`` (position x y z metres, orientation x y z w); samples may arrive out of order
@@ -97,13 +102,19 @@ class OdometryBuffer:
         non-finite number or a quaternion whose norm is not 1 within ``quaternion_tolerance``."""
         if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)) or stamp_ns < 0:
             raise InvalidInputError(f"odometry stamp {stamp_ns!r} must be a non-negative integer of nanoseconds")
-        sample = PoseSample(
-            stamp_ns=int(stamp_ns),
-            position=_finite_vector("odometry position", position, 3, InvalidInputError),
-            orientation=_unit_quaternion("odometry orientation", orientation, self.quaternion_tolerance,
-                                         InvalidInputError),
-        )
-        with self._lock:
+        try:
+            sample = PoseSample(
+                stamp_ns=int(stamp_ns),
+                position=_finite_vector("odometry position", position, 3, InvalidInputError),
+                orientation=_unit_quaternion("odometry orientation", orientation, self.quaternion_tolerance,
+                                             InvalidInputError),
+            )
+        except InvalidInputError:
+            self._reject(int(stamp_ns))
+            raise
+        with self._arrived:
+            self._newest_seen = max(self._newest_seen, sample.stamp_ns)
+            self._arrived.notify_all()
             index = bisect.bisect_left(self._stamps, sample.stamp_ns)
             if index < len(self._stamps) and self._stamps[index] == sample.stamp_ns:
                 self._samples[index] = sample
@@ -113,10 +124,26 @@ class OdometryBuffer:
             if len(self._stamps) > self.capacity:
                 del self._stamps[0], self._samples[0]
 
+    def _reject(self, stamp_ns: int) -> None:
+        """Remember a refused sample's stamp (see the class docstring)."""
+        with self._arrived:
+            bisect.insort(self._rejected, stamp_ns)
+            if len(self._rejected) > self.capacity:
+                del self._rejected[0]
+            self._newest_seen = max(self._newest_seen, stamp_ns)
+            self._arrived.notify_all()
+
+    def wait_for(self, stamp_ns: int, timeout_s: float) -> bool:
+        """Block until a sample (accepted or refused) at or after ``stamp_ns`` was offered, at most ``timeout_s``
+        seconds; whether one was. Odometry often arrives a little after the image it should pose."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self._newest_seen >= stamp_ns, timeout=max(timeout_s, 0.0))
+
     def pose_at(self, stamp_ns: int) -> np.ndarray | None:
         """4x4 float64 ``world_from_child`` at ``stamp_ns``: linear interpolation of the position and slerp of the
         orientation between the two samples around it; None when the stamp is outside the buffer's time span or
-        the samples around it are more than ``max_interval_s`` apart (the caller counts such frames)."""
+        the samples around it are more than ``max_interval_s`` apart or a refused sample lies between them (the
+        caller counts such frames)."""
         with self._lock:
             index = bisect.bisect_left(self._stamps, stamp_ns)
             if index < len(self._stamps) and self._stamps[index] == stamp_ns:
@@ -124,6 +151,9 @@ class OdometryBuffer:
             elif 0 < index < len(self._stamps):
                 before, after = self._samples[index - 1], self._samples[index]
             else:
+                return None
+            refused = bisect.bisect_left(self._rejected, before.stamp_ns)
+            if refused < len(self._rejected) and self._rejected[refused] <= after.stamp_ns and before is not after:
                 return None
         if before is after:
             return make_transform(before.position, before.orientation)
@@ -145,6 +175,8 @@ class OdometryBuffer:
         with self._lock:
             self._stamps.clear()
             self._samples.clear()
+            self._rejected.clear()
+            self._newest_seen = -1
 
     def __len__(self) -> int:
         with self._lock:
@@ -175,6 +207,21 @@ class CameraPoses:
         self.child_from_camera = np.asarray(child_from_camera, dtype=np.float64)
         self._lock = threading.Lock()
         self.misses = 0
+
+    def _reject(self, stamp_ns: int) -> None:
+        """Remember a refused sample's stamp (see the class docstring)."""
+        with self._arrived:
+            bisect.insort(self._rejected, stamp_ns)
+            if len(self._rejected) > self.capacity:
+                del self._rejected[0]
+            self._newest_seen = max(self._newest_seen, stamp_ns)
+            self._arrived.notify_all()
+
+    def wait_for(self, stamp_ns: int, timeout_s: float) -> bool:
+        """Block until a sample (accepted or refused) at or after ``stamp_ns`` was offered, at most ``timeout_s``
+        seconds; whether one was. Odometry often arrives a little after the image it should pose."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self._newest_seen >= stamp_ns, timeout=max(timeout_s, 0.0))
 
     def pose_at(self, stamp_ns: int) -> np.ndarray | None:
         """``world_from_camera`` at ``stamp_ns`` (4x4 float64), or None (counted in ``misses``)."""

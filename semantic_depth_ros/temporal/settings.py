@@ -14,14 +14,17 @@ from ..errors import ConfigError
 from ..labels import BICYCLE, CAR, BUS, MOTORCYCLE, NUM_CLASSES, PERSON, RIDER, TRAIN, TRUCK
 
 TEMPORAL_MODES: tuple[str, ...] = ("off", "auto", "static")
+# what users may write: YAML and `-p temporal_filter:=on` turn on/off into booleans; "on" means "auto"
+MODE_ALIASES: dict[object, str] = {"on": "auto", True: "auto", False: "off"}
+MODE_CHOICES: tuple[str, ...] = ("off", "on", "auto", "static")
 MOVING_LABELS: tuple[int, ...] = (PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE)
 MAX_MEMORY_FRAMES = 100.0
 MAX_GAP_LIMIT_S = 60.0
 
 FIELD_DOCS: dict[str, str] = {
-    "temporal_filter": "temporal fusion of depth: off; auto (with a camera pose per frame, the previous fused depth "
-                       "is warped into the current view; without one the camera is assumed still); static (a "
-                       "camera on a fixed mount: poses are ignored)",
+    "temporal_filter": "temporal fusion of depth: off; on or auto (with a camera pose per frame, from odom_topic, "
+                       "the previous fused depth is warped into the current view; without one the camera is "
+                       "assumed still); static (a camera on a fixed mount: poses are ignored)",
     "temporal_disagreement": "largest relative difference |new / warped previous - 1| at which a pixel's new depth "
                              "is fused with its history (above it the pixel restarts from the new depth)",
     "temporal_memory": "frames: effective length of each pixel's history (the weight of the past decays by "
@@ -34,6 +37,16 @@ FIELD_DOCS: dict[str, str] = {
     "temporal_moving_labels": "Cityscapes train ids (0..18) never fused (objects that move on their own); default: "
                               "person, rider, car, truck, bus, train, motorcycle, bicycle",
 }
+
+
+def temporal_mode(value: object) -> str:
+    """``temporal_filter`` as one of ``TEMPORAL_MODES``: on (or true) is auto, false is off; ConfigError naming
+    any other value."""
+    if isinstance(value, (bool, str)):
+        mode = MODE_ALIASES.get(value, value)
+        if mode in TEMPORAL_MODES:
+            return str(mode)
+    raise ConfigError(f"temporal_filter = {value!r} must be one of {', '.join(MODE_CHOICES)}")
 
 
 def _number(name: str, value: object) -> float:
@@ -80,8 +93,7 @@ class TemporalSettings:
     temporal_moving_labels: tuple[int, ...] = MOVING_LABELS
 
     def __post_init__(self) -> None:
-        if self.temporal_filter not in TEMPORAL_MODES:
-            raise ConfigError(f"temporal_filter = {self.temporal_filter!r} must be one of {', '.join(TEMPORAL_MODES)}")
+        object.__setattr__(self, "temporal_filter", temporal_mode(self.temporal_filter))
         checks = (
             ("temporal_disagreement", lambda x: 0.0 < x <= 1.0, "in (0, 1]"),
             ("temporal_memory", lambda x: 1.0 <= x <= MAX_MEMORY_FRAMES, f"in [1, {MAX_MEMORY_FRAMES:g}] frames"),

@@ -20,10 +20,15 @@ from .settings import TemporalSettings
 class TemporalStage:
     """Temporal fusion of one camera's depth (``FrameStage``); one instance per camera."""
 
-    needs: tuple[str, ...] = ("depth", "confidence", "semantic")
+    NEEDS: tuple[str, ...] = ("depth", "confidence", "semantic")
 
     def __init__(self, settings: TemporalSettings) -> None:
         self.filter = TemporalFilter(settings)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The estimator outputs the filter reads; none while it is off (no head is computed for it)."""
+        return self.NEEDS if self.settings.enabled else ()
 
     @property
     def settings(self) -> TemporalSettings:
@@ -39,9 +44,9 @@ class TemporalStage:
         """This frame's outputs with fused ``depth`` and ``confidence`` (same sizes, dtypes and device)."""
         if not self.settings.enabled:
             return outputs
-        missing = [name for name in self.needs if getattr(outputs, name) is None]
+        missing = [name for name in self.NEEDS if getattr(outputs, name) is None]
         if missing:
-            raise InvalidInputError(f"temporal stage needs the estimator outputs {', '.join(self.needs)}; "
+            raise InvalidInputError(f"temporal stage needs the estimator outputs {', '.join(self.NEEDS)}; "
                                     f"missing: {', '.join(missing)}")
         depth, confidence = self.filter.update(outputs.depth, outputs.confidence, outputs.semantic,
                                                outputs.intrinsics, context.stamp_ns, context.pose)
