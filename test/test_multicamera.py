@@ -67,6 +67,14 @@ def nodes(tiny_checkpoint: Path) -> Iterator[dict[str, Any]]:
     rclpy.shutdown(context=context)
 
 
+def wait_node_sees(node: Any, cameras: tuple[str, ...], keys: tuple[str, ...]) -> None:
+    """Until ``node`` counts a subscriber on ``keys`` of every camera: the client seeing the node's publishers
+    (``wait_connected``) does not mean the node has discovered the client's subscriptions yet, and a frame that
+    arrives before it has is not served (no subscriber), as on a slower DDS (seen once on Kilted)."""
+    wait_until(lambda: all(set(keys) <= set(node.channels[c].subscribed_outputs()) for c in cameras),
+               f"the node's view of the {', '.join(keys)} subscriptions of {', '.join(cameras)}")
+
+
 def send(client: DepthClient, camera: str, stamp: int, seed: int, keys: tuple[str, ...], **kwargs: Any) -> dict:
     """Publish a frame of ``camera`` to namespace ``/<camera>`` (or ``kwargs['namespace']``), return its outputs."""
     namespace = kwargs.get("namespace", f"/{camera}")
@@ -95,6 +103,8 @@ def test_three_cameras_run_as_one_batch_and_equal_a_single_camera_node(nodes: di
     namespaces = [f"/{c}" for c in CAMERAS]
     with DepthClient(cameras=[*namespaces, "/single"], outputs=ALL) as client:
         client.wait_connected()
+        wait_node_sees(multi, tuple(CAMERAS), ALL)
+        wait_until(lambda: set(ALL) <= set(nodes["single"].channels[""].subscribed_outputs()), "/single's view")
         image, info = camera_frame("front", 0)
         client.publish(1, image, info, camera="/front")
         assert started.wait(TIMEOUT)
@@ -165,6 +175,7 @@ def test_a_bad_message_on_one_camera_leaves_the_others_served(nodes: dict[str, A
     rejected = {name: channel.stats.messages_rejected for name, channel in multi.channels.items()}
     with DepthClient(cameras=[f"/{c}" for c in CAMERAS], outputs=("depth",)) as client:
         client.wait_connected()
+        wait_node_sees(multi, tuple(CAMERAS), ("depth",))
         bad, info = camera_frame("left", 4)
         bad.encoding = "yuv422"
         client.publish(400, bad, info, camera="/left")
@@ -183,6 +194,7 @@ def test_a_silent_camera_does_not_block_the_others_and_diagnostics_report_each_c
     published = {name: channel.stats.frames_published for name, channel in multi.channels.items()}
     with DepthClient(cameras=[f"/{c}" for c in CAMERAS], outputs=("depth",), diagnostics=True) as client:
         client.wait_connected()
+        wait_node_sees(multi, tuple(CAMERAS), ("depth",))
         for stamp in (500, 501, 502):  # only front sends; left and right stay silent but subscribed
             send(client, "front", stamp, stamp, ("depth",))
         assert multi.channels["front"].stats.frames_published == published["front"] + 3

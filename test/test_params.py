@@ -34,7 +34,8 @@ QOS_PARAMETERS = {"input_qos_reliability", "input_qos_depth", "output_qos_reliab
 ROAD_PARAMETERS = {"scale_from_road", "camera_height", "camera_pitch", "scale_window", "road_labels",
                    "road_min_fraction", "road_min_inlier_ratio", "road_inlier_tolerance", "road_max_tilt"}  # issue 16
 TEMPORAL_PARAMETERS = {"temporal_filter", "temporal_disagreement", "temporal_memory", "temporal_max_gap_s",
-                       "temporal_scale_smoothing", "temporal_moving_labels", "odom_wait_s"}  # issue 15, dynamic
+                       "temporal_scale_smoothing", "temporal_moving_labels", "temporal_moving_memory",
+                       "odom_wait_s"}  # issue 15, dynamic
 ODOMETRY_PARAMETERS = {"odom_topic", "camera_extrinsic"}  # issue 15, static
 
 

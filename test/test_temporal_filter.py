@@ -71,7 +71,7 @@ def test_memory_of_one_frame_never_fuses() -> None:
 
 
 def test_moving_classes_are_never_fused_so_a_car_does_not_smear() -> None:
-    filt = TemporalFilter(_settings(temporal_filter="static"))
+    filt = TemporalFilter(_settings(temporal_filter="static", temporal_moving_memory=1.0))
     labels = _labels(ROAD)
     labels[4:8, 4:10] = CAR
     _update(filt, 10.0, 0, semantic=labels)
@@ -84,8 +84,27 @@ def test_moving_classes_are_never_fused_so_a_car_does_not_smear() -> None:
     np.testing.assert_array_equal(filt.last_fused.numpy(), (labels != CAR).numpy())
 
 
+def test_moving_classes_fuse_only_within_a_quarter_of_the_gate_and_with_a_short_memory() -> None:
+    """By default (temporal_moving_memory 2) a car pixel that keeps its depth (parked) is fused a little, one whose
+    depth changes by more than a quarter of temporal_disagreement (0.05 of 0.2) restarts from the new depth."""
+    filt = TemporalFilter(_settings(temporal_filter="static"))
+    assert filt.settings.temporal_moving_memory == 2.0
+    labels = _labels(CAR)
+    _update(filt, 10.0, 0, semantic=labels)
+    depth = torch.full((H, W), 10.3)  # 3 %: within 5 %, fused with the prior's weight halved
+    depth[:, W // 2:] = 10.8  # 8 %: within the 20 % gate of static classes, but a moving class restarts
+    out, _ = _update(filt, depth, 100, semantic=labels)
+    half = math.exp((0.5 * math.log(10.0) + math.log(10.3)) / 1.5)
+    np.testing.assert_allclose(out[:, :W // 2].numpy(), half, rtol=1e-5)
+    np.testing.assert_allclose(out[:, W // 2:].numpy(), 10.8, rtol=1e-6)
+    assert filt.fused_fraction == pytest.approx(0.5)
+    out, _ = _update(filt, 10.3, 200, semantic=labels)  # the weight stays bounded: memory of about two frames
+    assert abs(out[0, 0].item() - 10.3) < abs(half - 10.3)
+
+
 def test_a_scattered_moving_label_list_gates_exactly_its_classes() -> None:
-    filt = TemporalFilter(_settings(temporal_filter="static", temporal_moving_labels=(PERSON, CAR)))
+    filt = TemporalFilter(_settings(temporal_filter="static", temporal_moving_labels=(PERSON, CAR),
+                                    temporal_moving_memory=1.0))
     labels = _labels(RIDER)
     labels[0] = CAR
     labels[1] = PERSON

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..temporal import FIELD_DOCS, TemporalSettings
 
 TUNABLE: tuple[str, ...] = ("temporal_disagreement", "temporal_memory", "temporal_max_gap_s",
-                            "temporal_scale_smoothing")
+                            "temporal_scale_smoothing", "temporal_moving_memory")
 
 
 def add_temporal_arguments(parser: argparse.ArgumentParser, *, switch: bool) -> None:

@@ -105,8 +105,8 @@ class DepthClient:
         if odometry_topic is not None:
             from nav_msgs.msg import Odometry  # only clients that drive ego-motion need nav_msgs
 
-            self._odometry_pub = self.node.create_publisher(Odometry, odometry_topic,
-                                                            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+            odometry_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+            self._odometry_pub = self.node.create_publisher(Odometry, odometry_topic, odometry_qos)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name=f"{name}_executor", daemon=True)

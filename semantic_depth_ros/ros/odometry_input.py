@@ -45,8 +45,9 @@ class OdometryInput:
             with self._lock:
                 self.rejected += 1
             if self._throttle.allow("reject:odometry", time.monotonic()):
-                self.node.get_logger().error(f"rejected {self.node.resolve_topic_name(self.topic)} message at stamp "
-                                             f"{stamp.sec}.{stamp.nanosec:09d}: {exc}; frames near it run without a pose")
+                topic = self.node.resolve_topic_name(self.topic)
+                self.node.get_logger().error(f"rejected {topic} message at stamp {stamp.sec}.{stamp.nanosec:09d}: "
+                                             f"{exc}; frames near it run without a pose")
             return
         with self._lock:
             self.received += 1

@@ -53,7 +53,8 @@ def _number_list(spec: ParamSpec, value: Any, integers: bool) -> tuple[Any, ...]
     kinds = (int,) if integers else (int, float)
     if not isinstance(value, (list, tuple, array.array)) or \
             any(isinstance(item, bool) or not isinstance(item, kinds) for item in value):
-        raise ConfigError(f"parameter {spec.name} = {value!r} must be a list of {'integers' if integers else 'numbers'}")
+        kind = "integers" if integers else "numbers"
+        raise ConfigError(f"parameter {spec.name} = {value!r} must be a list of {kind}")
     low, high = spec.value_range if spec.value_range is not None else (-math.inf, math.inf)
     for item in value:
         if not (math.isfinite(item) and low <= item <= high):

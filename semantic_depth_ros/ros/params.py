@@ -164,6 +164,7 @@ class NodeSettings:
     temporal_max_gap_s: float = TemporalSettings.temporal_max_gap_s
     temporal_scale_smoothing: float = TemporalSettings.temporal_scale_smoothing
     temporal_moving_labels: tuple[int, ...] = TemporalSettings.temporal_moving_labels
+    temporal_moving_memory: float = TemporalSettings.temporal_moving_memory
     odom_topic: str = ""
     odom_wait_s: float = 0.1
     camera_extrinsic: tuple[float, ...] = ()

@@ -35,6 +35,8 @@ TEMPORAL_PARAMETERS: tuple[ParamSpec, ...] = (
               FIELD_DOCS["temporal_scale_smoothing"], dynamic=True, value_range=(0.0, 1.0)),
     ParamSpec("temporal_moving_labels", TemporalSettings.temporal_moving_labels, FIELD_DOCS["temporal_moving_labels"],
               dynamic=True, value_range=(0, NUM_CLASSES - 1), item_type="int"),
+    ParamSpec("temporal_moving_memory", TemporalSettings.temporal_moving_memory, FIELD_DOCS["temporal_moving_memory"],
+              dynamic=True, value_range=(1.0, MAX_MEMORY_FRAMES)),
     ParamSpec("odom_topic", "", "nav_msgs/Odometry topic with the pose of the odometry child frame (e.g. base_link) "
               "in its world frame, interpolated to each image stamp for temporal_filter on/auto (empty: no "
               "odometry, the filter assumes a still camera)", dynamic=False),

@@ -15,6 +15,9 @@ Per frame (depth ``d`` HxW metres with NaN = invalid, confidence ``c`` HxW in [0
    it made flicker and accuracy worse on the generated drives (``temporal-eval``), so it is not applied.
 3. **Gate.** A pixel fuses when both depths are valid, ``|log d - log prior| <= log(1 + temporal_disagreement)`` and
    its new label is not a moving class; otherwise it restarts from the new depth (so a moving car never smears).
+   A pixel of a moving class fuses only within ``MOVING_GATE_SHARE`` of that gate and with the prior decayed by
+   ``1 - 1 / temporal_moving_memory`` (2 frames by default; 1 = never): a parked car steadies a little, a car that
+   moves restarts (``temporal-eval``: the moving car's abs rel within 1 % of the network's).
 4. **Fuse.** Weights: the prior's ``w * (1 - 1 / temporal_memory)`` (bounded memory: the past decays) and the new
    observation's ``max(c, MIN_WEIGHT)``; fused log depth and confidence are their weighted means, the new weight
    their sum (it grows while a pixel keeps agreeing, up to about ``temporal_memory`` observations).
@@ -40,6 +43,7 @@ from ..labels import SKY
 from .settings import TemporalSettings
 from .warp import fill_small_holes, forward_warp
 
+MOVING_GATE_SHARE = 0.25  # moving classes fuse only within this share of temporal_disagreement
 MIN_WEIGHT = 0.05  # weight of an observation whose confidence is ~0 (an untrained or unsure network)
 MIN_SCALE_FRACTION = 0.01  # fewest pixels (fraction of the image) that may set the scale correction
 SCALE_AGREEMENT = math.log(1.5)  # pixels whose log ratio exceeds this do not vote on the scale
@@ -85,6 +89,7 @@ class TemporalFilter:
             self.reset()
         self.settings = settings
         self._gate_limit = math.log1p(settings.temporal_disagreement)  # largest |log new - log prior| that fuses
+        self._moving_gate_limit = math.log1p(settings.temporal_disagreement * MOVING_GATE_SHARE)
         self._moving_lut: dict[torch.device, torch.Tensor] = {}
 
     def update(self, depth: torch.Tensor, confidence: torch.Tensor, semantic: torch.Tensor,
@@ -129,10 +134,17 @@ class TemporalFilter:
             log_new = self._stabilise_scale(log_new, prior_log, moving, semantic)
         else:
             self._scale_correction = 1.0
-        # fuse where both depths agree and the new label is not a moving class (so a moving car never smears)
-        fuse = ((log_new - prior_log).abs() <= self._gate_limit) & ~moving  # False where either depth is NaN
+        # fuse where both depths agree and the new label is not a moving class (so a moving car never smears);
+        # moving classes only within a tighter gate and with a short memory, when temporal_moving_memory > 1
+        difference = (log_new - prior_log).abs()  # NaN where either depth is: every comparison below is False
+        fuse = (difference <= self._gate_limit) & ~moving
         decay = 1.0 - 1.0 / self.settings.temporal_memory
         w_prior = prior_weight.nan_to_num(0.0) * (fuse.float() * decay)  # 0 where not fused: the new value alone
+        moving_decay = 1.0 - 1.0 / self.settings.temporal_moving_memory
+        if moving_decay > 0.0:
+            fuse_moving = (difference <= self._moving_gate_limit) & moving
+            w_prior = w_prior + prior_weight.nan_to_num(0.0) * (fuse_moving.float() * moving_decay)
+            fuse = fuse | fuse_moving
         w_new = conf_new.clamp(min=MIN_WEIGHT, max=1.0)
         total = w_prior + w_new
         log_fused = (w_prior * prior_log.nan_to_num(0.0) + w_new * log_new) / total  # NaN where log_new is
