@@ -602,3 +602,27 @@ def test_scale_from_road_options_are_checked_in_one_line(tmp_path, tiny_checkpoi
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("error: ") and message in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_scoring_with_the_temporal_filter_scores_the_filtered_depth(tmp_path, tiny_checkpoint, estimator):
+    """A drive replays and scores with and without the filter: the scored depth is the stage's output."""
+    from semantic_depth_ros.pipeline.stages import FrameContext
+    from semantic_depth_ros.temporal import TemporalSettings, TemporalStage
+
+    bag, out = make_drive(tmp_path, "mcap"), tmp_path / "scored"
+    code = run_cli(str(bag), "--image-topic", "/cam/image_raw", "--checkpoint", str(tiny_checkpoint), "--out",
+                   str(out), "--outputs", "depth", "--device", "cpu", "--precision", "fp32", "--lidar-topic",
+                   "/points", "--no-progress", "--temporal", "static")
+    assert code == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    stage = TemporalStage(TemporalSettings(temporal_filter="static"))
+    for i, frame in enumerate(FRAMES):
+        outputs = estimator.estimate(frame.rgb, camera=frame.intrinsics, outputs=("depth", "confidence", "semantic"))
+        raw = outputs.depth.numpy().copy()
+        pred = stage.process(outputs, FrameContext(stamp_ns=T0 + i * FRAME_NS)).depth.numpy()
+        lidar = project_points_to_depth(transform_points(frame.lidar_to_camera, frame.lidar_points),
+                                        k_matrix(frame.intrinsics), WIDTH, HEIGHT)
+        metrics = compute_depth_metrics(pred, lidar, min_depth=1e-3, max_depth=80.0, crop="none")
+        assert float(rows[i]["abs_rel@80"]) == pytest.approx(metrics["abs_rel"], rel=1e-4)
+        if i > 0:
+            assert not np.allclose(pred, raw, rtol=1e-4, equal_nan=True), i  # the filter changed the depth
