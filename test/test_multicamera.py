@@ -217,3 +217,37 @@ def test_a_silent_camera_does_not_block_the_others_and_diagnostics_report_each_c
     assert front["camera"] == "front" and int(front["frames_published"]) >= 3
     assert {"input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "frames_dropped"} <= set(front)
     assert float(front["latency_p50_ms"]) > 0.0
+
+
+def test_each_camera_keeps_its_own_temporal_history_and_reports_it(nodes: dict[str, Any]) -> None:
+    """temporal_filter on a three-camera node: one filter per camera (a camera's frames never fuse with another's),
+    each camera's status in /diagnostics carries its own counters."""
+    from semantic_depth_ros.temporal import TemporalStage
+
+    multi = nodes["multi"]
+    stages = {c: next(s for s in multi.channels[c].outputs.stages if isinstance(s, TemporalStage)) for c in CAMERAS}
+    assert len({id(stage) for stage in stages.values()}) == len(CAMERAS)
+    assert multi.set_parameters([Parameter("temporal_filter", value="static")])[0].successful
+    try:
+        with DepthClient(cameras=["/front", "/left"], outputs=("depth",), diagnostics=True) as client:
+            client.wait_connected()
+            wait_node_sees(multi, ("front", "left"), ("depth",))
+            for stamp in (600, 700, 800):  # 100 ns apart: one stream per camera, fused within it
+                send(client, "front", stamp, 1, ("depth",))
+            send(client, "left", 650, 2, ("depth",))
+            assert stages["front"].filter.frames == 3 and stages["front"].filter.resets == 0
+            assert stages["left"].filter.frames == 1 and stages["right"].filter.frames == 0
+            assert stages["front"].filter.fused_fraction > 0.0
+
+            def camera_values(camera: str) -> dict[str, str]:
+                message = client.diagnostics
+                statuses = {s.name: s for s in message.status} if message is not None else {}
+                status = statuses.get(f"multi_depth_node: semantic depth {camera}")
+                return {kv.key: kv.value for kv in status.values} if status is not None else {}
+
+            wait_until(lambda: (camera_values("front").get("temporal_frames"), camera_values("left").get(
+                "temporal_frames")) == ("3", "1"), "each camera's temporal counters")
+            assert camera_values("right")["temporal_frames"] == "0"
+            assert camera_values("front")["temporal_filter"] == "static"
+    finally:
+        assert multi.set_parameters([Parameter("temporal_filter", value="off")])[0].successful

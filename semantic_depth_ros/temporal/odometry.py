@@ -208,21 +208,6 @@ class CameraPoses:
         self._lock = threading.Lock()
         self.misses = 0
 
-    def _reject(self, stamp_ns: int) -> None:
-        """Remember a refused sample's stamp (see the class docstring)."""
-        with self._arrived:
-            bisect.insort(self._rejected, stamp_ns)
-            if len(self._rejected) > self.capacity:
-                del self._rejected[0]
-            self._newest_seen = max(self._newest_seen, stamp_ns)
-            self._arrived.notify_all()
-
-    def wait_for(self, stamp_ns: int, timeout_s: float) -> bool:
-        """Block until a sample (accepted or refused) at or after ``stamp_ns`` was offered, at most ``timeout_s``
-        seconds; whether one was. Odometry often arrives a little after the image it should pose."""
-        with self._arrived:
-            return self._arrived.wait_for(lambda: self._newest_seen >= stamp_ns, timeout=max(timeout_s, 0.0))
-
     def pose_at(self, stamp_ns: int) -> np.ndarray | None:
         """``world_from_camera`` at ``stamp_ns`` (4x4 float64), or None (counted in ``misses``)."""
         world_from_child = self.buffer.pose_at(stamp_ns)
