@@ -82,7 +82,7 @@ def forward_warp(depth: torch.Tensor, intrinsics: Intrinsics, current_from_previ
     z_flat = z.reshape(-1)  # NaN or out of the image only where invalid, which lands in the spare slot
     zbuf = torch.full((count + 1,), torch.inf, dtype=torch.float32, device=depth.device)
     zbuf.scatter_reduce_(0, target, z_flat, reduce="amin", include_self=True)
-    winner = (z_flat == zbuf[target]).long() * valid_flat
+    winner = (z_flat == torch.index_select(zbuf, 0, target)).long() * valid_flat  # index_select: faster gather
     source_index = torch.arange(count, device=depth.device) * winner + (winner - 1)  # -1 for the losers
     source = torch.full((count + 1,), -1, dtype=torch.int64, device=depth.device)
     source.scatter_reduce_(0, target, source_index, reduce="amax", include_self=True)
@@ -90,11 +90,12 @@ def forward_warp(depth: torch.Tensor, intrinsics: Intrinsics, current_from_previ
     warped = zbuf[:count].nan_to_num(posinf=math.nan).reshape(height, width)  # holes kept their +inf
     hole_nan = warped * 0.0  # NaN at holes, 0 elsewhere: adding it makes a carried value NaN at holes
     carried = []
+    gather = source.clamp(min=0)
     for value in values:
         if value.shape != depth.shape:
             raise InvalidInputError(f"warped value of shape {tuple(value.shape)} differs from the depth's "
                                     f"{tuple(depth.shape)}")
-        picked = value.reshape(-1)[source.clamp(min=0)].reshape(height, width)
+        picked = torch.index_select(value.reshape(-1), 0, gather).reshape(height, width)
         carried.append(picked + hole_nan if picked.is_floating_point() else picked)
     return WarpResult(depth=warped, values=tuple(carried), source=source.reshape(height, width))
 
@@ -110,28 +111,31 @@ def fill_small_holes(result: WarpResult, max_spread: float, min_neighbours: int 
     floats = [index for index, value in enumerate(result.values) if value.is_floating_point()]
     log_depth = torch.log(depth)
     hole = torch.isnan(log_depth)
-    stack = torch.stack([log_depth, *(result.values[index] for index in floats)])  # CxHxW, C = 1 + floats
-    # arithmetic with NaN replaced instead of torch.where (not vectorised on CPUs)
-    padded = F.pad(stack.nan_to_num(0.0), (1, 1, 1, 1))
-    padded_valid = F.pad(~hole, (1, 1, 1, 1))
+    # arithmetic with NaN replaced instead of torch.where (not vectorised on CPUs); no broadcasting between
+    # images of different shapes either (it is not vectorised on CPUs): one HxW pass per channel
+    stack = torch.stack([log_depth, *(result.values[index] for index in floats)]).nan_to_num(0.0)  # CxHxW
+    padded = F.pad(stack, (1, 1, 1, 1))
+    padded_valid = F.pad((~hole).float(), (1, 1, 1, 1))
     low = F.pad(log_depth.nan_to_num(nan=math.inf), (1, 1, 1, 1), value=math.inf)
     high = F.pad(log_depth.nan_to_num(nan=-math.inf), (1, 1, 1, 1), value=-math.inf)
-    sums = torch.zeros_like(stack)
-    count = torch.zeros((height, width), dtype=torch.int32, device=depth.device)
-    lowest = torch.full_like(log_depth, math.inf)
-    highest = torch.full_like(log_depth, -math.inf)
     # the 8 neighbours as shifted views of the padded images (cheaper than pooling or unfold on CPUs)
-    for dy, dx in ((0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2)):
-        rows, cols = slice(dy, dy + height), slice(dx, dx + width)
+    shifts = [(slice(dy, dy + height), slice(dx, dx + width))
+              for dy, dx in ((0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2))]
+    rows, cols = shifts[0]
+    sums = padded[:, rows, cols].clone()
+    count = padded_valid[rows, cols].clone()
+    lowest = low[rows, cols].clone()
+    highest = high[rows, cols].clone()
+    for rows, cols in shifts[1:]:
         sums += padded[:, rows, cols]
         count += padded_valid[rows, cols]
-        lowest = torch.minimum(lowest, low[rows, cols])
-        highest = torch.maximum(highest, high[rows, cols])
+        torch.minimum(lowest, low[rows, cols], out=lowest)
+        torch.maximum(highest, high[rows, cols], out=highest)
     fill = hole & (count >= min_neighbours) & (highest - lowest <= max_spread)
-    means = sums / count.clamp(min=1)
+    mean_weight = fill.float() / count.clamp(min=1.0)  # 1 / neighbours where filled, else 0
     # value = kept value (0 at holes) + mean where filled + NaN (0 / 0) where a hole stays a hole
     still_nan = 0.0 / (~(hole & ~fill)).float()
-    filled = stack.nan_to_num(0.0) + means * fill.float() + still_nan
+    filled = [stack[channel] + sums[channel] * mean_weight + still_nan for channel in range(stack.shape[0])]
     values = list(result.values)
     for row, index in enumerate(floats, start=1):
         values[index] = filled[row]
