@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -176,17 +177,26 @@ def test_a_refused_sample_leaves_no_pose_across_it_but_its_neighbours_keep_their
 def test_wait_for_returns_once_a_sample_at_or_after_the_stamp_arrives_even_a_refused_one() -> None:
     buffer = OdometryBuffer()
     buffer.add(1 * S, (0.0, 0.0, 0.0), _yaw_quaternion(0.0))
-    assert buffer.wait_for(1 * S, 0.0) and not buffer.wait_for(2 * S, 0.01)
+    assert buffer.wait_for(1 * S, 0.0) and not buffer.wait_for(S + S // 5, 0.01)
 
     def late(good: bool) -> None:
         try:
-            buffer.add(2 * S if good else 3 * S, (1.0, 0.0, 0.0), _yaw_quaternion(0.0) if good else (0, 0, 0, 3.0))
+            buffer.add(S + S // 5 if good else S + 2 * S // 5, (1.0, 0.0, 0.0), _yaw_quaternion(0.0) if good else (0, 0, 0, 3.0))
         except InvalidInputError:
             pass
 
-    for good, stamp in ((True, 2 * S), (False, 3 * S)):
+    for good, stamp in ((True, S + S // 5), (False, S + 2 * S // 5)):
         thread = threading.Timer(0.05, late, args=(good,))
         thread.start()
         assert buffer.wait_for(stamp, 10.0)  # woken by the sample, long before the timeout
         thread.join()
-    assert buffer.pose_at(2 * S) is not None and buffer.pose_at(3 * S) is None
+    assert buffer.pose_at(S + S // 5) is not None and buffer.pose_at(S + 2 * S // 5) is None
+
+
+def test_wait_for_does_not_wait_on_a_stream_that_has_stopped() -> None:
+    buffer = OdometryBuffer(max_interval_s=0.5)
+    buffer.add(1 * S, (0.0, 0.0, 0.0), _yaw_quaternion(0.0))
+    started = time.monotonic()
+    assert not buffer.wait_for(2 * S, 5.0)  # the newest sample is 1 s old: odometry stopped, no 5 s stall
+    assert time.monotonic() - started < 1.0
+    assert not buffer.wait_for(1 * S + S // 10, 0.05)  # 0.1 s after the newest: worth its short wait

@@ -188,13 +188,10 @@ class CameraChannel:
         for stats in self._all_stats:
             stats.record_failed(now, type(exc).__name__)
 
-    def pose_at(self, stamp_ns: int, wait_s: float) -> np.ndarray | None:
-        """``world_from_camera`` (4x4) at ``stamp_ns`` from odometry, after waiting up to ``wait_s`` seconds for a
-        sample at or after it; None without odometry or when the stamp has no pose (counted by ``poses``)."""
-        if self.poses is None:
-            return None
-        self.poses.buffer.wait_for(stamp_ns, wait_s)
-        return self.poses.pose_at(stamp_ns)
+    def pose_at(self, stamp_ns: int) -> np.ndarray | None:
+        """``world_from_camera`` (4x4) at ``stamp_ns`` from odometry; None without odometry or when the stamp has
+        no pose (counted by ``poses``)."""
+        return None if self.poses is None else self.poses.pose_at(stamp_ns)
 
     def publish(self, prepared: PreparedFrame, outputs: EstimatorOutputs, *, depth_range: tuple[float, float],
                 pose: np.ndarray | None = None) -> None:

@@ -316,6 +316,9 @@ class DepthNodeCore:
             raise  # the worker hands it to _on_worker_error (logged, throttled) and counts the failed batch
         self._batches.append((len(prepared), time.perf_counter() - start))
         depth_range = estimator.depth_range()
+        posed = settings.temporal.temporal_filter == "auto" and self.odometry is not None
+        if posed:  # once for the batch: its newest frame's odometry sample, at most odom_wait_s
+            self.odometry.buffer.wait_for(max(ready.frame.stamp_ns for _, ready in prepared), settings.odom_wait_s)
         for (channel, ready), outputs in zip(prepared, results):
             if outputs is None:
                 continue  # rejected or failed: counted already
@@ -323,8 +326,7 @@ class DepthNodeCore:
                 worker.count_dropped(channel.name)  # received before a deactivate: never published as current
                 continue
             try:
-                pose = (channel.pose_at(ready.frame.stamp_ns, settings.odom_wait_s)
-                        if settings.temporal.temporal_filter == "auto" else None)
+                pose = channel.pose_at(ready.frame.stamp_ns) if posed else None
                 channel.publish(ready, outputs, depth_range=depth_range, pose=pose)
             except Exception as exc:  # noqa: BLE001 - one camera's failure must not cost the others their frame
                 channel.record_failure(exc)

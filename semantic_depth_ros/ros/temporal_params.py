@@ -40,9 +40,10 @@ TEMPORAL_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("odom_topic", "", "nav_msgs/Odometry topic with the pose of the odometry child frame (e.g. base_link) "
               "in its world frame, interpolated to each image stamp for temporal_filter on/auto (empty: no "
               "odometry, the filter assumes a still camera)", dynamic=False),
-    ParamSpec("odom_wait_s", DEFAULT_ODOM_WAIT_S, "seconds a frame waits for the odometry sample at or after its "
-              "stamp (odometry often arrives after the image); a frame still without a pose is filtered as if "
-              "the camera stood still", dynamic=True, value_range=(0.0, MAX_ODOM_WAIT_S)),
+    ParamSpec("odom_wait_s", DEFAULT_ODOM_WAIT_S, "seconds a batch of frames waits for the odometry sample at or "
+              "after its newest stamp (odometry often arrives after the image; no wait once odometry has stopped "
+              "for over 0.5 s); a frame still without a pose restarts the filter", dynamic=True,
+              value_range=(0.0, MAX_ODOM_WAIT_S)),
     ParamSpec("camera_extrinsic", (), "camera optical frame (x right, y down, z forward) in the odometry child "
               "frame: x y z (metres) qx qy qz qw; 7 numbers for every camera, or 7 per camera in `cameras` order; "
               "required with odom_topic", dynamic=False, item_type="float"),

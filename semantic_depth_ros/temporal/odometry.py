@@ -135,8 +135,11 @@ class OdometryBuffer:
 
     def wait_for(self, stamp_ns: int, timeout_s: float) -> bool:
         """Block until a sample (accepted or refused) at or after ``stamp_ns`` was offered, at most ``timeout_s``
-        seconds; whether one was. Odometry often arrives a little after the image it should pose."""
+        seconds; whether one was. Odometry often arrives a little after the image it should pose. A stream whose
+        newest sample is more than ``max_interval_s`` older than ``stamp_ns`` has stopped: no wait."""
         with self._arrived:
+            if 0 <= self._newest_seen < stamp_ns - self.max_interval_ns:
+                return False
             return self._arrived.wait_for(lambda: self._newest_seen >= stamp_ns, timeout=max(timeout_s, 0.0))
 
     def pose_at(self, stamp_ns: int) -> np.ndarray | None:
