@@ -74,3 +74,30 @@ def test_node_refuses_scale_from_road_without_a_positive_camera_height(tiny_chec
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith(message), lines
     assert "camera_height" in lines[0]
+
+
+def test_each_camera_gets_its_own_height_and_pitch(tiny_checkpoint: Path) -> None:
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+
+    from semantic_depth_ros.roadscale import RoadScaleStage
+    from semantic_depth_ros.ros.node import DepthNode
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        node = DepthNode("per_camera_road_node", context=context, parameter_overrides=[
+            Parameter("model_path", value=str(tiny_checkpoint)), Parameter("device", value="cpu"),
+            Parameter("cameras", value=["front", "left"]), Parameter("scale_from_road", value=True),
+            Parameter("camera_heights", value=[1.6, 1.4]), Parameter("camera_pitches", value=[0.05, 0.0])])
+        try:
+            got = {}
+            for camera, channel in node.channels.items():
+                (stage,) = [s for s in channel.outputs.stages if isinstance(s, RoadScaleStage)]
+                got[camera] = (stage.road.settings.camera_height, stage.road.settings.camera_pitch)
+            assert got == {"front": (1.6, 0.05), "left": (1.4, 0.0)}
+        finally:
+            node.close()
+    finally:
+        rclpy.shutdown(context=context)

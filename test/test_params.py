@@ -31,7 +31,8 @@ ISSUE_PARAMETERS = {"model_path", "device", "precision", "output_resolution", "m
                     "point_fields", "points_drop_labels"}  # the last two: issue 10's semantic point clouds
 EXTRA_PARAMETERS = {"backend", "cameras", "trt_cache_dir"}
 QOS_PARAMETERS = {"input_qos_reliability", "input_qos_depth", "output_qos_reliability", "output_qos_depth"}
-ROAD_PARAMETERS = {"scale_from_road", "camera_height", "camera_pitch", "scale_window", "road_labels",
+ROAD_PARAMETERS = {"scale_from_road", "camera_height", "camera_pitch", "camera_heights", "camera_pitches",
+                   "scale_window", "road_labels",
                    "road_min_fraction", "road_min_inlier_ratio", "road_inlier_tolerance", "road_max_tilt"}  # issue 16
 TEMPORAL_PARAMETERS = {"temporal_filter", "temporal_disagreement", "temporal_memory", "temporal_max_gap_s",
                        "temporal_scale_smoothing", "temporal_moving_labels", "temporal_moving_memory",
@@ -238,9 +239,35 @@ def test_scale_from_road_needs_a_camera_height_and_valid_thresholds(values: dict
 def test_scale_from_road_settings_map_onto_the_core_settings() -> None:
     settings = settings_from_values({"scale_from_road": True, "camera_height": 1.65, "camera_pitch": 0.05,
                                      "scale_window": 5, "road_labels": [1, 0]})
-    road = settings.road_scale
+    road = settings.road_scale()
     assert (road.camera_height, road.camera_pitch, road.scale_window, road.road_labels) == (1.65, 0.05, 5, (0, 1))
-    assert settings_from_values({"camera_height": 0.0}).road_scale is None  # off: nothing else is checked
+    assert settings_from_values({"camera_height": 0.0}).road_scale() is None  # off: nothing else is checked
+
+
+def test_each_camera_may_have_its_own_height_and_pitch_for_the_road_scale() -> None:
+    settings = settings_from_values({"scale_from_road": True, "cameras": ["front", "left", "rear"],
+                                     "camera_height": 1.5, "camera_heights": [1.6, 1.4, 1.9],
+                                     "camera_pitches": [0.05, 0.0, -0.02]})
+    assert [(settings.road_scale(c).camera_height, settings.road_scale(c).camera_pitch)
+            for c in settings.cameras] == [(1.6, 0.05), (1.4, 0.0), (1.9, -0.02)]
+    shared = settings_from_values({"scale_from_road": True, "cameras": ["front", "left"], "camera_height": 1.5})
+    assert {shared.road_scale(c).camera_height for c in shared.cameras} == {1.5}  # empty lists: the shared value
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"cameras": ["front", "left"], "camera_heights": [1.6]},
+     "parameter camera_heights has 1 values for 2 camera(s) ['front', 'left']: give one per camera of `cameras`, "
+     "in its order (or none)"),
+    ({"camera_pitches": [0.1, 0.2]},
+     "parameter camera_pitches has 2 values for 1 camera(s): give one per camera of `cameras`, in its order (or none)"),
+    ({"scale_from_road": True, "cameras": ["front", "left"], "camera_heights": [1.6, 0.0]},
+     "parameter camera_height is not set: it must be > 0 metres when scale_from_road is on (camera left)"),
+    ({"camera_heights": [-1.0]}, "parameter camera_heights = [-1.0]: -1.0 is outside [0, 100]"),
+])
+def test_per_camera_heights_and_pitches_are_checked_in_one_line(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_values(values)
+    assert str(info.value) == message
 
 
 # ------------------------------------------------------------------------------------------- temporal filter

@@ -199,7 +199,7 @@ class DepthNodeCore:
         self.channels = {
             name: CameraChannel(self.node, name, settings, self._on_frame, self._throttle, self.stats,
                                 available=estimator.available_outputs,
-                                stages=frame_stages(settings.road_scale, settings.temporal),
+                                stages=frame_stages(settings.road_scale(name), settings.temporal),
                                 poses=self.odometry.poses(mountings[name]) if self.odometry is not None else None)
             for name in (settings.cameras or ("",))}
         self.worker.start()

@@ -97,6 +97,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_pitch", 0.0, "nose-down pitch of the camera in radians, the expected road normal's tilt "
               "(0.0: level, the road is expected near the image's vertical axis)", dynamic=False,
               value_range=(-1.5, 1.5)),
+    ParamSpec("camera_heights", (), "metres, one per camera of `cameras` in its order: each camera's own "
+              "camera_height (empty: camera_height for every camera)", dynamic=False,
+              value_range=(0.0, MAX_CAMERA_HEIGHT_M), item_type="float"),
+    ParamSpec("camera_pitches", (), "radians, one per camera of `cameras` in its order: each camera's own "
+              "camera_pitch (empty: camera_pitch for every camera)", dynamic=False, value_range=(-1.5, 1.5),
+              item_type="float"),
     ParamSpec("scale_window", RoadScaleSettings.scale_window, "accepted frames whose median scale is applied "
               "(the last one is held through frames without road)", dynamic=False, value_range=(1, 1000)),
     ParamSpec("road_labels", RoadScaleSettings.road_labels, "Cityscapes train ids counted as road for the scale "
@@ -152,6 +158,8 @@ class NodeSettings:
     scale_from_road: bool = False  # a bool, so that `-p scale_from_road:=on` (YAML's on/off) works
     camera_height: float = 0.0
     camera_pitch: float = 0.0
+    camera_heights: tuple[float, ...] = ()
+    camera_pitches: tuple[float, ...] = ()
     scale_window: int = RoadScaleSettings.scale_window
     road_labels: tuple[int, ...] = RoadScaleSettings.road_labels
     road_min_fraction: float = RoadScaleSettings.road_min_fraction
@@ -186,10 +194,15 @@ class NodeSettings:
         """The layout of ``points`` (``point_fields``, ``points_drop_labels``, ``point_stride``), built once."""
         return CloudLayout(self.point_fields, self.points_drop_labels, self.point_stride)
 
-    @property
-    def road_scale(self) -> RoadScaleSettings | None:
-        """The scale-from-the-road settings when ``scale_from_road`` is on (ConfigError naming a bad value)."""
+    def road_scale(self, camera: str = "") -> RoadScaleSettings | None:
+        """Camera ``camera``'s scale-from-the-road settings when ``scale_from_road`` is on (its entries of
+        ``camera_heights``/``camera_pitches`` when given; "" = the first or only camera). ConfigError naming a
+        bad value."""
         values = {name: getattr(self, name) for name in ROAD_SCALE_PARAMETERS}
+        index = self.cameras.index(camera) if camera else 0
+        for name, per_camera in (("camera_height", self.camera_heights), ("camera_pitch", self.camera_pitches)):
+            if per_camera:
+                values[name] = per_camera[index]
         values["camera_height"] = values["camera_height"] or None  # 0.0: not set, refused when on
         return road_scale_settings(SCALE_FROM_ROAD_MODES[int(self.scale_from_road)], values)
 
@@ -250,8 +263,20 @@ def validate_settings(settings: NodeSettings) -> NodeSettings:
     if low is not None and high is not None and not low < high:
         raise ConfigError(f"parameter min_depth = {settings.min_depth!r} must be smaller than "
                           f"max_depth = {settings.max_depth!r}")
+    cameras = settings.cameras or ("",)
+    for name in ("camera_heights", "camera_pitches"):
+        given = getattr(settings, name)
+        if given and len(given) != len(cameras):
+            names = f" {list(settings.cameras)}" if settings.cameras else ""
+            raise ConfigError(f"parameter {name} has {len(given)} values for {len(cameras)} camera(s){names}: give "
+                              "one per camera of `cameras`, in its order (or none)")
+    for camera in cameras:  # camera_height and the thresholds when scale_from_road is on
+        try:
+            settings.road_scale(camera)
+        except ConfigError as exc:
+            where = f" (camera {camera})" if settings.camera_heights and camera else ""
+            raise ConfigError(f"parameter {exc}{where}") from None
     try:
-        settings.road_scale  # noqa: B018 - validates camera_height and the thresholds when scale_from_road is on
         settings.temporal  # noqa: B018 - the filter's own bounds (e.g. temporal_disagreement > 0)
     except ConfigError as exc:
         raise ConfigError(f"parameter {exc}") from None
