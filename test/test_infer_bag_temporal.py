@@ -24,13 +24,14 @@ SEQUENCE = render_sequence(4, seed=5, height=HEIGHT, width=WIDTH)
 MOUNT = make_transform((0.0, 0.0, 1.5), (-0.5, 0.5, -0.5, 0.5))  # optical frame in base_link, looking along +x
 
 
-def _drive(path: Path, *, child: str = "base_link", swap: bool = False) -> Path:
+def _drive(path: Path, *, child: str = "base_link", swap: bool = False, tf_static: bool = True) -> Path:
     """Images, camera_info, odometry of ``child`` and /tf_static base_link -> camera_optical; ``swap``: the bag
     stores frames 1 and 2 in the other order (arrival order is not stamp order)."""
     f = MessageFactory("mcap")
     intr = SEQUENCE.intrinsics
     k = np.array([[intr.fx, 0.0, intr.cx], [0.0, intr.fy, intr.cy], [0.0, 0.0, 1.0]])
     messages = [("/tf_static", "tf2_msgs/msg/TFMessage", T0 - 1, f.tf_static([("base_link", "camera_optical", MOUNT)]))]
+    messages = messages if tf_static else []
     for i, frame in enumerate(SEQUENCE.frames):
         stamp = T0 + frame.stamp_ns
         bag_time = T0 + SEQUENCE.frames[{1: 2, 2: 1}.get(i, i) if swap else i].stamp_ns
@@ -99,6 +100,17 @@ def test_frames_run_in_stamp_order_when_the_bag_stores_them_out_of_order(
     by_stamp = dict(written)
     for stamp, expected in zip(stamps, _core(tiny_checkpoint, poses=False)):  # filtered in stamp order
         np.testing.assert_allclose(by_stamp[stamp], expected, rtol=1e-4, equal_nan=True)
+
+
+def test_a_drive_without_tf_static_needs_the_extrinsic_in_one_line(
+        tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    bag = _drive(tmp_path / "drive", tf_static=False)
+    assert _run(bag, tmp_path / "out", tiny_checkpoint, "--temporal", "--odom-topic", "/odom") == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: no transform from image frame 'camera_optical' to odometry child frame 'base_link' in "
+                   "/tf_static (frame 'camera_optical' not in the transform tree (frames: none)); pass "
+                   "--camera-extrinsic")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(("extra", "message"), [

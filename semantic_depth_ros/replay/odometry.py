@@ -18,6 +18,7 @@ from ..data.bag_reader import TF_MESSAGE_TYPE, TF_STATIC_TOPIC, BagReader, tf_me
 from ..data.tf_chain import TransformTree, normalize_frame
 from ..errors import ConfigError, ExtractionError, InvalidInputError
 from ..temporal import CameraPoses, OdometryBuffer
+from ..temporal.odometry import REJECTED_HINT
 
 LOGGER = logging.getLogger(__name__)
 ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
@@ -35,16 +36,14 @@ class BagPoses:
         self.child_frame = ""
         for message in bag.messages(connections):
             msg = message.msg
-            stamp, pose = msg.header.stamp, msg.pose.pose
             try:
-                self.buffer.add(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
-                                (pose.position.x, pose.position.y, pose.position.z),
-                                (pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w))
+                self.buffer.add_message(msg)
             except InvalidInputError as exc:
                 self.rejected += 1
                 if self.rejected == 1:
-                    LOGGER.warning("rejected %s message at stamp %d.%09d: %s; frames near it run without a pose",
-                                   odom_topic, stamp.sec, stamp.nanosec, exc)
+                    stamp = msg.header.stamp
+                    LOGGER.warning("rejected %s message at stamp %d.%09d: %s; %s", odom_topic, stamp.sec,
+                                   stamp.nanosec, exc, REJECTED_HINT)
                 continue
             self.received += 1
             self.child_frame = self.child_frame or normalize_frame(str(msg.child_frame_id))
@@ -54,7 +53,8 @@ class BagPoses:
         self._tree: TransformTree | None = None
         if extrinsic is None:
             self._tree = TransformTree()
-            for message in bag.messages(bag.connections(TF_STATIC_TOPIC, {TF_MESSAGE_TYPE}, required=False)):
+            tf_conns = bag.connections(TF_STATIC_TOPIC, {TF_MESSAGE_TYPE}, required=False)
+            for message in bag.messages(tf_conns) if tf_conns else ():  # no connections would read every topic
                 for parent, child, transform in tf_message_transforms(message.msg):
                     self._tree.add(parent, child, transform)
         self._poses: dict[str, CameraPoses] = {}

@@ -18,6 +18,7 @@ from rclpy.qos import QoSProfile
 
 from ..errors import InvalidInputError
 from ..temporal import CameraPoses, OdometryBuffer
+from ..temporal.odometry import REJECTED_HINT
 from .diagnostics import LogThrottle
 
 
@@ -35,19 +36,16 @@ class OdometryInput:
         self._subscription = node.create_subscription(Odometry, topic, self._on_odometry, qos)
 
     def _on_odometry(self, msg: Odometry) -> None:
-        stamp = msg.header.stamp
-        pose = msg.pose.pose
-        position = (pose.position.x, pose.position.y, pose.position.z)
-        orientation = (pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w)
         try:
-            self.buffer.add(stamp.sec * 1_000_000_000 + stamp.nanosec, position, orientation)
+            self.buffer.add_message(msg)
         except InvalidInputError as exc:
+            stamp = msg.header.stamp
             with self._lock:
                 self.rejected += 1
             if self._throttle.allow("reject:odometry", time.monotonic()):
                 topic = self.node.resolve_topic_name(self.topic)
                 self.node.get_logger().error(f"rejected {topic} message at stamp {stamp.sec}.{stamp.nanosec:09d}: "
-                                             f"{exc}; frames near it run without a pose")
+                                             f"{exc}; {REJECTED_HINT}")
             return
         with self._lock:
             self.received += 1

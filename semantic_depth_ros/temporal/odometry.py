@@ -15,12 +15,14 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..data.tf_chain import make_transform, quaternion_to_matrix, rigid_transform
 from ..errors import ConfigError, InvalidInputError
 
+REJECTED_HINT = "frames near it run without a pose"  # what a refused odometry sample means, for its log line
 QUATERNION_TOLERANCE = 1e-3  # largest accepted | |q| - 1 | of an orientation (it is then normalised)
 DEFAULT_CAPACITY = 400  # samples kept: 4 s of 100 Hz odometry
 DEFAULT_MAX_INTERVAL_S = 0.5  # two samples farther apart than this are not interpolated between
@@ -123,6 +125,15 @@ class OdometryBuffer:
             self._samples.insert(index, sample)
             if len(self._stamps) > self.capacity:
                 del self._stamps[0], self._samples[0]
+
+    def add_message(self, msg: Any) -> int:
+        """Add a ``nav_msgs/Odometry`` message (an rclpy or a rosbags one: the fields have the same names) at its
+        header stamp; the stamp in nanoseconds. InvalidInputError as :meth:`add`."""
+        stamp, pose = msg.header.stamp, msg.pose.pose
+        stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+        self.add(stamp_ns, (pose.position.x, pose.position.y, pose.position.z),
+                 (pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w))
+        return stamp_ns
 
     def _reject(self, stamp_ns: int) -> None:
         """Remember a refused sample's stamp (see the class docstring)."""
