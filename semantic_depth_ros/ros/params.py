@@ -32,7 +32,7 @@ from ..pipeline import CloudLayout
 from ..roadscale import SCALE_FROM_ROAD_MODES, RoadScaleSettings, road_scale_settings
 from ..temporal import TemporalSettings
 from .param_spec import ParamSpec, ParamValue, check_value, declared_default, make_descriptor, type_error
-from .temporal_params import TEMPORAL_PARAMETERS, camera_mountings
+from .temporal_params import DEFAULT_ODOM_WAIT_S, TEMPORAL_PARAMETERS, camera_mountings
 
 MAX_DEPTH_LIMIT_M = 1000.0
 MAX_FOCAL_PX = 1.0e6
@@ -174,7 +174,7 @@ class NodeSettings:
     temporal_moving_labels: tuple[int, ...] = TemporalSettings.temporal_moving_labels
     temporal_moving_memory: float = TemporalSettings.temporal_moving_memory
     odom_topic: str = ""
-    odom_wait_s: float = 0.1
+    odom_wait_s: float = DEFAULT_ODOM_WAIT_S
     camera_extrinsic: tuple[float, ...] = ()
     input_qos_reliability: str = "best_effort"
     input_qos_depth: int = 1

@@ -139,11 +139,12 @@ class TemporalFilter:
         difference = (log_new - prior_log).abs()  # NaN where either depth is: every comparison below is False
         fuse = (difference <= self._gate_limit) & ~moving
         decay = 1.0 - 1.0 / self.settings.temporal_memory
-        w_prior = prior_weight.nan_to_num(0.0) * (fuse.float() * decay)  # 0 where not fused: the new value alone
+        prior_weight = prior_weight.nan_to_num(0.0)
+        w_prior = prior_weight * (fuse.float() * decay)  # 0 where not fused: the new value alone
         moving_decay = 1.0 - 1.0 / self.settings.temporal_moving_memory
         if moving_decay > 0.0:
             fuse_moving = (difference <= self._moving_gate_limit) & moving
-            w_prior = w_prior + prior_weight.nan_to_num(0.0) * (fuse_moving.float() * moving_decay)
+            w_prior = w_prior + prior_weight * (fuse_moving.float() * moving_decay)
             fuse = fuse | fuse_moving
         w_new = conf_new.clamp(min=MIN_WEIGHT, max=1.0)
         total = w_prior + w_new
