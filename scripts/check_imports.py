@@ -29,6 +29,7 @@ PACKAGE = "semantic_depth_ros"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),  # the console entry point; loads commands by name
     ("commands",),  # one module per sub-command
+    ("fleet",),  # fleet validation: infer-bag runs of many drives scheduled on Ray
     ("ros",),  # the only users of rclpy and ROS message types
     ("replay",),  # infer-bag: bags in, the node's outputs out
     ("pipeline",),  # per camera: estimator outputs -> stages -> message fields, for the node and replay

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "export a checkpoint to ONNX (with metadata) and check its parity with PyTorch"),
     "infer-bag": ("semantic_depth_ros.commands.infer_bag",
                   "run a model over a recorded drive offline: the node's outputs into a new bag, LiDAR scores"),
+    "fleet": ("semantic_depth_ros.commands.fleet",
+              "validate a model on many recorded drives on Ray: infer-bag per drive, one fleet report"),
     "scale-eval": ("semantic_depth_ros.commands.scale_eval",
                    "measure scale from the road on generated scenes: depth scaled by E, then corrected"),
     "ablate": ("semantic_depth_ros.commands.ablate", "train DRN, DC-DRN and DSC-DRN on generated scenes and compare"),

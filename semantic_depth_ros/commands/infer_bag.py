@@ -10,16 +10,15 @@ from pathlib import Path
 from ..devices import PRECISIONS
 from ..errors import ConfigError, InvalidInputError
 from ..geometry.pointcloud import DEFAULT_POINT_FIELDS, POINT_LAYOUTS, check_drop_labels
-from ..inference.estimator import DepthEstimator
 from ..inference.runners import BACKENDS
 from ..labels import NUM_CLASSES
 from ..messages import OUTPUT_TOPICS
-from ..pipeline import CloudLayout, FrameStage
-from ..pipeline.chain import frame_stages
+from ..pipeline import CloudLayout
 from ..replay.bag_writer import STORAGES, check_destination
 from ..replay.frames import Selection
-from ..replay.pipeline import ReplayOptions, replay_bag
-from ..temporal import TemporalStage, parse_camera_extrinsic
+from ..replay.pipeline import ReplayOptions
+from ..replay.run import BagRun, ModelSpec, run_bag
+from ..temporal import parse_camera_extrinsic
 from ..replay.topics import DEFAULT_OUTPUTS, default_camera_info_topic, parse_outputs
 from .lidar_args import add_lidar_pairing_arguments, extrinsic_from_args
 from .road_scale_args import add_road_scale_arguments, road_scale_settings_from_args
@@ -29,11 +28,20 @@ from .temporal_args import add_temporal_arguments, temporal_settings_from_args
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``semantic-depth infer-bag``."""
     parser.add_argument("bag", help="ROS 1 .bag file or ROS 2 bag folder (sqlite3 or mcap)")
+    parser.add_argument("--out", required=True, help="output ROS 2 bag folder (must not exist unless --overwrite)")
+    add_replay_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="also time the bare estimator on the same frames (held in memory) and print the ratio")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of one replay (model, topics, outputs, selection, scoring, stages): infer-bag's and fleet's."""
     parser.add_argument("--image-topic", required=True, help="sensor_msgs/Image or CompressedImage topic")
     parser.add_argument("--camera-info-topic", default=None,
                         help="sensor_msgs/CameraInfo topic (default: camera_info beside the image topic)")
     parser.add_argument("--checkpoint", required=True, help="model: a .pt checkpoint (or an exported .onnx)")
-    parser.add_argument("--out", required=True, help="output ROS 2 bag folder (must not exist unless --overwrite)")
     parser.add_argument("--outputs", default=",".join(DEFAULT_OUTPUTS),
                         help=f"comma-separated subset of {','.join(k for k in OUTPUT_TOPICS if k != 'depth_info')} "
                              f"(default {','.join(DEFAULT_OUTPUTS)}; depth/camera_info is always written beside "
@@ -65,10 +73,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_road_scale_arguments(parser, switch=True,
                              window_help="accepted frames the scale is the median of (default: the node's)")
     add_temporal_arguments(parser, switch=True)
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--benchmark", action="store_true",
-                        help="also time the bare estimator on the same frames (held in memory) and print the ratio")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def parse_drop_labels(text: str) -> tuple[int, ...]:
@@ -102,42 +106,32 @@ def options_from(args: argparse.Namespace) -> ReplayOptions:
         image_topic=args.image_topic,
         camera_info_topic=args.camera_info_topic or default_camera_info_topic(args.image_topic),
         outputs=parse_outputs(args.outputs), batch=args.batch, storage=args.storage, copy_input=args.copy_input,
-        overwrite=args.overwrite, selection=Selection(args.every, args.start, args.end),
+        overwrite=getattr(args, "overwrite", False), selection=Selection(args.every, args.start, args.end),
         cloud=CloudLayout(args.point_fields, parse_drop_labels(args.drop_labels), args.point_stride),
         lidar_topic=args.lidar_topic, lidar_frame=args.lidar_frame,
-        extrinsic=extrinsic, max_dt=args.max_dt, progress=not args.no_progress,
+        extrinsic=extrinsic, max_dt=args.max_dt, progress=not getattr(args, "no_progress", True),
         odom_topic=args.odom_topic, camera_extrinsic=camera_extrinsic)
 
 
-def stages_from(args: argparse.Namespace) -> list[FrameStage]:
-    """The frame stages of the parsed arguments, in the node's order (ConfigError naming a bad value)."""
-    return frame_stages(road_scale_settings_from_args(args), temporal_settings_from_args(args, args.temporal))
+def bag_run_from(args: argparse.Namespace) -> BagRun:
+    """The checked run of the parsed arguments (ConfigError naming a bad value)."""
+    options = options_from(args)
+    run = BagRun(ModelSpec(args.checkpoint, device=args.device, precision=args.precision, backend=args.backend,
+                           num_threads=args.num_threads),
+                 options, road_scale=road_scale_settings_from_args(args),
+                 temporal=temporal_settings_from_args(args, args.temporal), benchmark=getattr(args, "benchmark", False))
+    if run.benchmark and (run.road_scale is not None or run.temporal is not None):
+        raise ConfigError("--benchmark times the network and the message path alone: leave out --scale-from-road "
+                          "and --temporal")
+    return run
 
 
 def main(args: argparse.Namespace) -> int:
     """Replay the bag, print the summary line (and the benchmark line with ``--benchmark``)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    options = options_from(args)
-    stages = stages_from(args)
-    if stages and args.benchmark:
-        raise ConfigError("--benchmark times the network and the message path alone: leave out --scale-from-road "
-                          "and --temporal")
+    run = bag_run_from(args)
     out = Path(args.out)
-    check_destination(out, options.overwrite)
-    estimator = DepthEstimator(args.checkpoint, device=args.device, precision=args.precision,
-                               backend=args.backend, num_threads=args.num_threads)
-    if args.benchmark:
-        from ..replay.benchmark import benchmark
-
-        result = benchmark(args.bag, out, estimator, options)
-        print(result.line())
-        summary = result.replay
-    else:
-        summary = replay_bag(args.bag, out, estimator, options, stages)
-    for stage in stages:
-        what = "temporal filter" if isinstance(stage, TemporalStage) else "scale from the road"
-        print(f"{what}: " + ", ".join(f"{key} {value}" for key, value in stage.diagnostics().items()))
-    if summary.odometry_line:
-        print(summary.odometry_line)
-    print(summary.line())
+    check_destination(out, run.options.overwrite)
+    for line in run_bag(args.bag, out, run).lines:
+        print(line)
     return 0

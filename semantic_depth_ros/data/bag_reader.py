@@ -77,6 +77,11 @@ class BagReader:
         """Bag time (ns) of the bag's first message."""
         return int(self._reader.start_time)
 
+    @property
+    def end_time_ns(self) -> int:
+        """Bag time (ns) just after the bag's last message (rosbags' end time)."""
+        return int(self._reader.end_time)
+
     def topics(self) -> dict[str, str]:
         """Topic name -> message type of every connection in the bag."""
         return {c.topic: c.msgtype for c in self._reader.connections}

@@ -5,8 +5,9 @@ The wrapping mirrors :func:`semantic_depth_ros.ros.messages.to_msg` field for fi
 equal ``rclpy.serialization.serialize_message`` of the node's message (tested). Messages use the ROS 2 Jazzy
 typestore; the output bag is mcap (default) or sqlite3, rosbag2 metadata version 9.
 
-Atomicity: the bag is written to ``<out>.partial-<pid>`` beside ``out`` and renamed to ``out`` by :meth:`finish`;
-:meth:`abort` (or an exception inside the ``with`` block) deletes it. A process killed outright leaves only the
+Atomicity: the bag is written to ``<out>.partial-<pid>/<out name>`` beside ``out`` (so its storage file already
+has its final name, ``<out name>.mcap``, whoever wrote it) and renamed to ``out`` by :meth:`finish`; :meth:`abort`
+(or an exception inside the ``with`` block) deletes it. A process killed outright leaves only the
 ``.partial-<pid>`` folder, never a bag under the final name.
 """
 
@@ -88,8 +89,9 @@ def serialize(head: Any, fields: OutputFields) -> bytes:
 
 
 def partial_path(out: Path) -> Path:
-    """Where the bag is written before it is moved to ``out``: ``<out>.partial-<pid>`` beside it."""
-    return out.with_name(f"{out.name}.partial-{os.getpid()}")
+    """Where the bag is written before it is moved to ``out``: ``<out>.partial-<pid>/<out name>`` beside it (the
+    storage file is named after its folder: the same name for every writer of ``out``)."""
+    return out.with_name(f"{out.name}.partial-{os.getpid()}") / out.name
 
 
 def check_destination(out: Path, overwrite: bool) -> None:
@@ -116,8 +118,9 @@ class OutputBag:
         check_destination(self.out, overwrite)
         self.overwrite = overwrite
         self.path = partial_path(self.out)
-        if self.path.exists():
-            shutil.rmtree(self.path)
+        if self.path.parent.exists():
+            shutil.rmtree(self.path.parent)
+        self.path.parent.mkdir()
         self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
         self._writer.open()
         self._connections: dict[str, Any] = {}
@@ -129,7 +132,7 @@ class OutputBag:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        if self._open or self.path.exists():
+        if self._open or self.path.parent.exists():
             self.abort()
 
     def connection(self, topic: str, msgtype: str, *, msgdef: str | None = None, rihs01: str | None = None,
@@ -163,6 +166,7 @@ class OutputBag:
         if self.out.exists() or self.out.is_symlink():
             os.replace(self.out, old)
         os.replace(self.path, self.out)
+        self.path.parent.rmdir()
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old)
         elif old.exists() or old.is_symlink():
@@ -174,7 +178,7 @@ class OutputBag:
         try:
             self.close()
         finally:
-            shutil.rmtree(self.path, ignore_errors=True)
+            shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
 def folder_size(path: Path) -> int:

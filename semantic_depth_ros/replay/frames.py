@@ -41,6 +41,7 @@ class InputFrame:
     rgb: np.ndarray
     camera: CameraModel | None
     lidar_depth: np.ndarray | None = None  # HxW float32 metres, 0 = no LiDAR point; None = not scored
+    warmup: bool = False  # before the selection's start: through the stages only (Selection.warmup_s)
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,16 @@ class LidarTruth(Protocol):
 
 @dataclass(frozen=True)
 class Selection:
-    """Which images to process: every ``every``-th image with bag time in [start_s, end_s] seconds from the start."""
+    """Which images to process: every ``every``-th image with bag time in [start_s, end_s] seconds from the start.
+
+    ``warmup_s``: the images of the ``warmup_s`` seconds before ``start_s`` come too, marked ``warmup`` (the replay
+    runs them through the stages so a temporal filter starts warm, and writes, scores and counts none of them).
+    """
 
     every: int = 1
     start_s: float | None = None
     end_s: float | None = None
+    warmup_s: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
@@ -91,6 +97,8 @@ class Selection:
         for name, value in (("--start", self.start_s), ("--end", self.end_s)):
             if value is not None and not (np.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} {value!r} must be a finite number of seconds >= 0")
+        if not (np.isfinite(self.warmup_s) and self.warmup_s >= 0):
+            raise ConfigError(f"warm-up {self.warmup_s!r} must be a finite number of seconds >= 0")
         if self.start_s is not None and self.end_s is not None and self.end_s < self.start_s:
             raise ConfigError(f"--end {self.end_s} is before --start {self.start_s}")
 
@@ -99,6 +107,12 @@ class Selection:
         whole nanoseconds: an image at exactly ``--end 0.3`` is inside, though 300_000_000 * 1e-9 > 0.3)."""
         return not ((self.start_s is not None and offset_ns < _whole_ns(self.start_s))
                     or (self.end_s is not None and offset_ns > _whole_ns(self.end_s)))
+
+    def warms_up(self, offset_ns: int) -> bool:
+        """Whether a bag time ``offset_ns`` after the bag start is in the warm-up before ``start_s``."""
+        if self.start_s is None or self.warmup_s <= 0:
+            return False
+        return _whole_ns(self.start_s - self.warmup_s) <= offset_ns < _whole_ns(self.start_s)
 
 
 def _whole_ns(seconds: float) -> int:
@@ -189,18 +203,21 @@ class FrameSource:
             elif key in image_ids:
                 current, ordinal = ordinal, ordinal + 1
                 inside = self.selection.contains(bag_time - self.start_ns)
+                warmup = self.selection.warms_up(bag_time - self.start_ns)
                 chosen = inside and in_window % self.selection.every == 0
                 in_window += int(inside)
-                if not chosen:
-                    if truth is not None:
-                        truth.release(current)
+                if truth is not None and not chosen:
+                    truth.release(current)
+                if not (chosen or warmup):
                     continue
                 item = self._decode(connection, current, bag_time, raw)
                 if isinstance(item, Skipped):
-                    if truth is not None:
-                        truth.release(current)
-                    yield item
+                    if chosen:  # a skipped warm-up image is counted by the run that selects it
+                        if truth is not None:
+                            truth.release(current)
+                        yield item
                     continue
+                item.warmup = warmup
                 waiting.append(item)
             while waiting and (truth is None or truth.ready(waiting[0].ordinal)):
                 yield self._finish(waiting.popleft(), truth)

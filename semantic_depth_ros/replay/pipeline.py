@@ -233,7 +233,8 @@ def _run_threads(items: Iterator[InputFrame | Skipped | Copied], estimator: Dept
                     registered.add(key)
                 bag_out.write(topics[key], frame.bag_time_ns, serialize(head, fields))
             if score is not None and item.depth is not None:
-                score.add(frame.ordinal, frame.sec * 10**9 + frame.nanosec, item.depth, frame.lidar_depth)
+                score.add(frame.ordinal, frame.sec * 10**9 + frame.nanosec, item.depth, frame.lidar_depth,
+                          bag_time_ns=frame.bag_time_ns)
             stagings.put(item.staging)
             summary.written += 1
             bar.update(1)
@@ -278,12 +279,15 @@ def _infer(inbox: queue.Queue, outbox: queue.Queue, stagings: queue.Queue, stop:
             stamp_ns = frame.sec * 1_000_000_000 + frame.nanosec
             pose = poses.pose_at(stamp_ns, frame.frame_id) if poses is not None else None
             messages = camera.messages(result, stamp_ns, depth_range=depth_range, pose=pose, staging=staging)
+            if frame.warmup:  # the stages saw it; nothing is written
+                stagings.put(staging)
+                continue
             _put(outbox, _FrameOut(frame, messages.fields, messages.depth, staging), stop)
         batch.clear()
 
     while (item := _get(inbox, stop)) is not _DONE:
         if isinstance(item, InputFrame):
-            summary.read += 1
+            summary.read += int(not item.warmup)
             batch.append(item)
             if len(batch) >= options.batch:
                 flush()

@@ -117,12 +117,15 @@ class DriveScore:
         self.rows: list[dict[str, Any]] = []
         self.unscored = 0
 
-    def add(self, ordinal: int, stamp_ns: int, pred: np.ndarray, lidar: np.ndarray | None) -> None:
-        """One frame: HxW predicted depth (NaN = none) and LiDAR depth (0 = none; None = no scan)."""
+    def add(self, ordinal: int, stamp_ns: int, pred: np.ndarray, lidar: np.ndarray | None, *,
+            bag_time_ns: int) -> None:
+        """One frame (header stamp and bag time in ns): HxW predicted depth (NaN = none) and LiDAR depth (0 = none;
+        None = no scan)."""
         if lidar is None:
             self.unscored += 1
             return
-        row: dict[str, Any] = {"frame": ordinal, "stamp_ns": stamp_ns, "lidar_pixels": int(np.count_nonzero(lidar))}
+        row: dict[str, Any] = {"frame": ordinal, "stamp_ns": stamp_ns, "bag_time_ns": bag_time_ns,
+                               "lidar_pixels": int(np.count_nonzero(lidar))}
         for cap in self.caps:
             try:
                 metrics = compute_depth_metrics(pred, lidar, min_depth=MIN_DEPTH_M, max_depth=cap, crop="none")
@@ -153,7 +156,7 @@ class DriveScore:
         drive = self.drive()
         write_json(folder / "metrics.json", {"drive": drive, "frames": self.rows, "frames_scored": len(self.rows),
                                              "frames_without_lidar": self.unscored, **settings})
-        columns = ["frame", "stamp_ns", "lidar_pixels"] + [f"{key}@{cap:g}" for cap in self.caps
+        columns = ["frame", "stamp_ns", "bag_time_ns", "lidar_pixels"] + [f"{key}@{cap:g}" for cap in self.caps
                                                           for key in DEPTH_METRIC_KEYS]
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
