@@ -37,8 +37,10 @@ setup(
     # The onnxruntime backend (.onnx models) needs ONE of onnxruntime (CPU) and onnxruntime-gpu (CUDA, TensorRT):
     # both provide the same module and must not be installed together, so the vehicle chooses; the CPU one is the
     # extra `onnxruntime` and comes with the tests.
+    # `semantic-depth fleet` schedules its drives on Ray (the extra `fleet`; the tests run it, so `test` has it too).
     extras_require={"onnxruntime": ["onnxruntime"],
-                    "test": ["pytest", "colcon-common-extensions", "onnxruntime", "vermin"]},
+                    "fleet": ["ray>=2.40"],
+                    "test": ["pytest", "colcon-common-extensions", "onnxruntime", "vermin", "ray>=2.40"]},
     zip_safe=True,
     entry_points={
         "console_scripts": [

@@ -29,6 +29,7 @@ if ! "$VENV/bin/python" -c "import rclpy, sensor_msgs.msg, diagnostic_msgs.msg, 
   echo "no rclpy found: installing ROS 2 ${ROS_WHEELS:-jazzy} rclpy wheels"
   pip install -q "${ROS_SPECS[@]}"
 fi
-# onnx comes with the package; the CPU onnxruntime with the test extra (a GPU vehicle installs onnxruntime-gpu).
+# onnx comes with the package; the CPU onnxruntime and Ray (semantic-depth fleet) with the test extra (a GPU vehicle
+# installs onnxruntime-gpu).
 pip install -q -e ".[test]"
-"$VENV/bin/python" -c "import semantic_depth_ros, torch, rclpy, cv2, rosbags, onnx, onnxruntime; print('environment ready: torch', torch.__version__, 'onnxruntime', onnxruntime.__version__)"
+"$VENV/bin/python" -c "import semantic_depth_ros, torch, rclpy, cv2, rosbags, onnx, onnxruntime, ray; print('environment ready: torch', torch.__version__, 'onnxruntime', onnxruntime.__version__)"
