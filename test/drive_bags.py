@@ -4,7 +4,9 @@ LiDAR and /tf_static in any storage; ``read_back`` reads a bag back per topic.""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from bagtools import MessageFactory, write_bag
@@ -26,19 +28,22 @@ def k_matrix(intr: Intrinsics) -> np.ndarray:
 
 
 def make_drive(tmp_path: Path, storage: str, *, image: str = "raw", corrupt: tuple[int, ...] = (),
-               camera_info: bool = True, name: str = "drive", distortion: tuple[float, ...] = (0.0,) * 5) -> Path:
-    """COUNT frames at 10 Hz on /cam/image_raw[/compressed], camera_info, a LiDAR scan 10 ms after each image,
-    /tf_static base_link -> lidar and base_link -> camera_optical. Images in ``corrupt`` are undecodable."""
+               camera_info: bool = True, name: str = "drive", distortion: tuple[float, ...] = (0.0,) * 5,
+               frames: Sequence[Any] = ()) -> Path:
+    """COUNT frames (or ``frames``, rendered with LiDAR) at 10 Hz on /cam/image_raw[/compressed], camera_info, a
+    LiDAR scan 10 ms after each image, /tf_static base_link -> lidar and base_link -> camera_optical. Images in
+    ``corrupt`` are undecodable."""
+    frames = list(frames) or FRAMES
     f = MessageFactory(storage)
-    transforms = [("base_link", "lidar", np.linalg.inv(FRAMES[0].base_to_lidar)),
-                  ("base_link", "camera_optical", np.linalg.inv(FRAMES[0].base_to_camera))]
+    transforms = [("base_link", "lidar", np.linalg.inv(frames[0].base_to_lidar)),
+                  ("base_link", "camera_optical", np.linalg.inv(frames[0].base_to_camera))]
     messages = [("/tf_static", "tf2_msgs/msg/TFMessage", T0 - 1, f.tf_static(transforms, T0))]
-    for i, frame in enumerate(FRAMES):
+    for i, frame in enumerate(frames):
         stamp = T0 + i * FRAME_NS
         if camera_info:
             messages.append(("/cam/camera_info", "sensor_msgs/msg/CameraInfo", stamp,
-                             f.camera_info(k_matrix(frame.intrinsics), WIDTH, HEIGHT, stamp, "camera_optical",
-                                           distortion)))
+                             f.camera_info(k_matrix(frame.intrinsics), frame.rgb.shape[1], frame.rgb.shape[0], stamp,
+                                           "camera_optical", distortion)))
         if image == "compressed":
             msg = f.compressed_image(frame.rgb, stamp, "camera_optical")
             if i in corrupt:

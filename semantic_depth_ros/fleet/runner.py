@@ -24,7 +24,7 @@ from ..replay.run import BagRun
 from .drives import Drive, chunk_windows
 from .report import write_fleet_report
 from .results import FAILED, DriveResult, existing
-from .tasks import merge_drive, one_line, replay_chunk, replay_drive
+from .tasks import clear_partials, merge_drive, one_line, replay_chunk, replay_drive
 
 SECOND_NS = 1_000_000_000
 
@@ -130,6 +130,7 @@ def run_fleet(drives: Sequence[Drive], run: BagRun, settings: FleetSettings) -> 
     pending: dict[Any, Drive] = {}
     started = time.perf_counter()
     written = 0
+    ray_start = 0.0
     bar = tqdm(total=len(drives), initial=len(drives) - len(todo), unit="drive", desc="fleet",
                disable=not settings.progress)
     try:
@@ -138,6 +139,7 @@ def run_fleet(drives: Sequence[Drive], run: BagRun, settings: FleetSettings) -> 
                 ray.init(address=settings.ray_address, num_cpus=settings.num_cpus, include_dashboard=False,
                          log_to_driver=True)
                 started_here = True
+            ray_start = time.perf_counter() - started
             fleet = _Fleet(ray, run, settings)
             for drive in todo:
                 try:
@@ -164,12 +166,14 @@ def run_fleet(drives: Sequence[Drive], run: BagRun, settings: FleetSettings) -> 
         wall = time.perf_counter() - started
         ordered = [results[d.name] for d in drives if d.name in results]
         totals = {"out": str(out), "ray_address": settings.ray_address, "tasks_submitted": fleet.tasks if fleet else 0,
-                  "wall_s": wall, "frames_written": written, "fps": written / wall if wall > 0 else 0.0,
+                  "wall_s": wall, "ray_start_s": ray_start, "frames_written": written, "fps": written / wall if wall > 0 else 0.0,
                   "chunk_s": settings.chunk_s}
         out.mkdir(parents=True, exist_ok=True)
         write_fleet_report(out, ordered, totals)
         if started_here:
-            ray.shutdown()
+            ray.shutdown()  # ends this run's workers
+        for drive in pending.values():  # interrupted: what a killed task had begun goes (a re-run redoes it)
+            clear_partials(out / drive.name)
     return ordered
 
 

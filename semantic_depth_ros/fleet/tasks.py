@@ -61,7 +61,7 @@ def kill_if_asked(task: str) -> None:
     os._exit(1)
 
 
-def _clear_partials(target: Path) -> None:
+def clear_partials(target: Path) -> None:
     """Remove ``target``'s partial folders left by a killed worker (this task now owns the drive)."""
     for partial in target.parent.glob(f"{target.name}.partial-*"):
         shutil.rmtree(partial, ignore_errors=True)
@@ -75,7 +75,7 @@ def replay_drive(drive: Drive, out: Path, run: BagRun) -> DriveResult:
     """Replay ``drive`` into ``out/<name>`` as ``infer-bag --out out/<name>`` would."""
     kill_if_asked(drive.name)
     target = out / drive.name
-    _clear_partials(target)
+    clear_partials(target)
     started = time.perf_counter()
     try:
         summary = run_bag(drive.bag, target, run, estimator_for(run.model)).summary
@@ -100,7 +100,7 @@ def replay_chunk(drive: Drive, window: Window, out: Path, run: BagRun) -> ChunkR
     kill_if_asked(f"{drive.name}.{window.index}")
     folder = chunks_folder(out, drive.name) / f"{window.index:05d}"
     folder.parent.mkdir(parents=True, exist_ok=True)
-    _clear_partials(folder)
+    clear_partials(folder)
     if folder.exists():  # an earlier attempt finished this window and died later
         shutil.rmtree(folder)
     options = dataclasses.replace(run.options, selection=_window_selection(run.options.selection, window))
@@ -120,7 +120,7 @@ def merge_drive(drive: Drive, out: Path, storage: str, bag_start_ns: int, *chunk
     if failed is not None:
         return DriveResult(drive.name, str(drive.bag), FAILED, reason=failed.error, chunks=len(chunks))
     target = out / drive.name
-    _clear_partials(target)
+    clear_partials(target)
     started = time.perf_counter()
     try:
         merge_chunks([(chunk.window, chunk.folder) for chunk in chunks], target, storage, bag_start_ns)
