@@ -121,8 +121,8 @@ def _markdown(results: Sequence[DriveResult], metrics: dict[str, Any], worst: li
     if picture:
         lines += ["## Abs Rel of the drives", "", f"![drives by Abs Rel at {TOP_CAP} m]({HISTOGRAM})", ""]
     ranked = sorted((r for r in results if _abs_rel(r) is not None), key=_abs_rel, reverse=True)[:WORST]
-    lines += [f"## Worst drives (Abs Rel at {TOP_CAP} m)", "", "| Drive | Scored frames | Abs Rel | RMSE (m) | δ<1.25 |",
-              "|---|---:|---:|---:|---:|"]
+    lines += [f"## Worst drives (Abs Rel at {TOP_CAP} m)", "",
+              "| Drive | Scored frames | Abs Rel | RMSE (m) | δ<1.25 |", "|---|---:|---:|---:|---:|"]
     for r in ranked:
         m = r.metrics[TOP_CAP]
         lines.append(f"| {r.name} | {m['count']} | {m['abs_rel']:.3f} | {m['rmse']:.3f} | {m['a1']:.3f} |")

@@ -92,6 +92,7 @@ class _Fleet:
         self.merge_task = ray.remote(merge_drive).options(num_cpus=min(1.0, settings.cpus_per_drive),
                                                           max_retries=settings.max_retries)
         self.tasks = 0
+        self.chunks: dict[Any, list[Any]] = {}  # a chunked drive's merge -> its window tasks (to cancel them too)
 
     def submit(self, drive: Drive) -> Any:
         """The reference of ``drive``'s result (its merge for a chunked drive)."""
@@ -102,14 +103,35 @@ class _Fleet:
         with BagReader(drive.bag) as bag:
             start_ns, duration_ns = bag.start_time_ns, bag.end_time_ns - bag.start_time_ns
         selection = self.run.options.selection
-        warmup = self.settings.warmup_s if self.run.stages() else 0.0
+        has_stages = self.run.road_scale is not None or self.run.temporal is not None
+        warmup = self.settings.warmup_s if has_stages else 0.0
         windows = chunk_windows(duration_ns, round(self.settings.chunk_s * SECOND_NS),
                                 None if selection.start_s is None else round(selection.start_s * SECOND_NS),
                                 None if selection.end_s is None else round(selection.end_s * SECOND_NS),
                                 round(warmup * SECOND_NS))
         chunks = [self.chunk_task.remote(drive, window, out, self.run) for window in windows]
         self.tasks += len(chunks) + 1
-        return self.merge_task.remote(drive, out, self.run.options.storage, start_ns, *chunks)
+        merge = self.merge_task.remote(drive, out, self.run.options.storage, start_ns, *chunks)
+        self.chunks[merge] = chunks
+        return merge
+
+    def cancel(self, ref: Any) -> None:
+        """Stop a drive's task (its window tasks too) at once."""
+        for task in [ref, *self.chunks.get(ref, [])]:
+            self.ray.cancel(task, force=True)
+
+
+def _start_ray(ray: Any, settings: FleetSettings) -> bool:
+    """Start or join Ray unless this process already has it; whether it was started here."""
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=settings.ray_address, num_cpus=settings.num_cpus, include_dashboard=False,
+                 log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {settings.ray_address}" if settings.ray_address else "a local Ray"
+        raise ConfigError(f"cannot start {where}: {one_line(exc)}") from None
+    return True
 
 
 def run_fleet(drives: Sequence[Drive], run: BagRun, settings: FleetSettings) -> list[DriveResult]:
@@ -118,63 +140,52 @@ def run_fleet(drives: Sequence[Drive], run: BagRun, settings: FleetSettings) -> 
     re-raised; what finished stays."""
     ray = import_ray()
     out = settings.out
-    results: dict[str, DriveResult] = {}
-    todo = []
-    for drive in drives:
-        if (out / drive.name).exists():
-            results[drive.name] = existing(out, drive.name, str(drive.bag))
-        else:
-            todo.append(drive)
-    started_here = False
-    fleet = None
+    results = {d.name: existing(out, d.name, str(d.bag)) for d in drives if (out / d.name).exists()}
+    todo = [drive for drive in drives if drive.name not in results]
+    started_here, fleet, ray_start, written = False, None, 0.0, 0
     pending: dict[Any, Drive] = {}
     started = time.perf_counter()
-    written = 0
-    ray_start = 0.0
-    bar = tqdm(total=len(drives), initial=len(drives) - len(todo), unit="drive", desc="fleet",
-               disable=not settings.progress)
+    bar = tqdm(total=len(drives), initial=len(results), unit="drive", desc="fleet", disable=not settings.progress)
+
+    def finished(drive: Drive, result: DriveResult) -> None:
+        nonlocal written
+        results[drive.name] = result
+        written += result.written or 0
+        bar.update(1)
+        bar.set_postfix_str(f"{written / max(time.perf_counter() - started, 1e-9):.1f} frames/s", refresh=False)
+
     try:
         if todo:
-            if not ray.is_initialized():
-                ray.init(address=settings.ray_address, num_cpus=settings.num_cpus, include_dashboard=False,
-                         log_to_driver=True)
-                started_here = True
+            started_here = _start_ray(ray, settings)
             ray_start = time.perf_counter() - started
             fleet = _Fleet(ray, run, settings)
             for drive in todo:
                 try:
                     pending[fleet.submit(drive)] = drive
                 except Exception as exc:  # noqa: BLE001 - an unreadable bag (chunk planning) fails alone
-                    results[drive.name] = DriveResult(drive.name, str(drive.bag), FAILED, reason=one_line(exc))
-                    bar.update(1)
+                    finished(drive, DriveResult(drive.name, str(drive.bag), FAILED, reason=one_line(exc)))
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 drive = pending.pop(ref)
-                results[drive.name] = _result_of(ray, ref, drive, settings.max_retries)
-                written += results[drive.name].written or 0
-                bar.update(1)
-                bar.set_postfix_str(f"{written / max(time.perf_counter() - started, 1e-9):.1f} frames/s",
-                                    refresh=False)
+                finished(drive, _result_of(ray, ref, drive, settings.max_retries))
     except KeyboardInterrupt:
         for ref, drive in pending.items():
-            ray.cancel(ref, force=True)
+            fleet.cancel(ref)
             results[drive.name] = DriveResult(drive.name, str(drive.bag), FAILED, reason="interrupted (Ctrl-C)")
         raise
     finally:
         bar.close()
         wall = time.perf_counter() - started
-        ordered = [results[d.name] for d in drives if d.name in results]
-        totals = {"out": str(out), "ray_address": settings.ray_address, "tasks_submitted": fleet.tasks if fleet else 0,
-                  "wall_s": wall, "ray_start_s": ray_start, "frames_written": written, "fps": written / wall if wall > 0 else 0.0,
-                  "chunk_s": settings.chunk_s}
-        out.mkdir(parents=True, exist_ok=True)
-        write_fleet_report(out, ordered, totals)
+        totals = {"out": str(out), "ray_address": settings.ray_address, "chunk_s": settings.chunk_s,
+                  "tasks_submitted": fleet.tasks if fleet else 0, "wall_s": wall, "ray_start_s": ray_start,
+                  "frames_written": written, "fps": written / wall if wall > 0 else 0.0}
+        write_fleet_report(out, [results[d.name] for d in drives if d.name in results], totals)
         if started_here:
             ray.shutdown()  # ends this run's workers
         for drive in pending.values():  # interrupted: what a killed task had begun goes (a re-run redoes it)
             clear_partials(out / drive.name)
-    return ordered
+    return [results[d.name] for d in drives]
 
 
 def _result_of(ray: Any, ref: Any, drive: Drive, retries: int) -> DriveResult:
