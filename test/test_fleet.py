@@ -163,6 +163,7 @@ def test_chunks_warm_the_temporal_filter_before_their_window(tmp_path, tiny_chec
                  "--chunk-warmup-s", "0.1") == 0
     whole, warm, short = (_depths(tmp_path / name / "d3") for name in ("whole", "warm", "short"))
     assert len(whole) == len(warm) == len(short) == 4  # the warm-up frames are not written twice
+    assert [report(tmp_path / name)["drives"][0]["read"] for name in ("warm", "short")] == [4, 4]  # nor counted
     for a, b in zip(whole, warm):  # a warm-up longer than the drive: the filter state of the unchunked run
         np.testing.assert_allclose(b, a, rtol=1e-5, equal_nan=True)
     for a, b in zip(whole[:2], short[:2]):  # the first window never warms up
