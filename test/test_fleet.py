@@ -137,6 +137,17 @@ def test_a_killed_worker_is_retried_and_a_corrupt_bag_fails_alone(tmp_path, tiny
         assert (mine[f"{name}.mcap"], mine["metrics.csv"]) == (reference[f"{name}.mcap"], reference["metrics.csv"])
 
 
+def test_a_worker_that_dies_more_often_than_retried_fails_its_drive_with_the_reason(tmp_path, tiny_checkpoint,
+                                                                                   drives, kill_flags):
+    (kill_flags / "d0").touch()
+    out = tmp_path / "out"
+    assert cli.main(["fleet", str(drives / "d0"), "--checkpoint", str(tiny_checkpoint), "--out", str(out), *COMMON,
+                     "--no-progress", "--max-retries", "0"]) == 1
+    drive = report(out)["drives"][0]
+    assert drive["status"] == "failed" and drive["reason"].startswith("worker lost after 0 retries: ")
+    assert "\n" not in drive["reason"] and not (out / "d0").exists() and not (kill_flags / "d0").exists()
+
+
 def test_chunked_drive_equals_the_unchunked_one(tmp_path, tiny_checkpoint, drives, fleet_out):
     out = tmp_path / "out"
     assert fleet(tiny_checkpoint, out, str(drives / "d0"), "--lidar-topic", "/points", "--chunk-s", "0.15") == 0
