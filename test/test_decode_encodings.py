@@ -1,0 +1,189 @@
+"""Every raw encoding real camera drivers publish, decoded with cv_bridge's semantics (messages.decode_packed).
+
+Images of known colours are encoded here by hand (mosaicked, YUV-packed, 16-bit, big-endian) so that each
+mapping is pinned by what comes back, not by a table: a red, a green and a blue patch must come back red, green
+and blue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semantic_depth_ros.errors import InvalidInputError
+from semantic_depth_ros.messages.decode import SUPPORTED_ENCODINGS, decode_raw_image
+
+PATCHES = ((220, 30, 30), (30, 220, 30), (30, 30, 220), (200, 200, 60))  # red, green, blue, yellow
+PATCH = 6  # pixels per patch side (even, so that Bayer and 4:2:2 cells never straddle two patches)
+CHANNEL = {"r": 0, "g": 1, "b": 2}
+
+
+def patches(rows: int = 2) -> np.ndarray:
+    """``rows`` x 4 patches of ``PATCHES`` colours (uint8 HxWx3 RGB), each PATCH x PATCH pixels."""
+    row = np.concatenate([np.broadcast_to(np.array(c, np.uint8), (PATCH, PATCH, 3)) for c in PATCHES], axis=1)
+    return np.ascontiguousarray(np.concatenate([np.roll(row, PATCH * i, axis=1) for i in range(rows)], axis=0))
+
+
+def patch_centres(rgb: np.ndarray) -> np.ndarray:
+    """The mean colour of each patch's 2x2 centre (away from demosaicing's borders), (rows*4)x3 float."""
+    centres = []
+    for top in range(0, rgb.shape[0], PATCH):
+        for left in range(0, rgb.shape[1], PATCH):
+            middle = rgb[top + PATCH // 2 - 1: top + PATCH // 2 + 1, left + PATCH // 2 - 1: left + PATCH // 2 + 1]
+            centres.append(middle.reshape(-1, 3).mean(axis=0))
+    return np.array(centres)
+
+
+def mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """Bayer mosaic of ``rgb`` in ROS ``pattern`` ("rggb": row 0 = R G R G..., row 1 = G B G B...)."""
+    out = np.empty(rgb.shape[:2], rgb.dtype)
+    for index, colour in enumerate(pattern):
+        row, col = divmod(index, 2)
+        out[row::2, col::2] = rgb[row::2, col::2, CHANNEL[colour]]
+    return out
+
+
+def to_16(rgb8: np.ndarray) -> np.ndarray:
+    """8-bit samples -> the 16-bit samples that scale back to them exactly (v * 257)."""
+    return rgb8.astype(np.uint16) * 257
+
+
+def yuv422(rgb: np.ndarray, order: str) -> np.ndarray:
+    """HxWx3 RGB -> HxWx2 bytes of 4:2:2 YUV (BT.601 video range), packed in ``order`` ("uyvy" or "yuyv");
+    chroma is the mean of each horizontal pixel pair."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    u_pair, v_pair = (0.5 * (c[:, 0::2] + c[:, 1::2]) for c in (u, v))
+    planes = {"y0": y[:, 0::2], "y1": y[:, 1::2], "u": u_pair, "v": v_pair}
+    names = ("u", "y0", "v", "y1") if order == "uyvy" else ("y0", "u", "y1", "v")
+    packed = np.stack([planes[name] for name in names], axis=-1)  # H x W/2 x 4
+    return np.clip(np.rint(packed), 0, 255).astype(np.uint8).reshape(rgb.shape[0], rgb.shape[1], 2)
+
+
+def _message(samples: np.ndarray, pad: int = 0, bigendian: bool = False) -> tuple[int, bytes]:
+    """(step, data) of HxW[xC] ``samples`` with ``pad`` junk bytes per row, 16-bit samples in the given order."""
+    height = samples.shape[0]
+    if samples.dtype == np.uint16:
+        samples = samples.astype(">u2" if bigendian else "<u2")
+    rows = np.frombuffer(samples.tobytes(), np.uint8).reshape(height, -1)
+    rows = np.concatenate((rows, np.full((height, pad), 0xA5, np.uint8)), axis=1)
+    return rows.shape[1], rows.tobytes()
+
+
+def decode(encoding: str, samples: np.ndarray, width: int, pad: int = 0, bigendian: bool = False) -> np.ndarray:
+    step, data = _message(samples, pad, bigendian)
+    return decode_raw_image(encoding, samples.shape[0], width, step, data, bigendian)
+
+
+def test_the_supported_list_names_every_encoding_drivers_publish() -> None:
+    bayer = [f"bayer_{p}{b}" for b in (8, 16) for p in ("rggb", "bggr", "gbrg", "grbg")]
+    assert set(SUPPORTED_ENCODINGS) == {"rgb8", "bgr8", "rgba8", "bgra8", "mono8", "rgb16", "bgr16", "rgba16",
+                                        "bgra16", "mono16", "yuv422", "yuv422_yuy2", *bayer}
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("pad", [0, 6])
+def test_bayer_patches_come_back_in_their_colours(pattern: str, bits: int, pad: int) -> None:
+    rgb = patches()
+    samples = mosaic(rgb if bits == 8 else to_16(rgb), pattern)
+    image = decode(f"bayer_{pattern}{bits}", samples, rgb.shape[1], pad=pad)
+    assert image.shape == rgb.shape and image.dtype == np.uint8
+    # flat patches: bilinear demosaicing is exact away from the patch borders
+    np.testing.assert_allclose(patch_centres(image), patch_centres(rgb), atol=1.0)
+    # the whole image, borders included, stays close (mean error bound of demosaicing across sharp edges)
+    assert np.abs(image.astype(float) - rgb).mean() < 40.0
+
+
+def test_bayer_of_a_smooth_image_is_close_everywhere() -> None:
+    yy, xx = np.mgrid[0:24, 0:32]
+    rgb = np.stack([40 + 5 * xx, 60 + 6 * yy, 200 - 3 * xx - 2 * yy], axis=-1).astype(np.uint8)
+    for pattern in ("rggb", "bggr", "gbrg", "grbg"):
+        image = decode(f"bayer_{pattern}8", mosaic(rgb, pattern), 32)
+        inner = (slice(2, -2), slice(2, -2))
+        assert np.abs(image[inner].astype(float) - rgb[inner]).mean() < 1.5, pattern
+
+
+@pytest.mark.parametrize("bigendian", [False, True])
+@pytest.mark.parametrize(("encoding", "channels"), [("rgb16", "rgb"), ("bgr16", "bgr"), ("rgba16", "rgba"),
+                                                    ("bgra16", "bgra")])
+def test_16_bit_colour_is_exact(encoding: str, channels: str, bigendian: bool) -> None:
+    rgb = patches()
+    alpha = np.full(rgb.shape[:2], 77, np.uint8)
+    planes = {"r": rgb[..., 0], "g": rgb[..., 1], "b": rgb[..., 2], "a": alpha}
+    samples = to_16(np.stack([planes[c] for c in channels], axis=-1))
+    np.testing.assert_array_equal(decode(encoding, samples, rgb.shape[1], pad=4, bigendian=bigendian), rgb)
+
+
+@pytest.mark.parametrize("bigendian", [False, True])
+def test_mono16_scales_as_cv_bridge(bigendian: bool) -> None:
+    # cv_bridge: convertTo(255/65535), rounded: 128 -> 0, 129 -> 1, 257 -> 1, 65535 -> 255
+    values = np.array([[0, 128, 129, 257, 32896, 65535]], np.uint16)
+    image = decode("mono16", values, 6, bigendian=bigendian)
+    expected = np.array([0, 0, 1, 1, 128, 255], np.uint8)
+    np.testing.assert_array_equal(image, np.repeat(expected[None, :, None], 3, axis=2))
+
+
+@pytest.mark.parametrize(("encoding", "order"), [("yuv422", "uyvy"), ("yuv422_yuy2", "yuyv")])
+def test_yuv422_patches_come_back_in_their_colours(encoding: str, order: str) -> None:
+    rgb = patches()
+    image = decode(encoding, yuv422(rgb, order), rgb.shape[1], pad=2)
+    assert image.shape == rgb.shape and image.dtype == np.uint8
+    # chroma pairs never straddle a patch: exact up to the BT.601 rounding
+    assert np.abs(image.astype(float) - rgb).max() <= 3.0
+
+
+def test_yuv422_orders_are_not_interchangeable() -> None:
+    rgb = patches()
+    swapped = decode("yuv422", yuv422(rgb, "yuyv"), rgb.shape[1])
+    assert np.abs(swapped.astype(float) - rgb).mean() > 40.0
+
+
+@pytest.mark.parametrize(
+    ("encoding", "message"),
+    [
+        ("8UC3", "image.encoding = '8UC3' is a generic OpenCV type with no colour order, which cv_bridge refuses"),
+        ("16UC1", "image.encoding = '16UC1' is a generic OpenCV type with no colour order"),
+        ("32FC1", "image.encoding = '32FC1' is a generic OpenCV type with no colour order"),
+        ("8U", "image.encoding = '8U' is a generic OpenCV type with no colour order"),
+        ("nv21", "image.encoding = 'nv21' is not supported (cv_bridge has no conversion for it) (supported: rgb8"),
+        ("bayer_rggb32", "image.encoding = 'bayer_rggb32' is not supported (supported: rgb8"),
+    ],
+)
+def test_encodings_without_a_colour_conversion_are_refused_in_one_line(encoding: str, message: str) -> None:
+    with pytest.raises(InvalidInputError) as error:
+        decode_raw_image(encoding, 2, 2, 8, b"\x00" * 64)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "height", "width", "step", "size", "message"),
+    [
+        ("yuv422", 2, 3, 6, 12, "image.width = 3 is odd; yuv422 packs pixels in pairs"),
+        ("yuv422_yuy2", 2, 5, 10, 20, "image.width = 5 is odd; yuv422_yuy2 packs pixels in pairs"),
+        ("yuv422", 2, 4, 7, 14, "image.step = 7 is smaller than width*2 bytes = 8 for yuv422"),
+        ("yuv422_yuy2", 2, 4, 8, 15, "len(image.data) = 15 is smaller than height*step = 16"),
+        ("bayer_rggb8", 4, 4, 3, 16, "image.step = 3 is smaller than width*1 bytes = 4 for bayer_rggb8"),
+        ("bayer_grbg8", 4, 4, 4, 15, "len(image.data) = 15 is smaller than height*step = 16"),
+        ("bayer_bggr16", 4, 4, 8, 31, "len(image.data) = 31 is smaller than height*step = 32"),
+        ("bayer_gbrg16", 4, 4, 9, 36, "image.step = 9 is not a multiple of 2 bytes (bayer_gbrg16)"),
+        ("mono16", 2, 3, 5, 10, "image.step = 5 is smaller than width*2 bytes = 6 for mono16"),
+        ("rgb16", 2, 2, 12, 23, "len(image.data) = 23 is smaller than height*step = 24"),
+        ("bgra16", 2, 2, 15, 30, "image.step = 15 is smaller than width*8 bytes = 16 for bgra16"),
+        ("rgba16", 16384, 16384, 131072, 8, "len(image.data) = 8 is smaller than height*step = 2147483648"),
+    ],
+)  # fmt: skip
+def test_bad_packed_images_name_the_field(encoding: str, height: int, width: int, step: int, size: int,
+                                          message: str) -> None:
+    with pytest.raises(InvalidInputError) as error:
+        decode_raw_image(encoding, height, width, step, b"\x00" * size)
+    assert str(error.value) == message
+
+
+def test_odd_sized_bayer_decodes_as_opencv_does() -> None:
+    rgb = patches()[:11, :23]
+    image = decode("bayer_rggb8", mosaic(rgb, "rggb"), 23)
+    assert image.shape == (11, 23, 3)
+    np.testing.assert_allclose(image[3, 3], PATCHES[0], atol=1.0)
