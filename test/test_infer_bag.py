@@ -63,7 +63,7 @@ def make_drive(tmp_path: Path, storage: str, *, image: str = "raw", corrupt: tup
         else:
             msg = f.image(frame.rgb, stamp, "camera_optical")
             if i in corrupt:  # declared size larger than the data: must be refused before allocating
-                msg = dataclasses.replace(msg, encoding="yuv422") if i % 2 else dataclasses.replace(msg, height=4096)
+                msg = dataclasses.replace(msg, encoding="nv24") if i % 2 else dataclasses.replace(msg, height=4096)
             messages.append(("/cam/image_raw", "sensor_msgs/msg/Image", stamp, msg))
         cloud = f.pointcloud(frame.lidar_points, stamp + SCAN_DELAY_NS, "lidar")
         messages.append(("/points", "sensor_msgs/msg/PointCloud2", stamp + SCAN_DELAY_NS, cloud))
