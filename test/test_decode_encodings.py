@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from image_encodings import encode, message_bytes, mosaic, to_16, yuv422
+
 from semantic_depth_ros.errors import InvalidInputError
 from semantic_depth_ros.messages.decode import SUPPORTED_ENCODINGS, decode_raw_image
 
 PATCHES = ((220, 30, 30), (30, 220, 30), (30, 30, 220), (200, 200, 60))  # red, green, blue, yellow
 PATCH = 6  # pixels per patch side (even, so that Bayer and 4:2:2 cells never straddle two patches)
-CHANNEL = {"r": 0, "g": 1, "b": 2}
 
 
 def patches(rows: int = 2) -> np.ndarray:
@@ -34,46 +35,8 @@ def patch_centres(rgb: np.ndarray) -> np.ndarray:
     return np.array(centres)
 
 
-def mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
-    """Bayer mosaic of ``rgb`` in ROS ``pattern`` ("rggb": row 0 = R G R G..., row 1 = G B G B...)."""
-    out = np.empty(rgb.shape[:2], rgb.dtype)
-    for index, colour in enumerate(pattern):
-        row, col = divmod(index, 2)
-        out[row::2, col::2] = rgb[row::2, col::2, CHANNEL[colour]]
-    return out
-
-
-def to_16(rgb8: np.ndarray) -> np.ndarray:
-    """8-bit samples -> the 16-bit samples that scale back to them exactly (v * 257)."""
-    return rgb8.astype(np.uint16) * 257
-
-
-def yuv422(rgb: np.ndarray, order: str) -> np.ndarray:
-    """HxWx3 RGB -> HxWx2 bytes of 4:2:2 YUV (BT.601 video range), packed in ``order`` ("uyvy" or "yuyv");
-    chroma is the mean of each horizontal pixel pair."""
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
-    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
-    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
-    u_pair, v_pair = (0.5 * (c[:, 0::2] + c[:, 1::2]) for c in (u, v))
-    planes = {"y0": y[:, 0::2], "y1": y[:, 1::2], "u": u_pair, "v": v_pair}
-    names = ("u", "y0", "v", "y1") if order == "uyvy" else ("y0", "u", "y1", "v")
-    packed = np.stack([planes[name] for name in names], axis=-1)  # H x W/2 x 4
-    return np.clip(np.rint(packed), 0, 255).astype(np.uint8).reshape(rgb.shape[0], rgb.shape[1], 2)
-
-
-def _message(samples: np.ndarray, pad: int = 0, bigendian: bool = False) -> tuple[int, bytes]:
-    """(step, data) of HxW[xC] ``samples`` with ``pad`` junk bytes per row, 16-bit samples in the given order."""
-    height = samples.shape[0]
-    if samples.dtype == np.uint16:
-        samples = samples.astype(">u2" if bigendian else "<u2")
-    rows = np.frombuffer(samples.tobytes(), np.uint8).reshape(height, -1)
-    rows = np.concatenate((rows, np.full((height, pad), 0xA5, np.uint8)), axis=1)
-    return rows.shape[1], rows.tobytes()
-
-
 def decode(encoding: str, samples: np.ndarray, width: int, pad: int = 0, bigendian: bool = False) -> np.ndarray:
-    step, data = _message(samples, pad, bigendian)
+    step, data = message_bytes(samples, pad, bigendian)
     return decode_raw_image(encoding, samples.shape[0], width, step, data, bigendian)
 
 
@@ -180,6 +143,27 @@ def test_bad_packed_images_name_the_field(encoding: str, height: int, width: int
     with pytest.raises(InvalidInputError) as error:
         decode_raw_image(encoding, height, width, step, b"\x00" * size)
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize("encoding", sorted(SUPPORTED_ENCODINGS))
+def test_the_shared_test_encoder_round_trips_through_the_decoder(encoding: str) -> None:
+    """What the node tests send (image_encodings.encode) decodes to what they compare with."""
+    rgb = patches()
+    image = decode(encoding, encode(rgb, encoding), rgb.shape[1])
+    expected = rgb if not encoding.startswith("mono") else np.repeat(encode(rgb, "mono8")[..., None], 3, axis=2)
+    if encoding.startswith("bayer"):  # demosaicing is exact inside flat patches, not across their edges
+        np.testing.assert_allclose(patch_centres(image), patch_centres(expected), atol=1.0)
+    else:
+        assert np.abs(image.astype(float) - expected).max() <= (3.0 if "yuv" in encoding else 0.0)
+
+
+@pytest.mark.parametrize("encoding", [e for e in SUPPORTED_ENCODINGS if e not in ("rgb8", "bgr8", "rgba8", "bgra8",
+                                                                                   "mono8")])
+def test_short_data_of_every_new_encoding_is_refused_before_decoding(encoding: str) -> None:
+    step, data = message_bytes(encode(patches(), encoding))
+    with pytest.raises(InvalidInputError) as error:
+        decode_raw_image(encoding, 2 * PATCH, 4 * PATCH, step, data[:-1])
+    assert str(error.value) == f"len(image.data) = {len(data) - 1} is smaller than height*step = {len(data)}"
 
 
 def test_odd_sized_bayer_decodes_as_opencv_does() -> None:
