@@ -171,3 +171,19 @@ def test_odd_sized_bayer_decodes_as_opencv_does() -> None:
     image = decode("bayer_rggb8", mosaic(rgb, "rggb"), 23)
     assert image.shape == (11, 23, 3)
     np.testing.assert_allclose(image[3, 3], PATCHES[0], atol=1.0)
+
+
+def test_the_decode_benchmark_times_every_case(tmp_path, capsys) -> None:
+    """`semantic-depth bench-decode` (figures in the README): one row per camera case, the same in its JSON."""
+    import json
+
+    from semantic_depth_ros.cli import run_command
+
+    out = tmp_path / "decode.json"
+    assert run_command("bench-decode", ["--iters", "1", "--warmup", "0", "--no-network", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads(out.read_text())["decode"]
+    assert [(row["encoding"], row["size"]) for row in rows] == [
+        ("bayer_rggb8", "2448x2048"), ("bayer_rggb16", "2448x2048"), ("yuv422_yuy2", "1920x1080"),
+        ("rgb8", "1242x375")]
+    assert all(row["p50_ms"] >= 0.0 and f"{row['encoding']}" in printed for row in rows)
