@@ -42,9 +42,11 @@ def k_matrix(intr: Intrinsics) -> np.ndarray:
 
 
 def make_drive(tmp_path: Path, storage: str, *, image: str = "raw", corrupt: tuple[int, ...] = (),
-               camera_info: bool = True, name: str = "drive", distortion: tuple[float, ...] = (0.0,) * 5) -> Path:
-    """COUNT frames at 10 Hz on /cam/image_raw[/compressed], camera_info, a LiDAR scan 10 ms after each image,
-    /tf_static base_link -> lidar and base_link -> camera_optical. Images in ``corrupt`` are undecodable."""
+               camera_info: bool = True, name: str = "drive", distortion: tuple[float, ...] = (0.0,) * 5,
+               image_topic: str = "/cam/image_raw", projection: np.ndarray | None = None) -> Path:
+    """COUNT frames at 10 Hz on ``image_topic``[/compressed], camera_info (P: ``projection``, default [K | 0]), a
+    LiDAR scan 10 ms after each image, /tf_static base_link -> lidar and base_link -> camera_optical. Images in
+    ``corrupt`` are undecodable."""
     f = MessageFactory(storage)
     transforms = [("base_link", "lidar", np.linalg.inv(FRAMES[0].base_to_lidar)),
                   ("base_link", "camera_optical", np.linalg.inv(FRAMES[0].base_to_camera))]
@@ -54,17 +56,17 @@ def make_drive(tmp_path: Path, storage: str, *, image: str = "raw", corrupt: tup
         if camera_info:
             messages.append(("/cam/camera_info", "sensor_msgs/msg/CameraInfo", stamp,
                              f.camera_info(k_matrix(frame.intrinsics), WIDTH, HEIGHT, stamp, "camera_optical",
-                                           distortion)))
+                                           distortion, projection)))
         if image == "compressed":
             msg = f.compressed_image(frame.rgb, stamp, "camera_optical")
             if i in corrupt:
                 msg = dataclasses.replace(msg, data=msg.data[: len(msg.data) // 3])
-            messages.append(("/cam/image_raw/compressed", "sensor_msgs/msg/CompressedImage", stamp, msg))
+            messages.append((f"{image_topic}/compressed", "sensor_msgs/msg/CompressedImage", stamp, msg))
         else:
             msg = f.image(frame.rgb, stamp, "camera_optical")
             if i in corrupt:  # declared size larger than the data: must be refused before allocating
                 msg = dataclasses.replace(msg, encoding="nv24") if i % 2 else dataclasses.replace(msg, height=4096)
-            messages.append(("/cam/image_raw", "sensor_msgs/msg/Image", stamp, msg))
+            messages.append((image_topic, "sensor_msgs/msg/Image", stamp, msg))
         cloud = f.pointcloud(frame.lidar_points, stamp + SCAN_DELAY_NS, "lidar")
         messages.append(("/points", "sensor_msgs/msg/PointCloud2", stamp + SCAN_DELAY_NS, cloud))
     path = tmp_path / (f"{name}.bag" if storage == "ros1" else name)
@@ -400,6 +402,30 @@ def test_replay_removes_lens_distortion_like_the_node(tmp_path, tiny_checkpoint,
         info = got["/cam/depth/camera_info"][i][1]
         assert list(info.d) == [0.0] * 5 and info.distortion_model == "plumb_bob"
         np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), k_matrix(frame.intrinsics))
+
+
+def test_replay_of_a_rectified_topic_takes_p_and_does_not_undistort(tmp_path, tiny_checkpoint, estimator, capsys):
+    """image_rect beside the raw camera_info (D non-zero, P != K): --input-rectified auto takes P as the camera and
+    undistorts nothing, as the node; --input-rectified false undistorts with K and D as before."""
+    intr = FRAMES[0].intrinsics
+    p_intr = Intrinsics(intr.fx * 0.9, intr.fy * 0.9, intr.cx + 1.5, intr.cy - 1.0, WIDTH, HEIGHT)
+    projection = np.hstack([k_matrix(p_intr), np.zeros((3, 1))])
+    bag = make_drive(tmp_path, "mcap", distortion=LENS, image_topic="/cam/image_rect", projection=projection)
+    common = ["--image-topic", "/cam/image_rect", "--camera-info-topic", "/cam/camera_info", "--checkpoint",
+              str(tiny_checkpoint), "--outputs", "depth", "--device", "cpu", "--precision", "fp32", "--no-progress"]
+    assert run_cli(str(bag), *common, "--out", str(tmp_path / "rect")) == 0
+    assert "input /cam/image_rect taken as rectified (--input-rectified auto)" in capsys.readouterr().out
+    assert run_cli(str(bag), *common, "--out", str(tmp_path / "raw"), "--input-rectified", "false") == 0
+    rect, raw = read_back(tmp_path / "rect"), read_back(tmp_path / "raw")
+    for i, frame in enumerate(FRAMES):
+        p_camera = Intrinsics(p_intr.fx, p_intr.fy, p_intr.cx, p_intr.cy, WIDTH, HEIGHT)
+        want = estimator.estimate(frame.rgb, camera=p_camera, outputs=("depth",)).depth.numpy()
+        np.testing.assert_allclose(image_array(rect["/cam/depth"][i][1]), want, rtol=1e-5, equal_nan=True)
+        np.testing.assert_allclose(np.asarray(rect["/cam/depth/camera_info"][i][1].k).reshape(3, 3),
+                                   k_matrix(p_intr))
+        undistorted = estimator.estimate(frame.rgb, camera=CameraModel(frame.intrinsics, "plumb_bob", LENS),
+                                         outputs=("depth",)).depth.numpy()
+        np.testing.assert_allclose(image_array(raw["/cam/depth"][i][1]), undistorted, rtol=1e-5, equal_nan=True)
 
 
 def test_replay_skips_images_of_an_unusable_lens_model(tmp_path, tiny_checkpoint, capsys, caplog):
