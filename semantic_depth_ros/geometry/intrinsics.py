@@ -37,15 +37,21 @@ def _finite(name: str, value: float) -> float:
     return number
 
 
-def _size(name: str, value: int) -> int:
-    """Return ``value`` as int, or raise naming ``name`` if it is not an integer >= 1."""
+def _integer(label: str, value: int, minimum: int) -> int:
+    """Return ``value`` as int, or raise naming ``label`` if it is not an integer >= ``minimum``."""
     try:
         number = operator.index(value)
     except TypeError:
-        raise InvalidInputError(f"intrinsics.{name} = {value!r} is not an integer") from None
-    if number < 1:
-        raise InvalidInputError(f"intrinsics.{name} = {number} must be at least 1")
+        raise InvalidInputError(f"{label} = {value!r} is not an integer") from None
+    if number < minimum:
+        bound = "must not be negative" if minimum == 0 else f"must be at least {minimum}"
+        raise InvalidInputError(f"{label} = {number} {bound}")
     return number
+
+
+def _size(name: str, value: int) -> int:
+    """Return ``value`` as int, or raise naming ``intrinsics.<name>`` if it is not an integer >= 1."""
+    return _integer(f"intrinsics.{name}", value, 1)
 
 
 @dataclass(frozen=True)
@@ -237,17 +243,8 @@ class SensorWindow:
 
 def _window_of(binning: tuple[int, int], roi: tuple[int, int, int, int], width: int, height: int) -> SensorWindow:
     """Validated :class:`SensorWindow` (one-line InvalidInputError naming the field)."""
-    values = []
-    for name, value in zip(("binning_x", "binning_y", "roi.x_offset", "roi.y_offset", "roi.width", "roi.height"),
-                           (*binning, *roi)):
-        try:
-            number = operator.index(value)
-        except TypeError:
-            raise InvalidInputError(f"camera_info.{name} = {value!r} is not an integer") from None
-        if number < 0:
-            raise InvalidInputError(f"camera_info.{name} = {number} must not be negative")
-        values.append(number)
-    window = SensorWindow(*values)
+    names = ("binning_x", "binning_y", "roi.x_offset", "roi.y_offset", "roi.width", "roi.height")
+    window = SensorWindow(*(_integer(f"camera_info.{name}", value, 0) for name, value in zip(names, (*binning, *roi))))
     x_offset, y_offset, roi_width, roi_height = window._roi(width, height)
     if (width, height) != (0, 0) and (x_offset + roi_width > width or y_offset + roi_height > height):
         raise InvalidInputError(f"camera_info.roi {x_offset},{y_offset} {roi_width}x{roi_height} lies outside the "
