@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from helpers import distort_image
 from image_encodings import encode, grey, message_bytes
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header
@@ -232,7 +233,7 @@ def test_binning_and_roi_give_the_camera_of_the_image_received(graph: Sender, bi
 def rectified_frame() -> np.ndarray:
     """``scene()`` seen through the lens (K, D), then rectified with OpenCV to P: what image_proc publishes."""
     k, p = np.array(K).reshape(3, 3), np.array(P).reshape(3, 4)
-    distorted = cv2.undistort(scene(), k, np.array(D))  # any image seen through (K, D) will do: build one
+    distorted = distort_image(scene(), k, D)
     map_x, map_y = cv2.initUndistortRectifyMap(k, np.array(D), np.eye(3), p[:, :3], (WIDTH, HEIGHT), cv2.CV_32FC1)
     return cv2.remap(distorted, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 

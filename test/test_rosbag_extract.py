@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from bagtools import MessageFactory, matrix_to_quaternion, write_bag
+from helpers import distort_image
 
 from semantic_depth_ros import cli
 from semantic_depth_ros.commands import extract as extract_command
@@ -68,17 +69,6 @@ def scene_frame(index: int) -> SimpleNamespace:
 
 
 FRAMES = [scene_frame(i) for i in range(3)]
-
-
-def distort_image(rgb: np.ndarray, K: np.ndarray, distortion) -> np.ndarray:
-    """The pinhole image ``rgb`` (camera matrix K) as seen through a plumb_bob lens: each distorted pixel reads the
-    pinhole image where its ray lands (``cv2.undistortPoints``, bilinear, edge replicated)."""
-    v, u = np.mgrid[0:rgb.shape[0], 0:rgb.shape[1]].astype(np.float64)
-    rays = cv2.undistortPoints(np.stack((u, v), axis=-1).reshape(-1, 1, 2), K, np.asarray(distortion))
-    rays = rays.reshape(*u.shape, 2)
-    map_x = (rays[..., 0] * K[0, 0] + K[0, 2]).astype(np.float32)
-    map_y = (rays[..., 1] * K[1, 1] + K[1, 2]).astype(np.float32)
-    return cv2.remap(rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def make_bag(tmp_path: Path, storage: str, *, image: str = "rgb8", tf: str | None = "chain",
