@@ -54,7 +54,8 @@ def test_dynamic_and_static_split() -> None:
     assert DYNAMIC_PARAMETERS == {"output_resolution", "min_depth", "max_depth", "mask_sky", "point_stride",
                                   "fx", "fy", "cx", "cy", "point_fields", "points_drop_labels"} | TEMPORAL_PARAMETERS
     assert STATIC_PARAMETERS == {"model_path", "device", "precision", "backend", "trt_cache_dir",
-                                 "input_transport", "input_rectified", "cameras"} | QOS_PARAMETERS | ROAD_PARAMETERS | ODOMETRY_PARAMETERS
+                                 "input_transport", "input_rectified", "cameras"} | QOS_PARAMETERS | ROAD_PARAMETERS \
+        | ODOMETRY_PARAMETERS
 
 
 def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> None:
@@ -358,4 +359,4 @@ def test_temporal_filter_and_camera_extrinsic_declare_and_change_in_rclpy() -> N
                                                  ("true", "true"), ("false", "false")])
 def test_input_rectified_takes_yaml_booleans_as_its_words(value: object, expected: str) -> None:
     assert validate_value("input_rectified", value) == expected
-    assert not make_descriptor(SPECS["input_rectified"]).description.endswith("(dynamic: takes effect on the next frame)")
+    assert make_descriptor(SPECS["input_rectified"]).description.endswith("(static: read at start-up)")

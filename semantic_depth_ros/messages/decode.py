@@ -6,9 +6,10 @@ Every check runs before any allocation, and every failure is an ``InvalidInputEr
 message field and its value. camera_info is read by ``geometry.intrinsics.camera_from_info``.
 
 Outputs are uint8 HxWx3 RGB numpy arrays. The raw encodings and their cv_bridge semantics are in ``decode_packed``.
-``decode_raw_image`` returns a zero-copy view of the message buffer where it can (8-bit RGB/BGR(A)/mono): the array may be non-contiguous (row padding, BGR order, dropped alpha, mono repeated by a broadcast with a
-zero stride) and read-only (when ``data`` is ``bytes``). Consumers that need contiguous memory call
-``np.ascontiguousarray`` (copies only when needed) or copy into their own (pinned) buffer.
+``decode_raw_image`` returns a zero-copy view of the message buffer where it can (8-bit RGB/BGR(A)/mono): the array
+may be non-contiguous (row padding, BGR order, dropped alpha, mono repeated by a broadcast with a zero stride) and
+read-only (when ``data`` is ``bytes``). Consumers that need contiguous memory call ``np.ascontiguousarray`` (copies
+only when needed) or copy into their own (pinned) buffer.
 """
 
 from __future__ import annotations

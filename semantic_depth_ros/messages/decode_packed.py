@@ -1,13 +1,13 @@
 """The ``sensor_msgs/Image`` encodings and their conversion to 8-bit RGB, with cv_bridge's semantics.
 
 Read from ros-perception/vision_opencv ``cv_bridge/src/cv_bridge.cpp`` (``getConversionCodes``, ``matFromImage``,
-``toCvCopyImpl``): Bayer is demosaiced with OpenCV's bilinear ``COLOR_Bayer*2RGB``, whose pattern name is that of
-the second row's second and third pixels, so ROS ``bayer_rggb`` is OpenCV ``BayerBG`` (``bggr`` -> ``BayerRG``,
-``gbrg`` -> ``BayerGR``, ``grbg`` -> ``BayerGB``); ``yuv422`` is UYVY and ``yuv422_yuy2`` is YUYV, converted with
-OpenCV's ``COLOR_YUV2RGB_UYVY`` / ``_YUY2``; 16-bit samples become 8-bit scaled by 255/65535 and rounded
-(``convertTo``; for Bayer before demosaicing, not after: see ``_cvt``); big-endian 16-bit data is byte-swapped first. The generic ``8UC3``-style
-encodings carry no channel order, and cv_bridge refuses to convert them to a colour encoding: so do we. cv_bridge
-has no conversion for ``nv21``/``nv24`` (sensor_msgs names them), so they are refused too.
+``toCvCopyImpl``): Bayer is demosaiced with OpenCV's bilinear ``COLOR_Bayer*2RGB``, whose pattern name is that of the
+second row's second and third pixels, so ROS ``bayer_rggb`` is OpenCV ``BayerBG`` (``bggr`` -> ``BayerRG``, ``gbrg``
+-> ``BayerGR``, ``grbg`` -> ``BayerGB``); ``yuv422`` is UYVY and ``yuv422_yuy2`` is YUYV, converted with OpenCV's
+``COLOR_YUV2RGB_UYVY`` / ``_YUY2``; 16-bit samples become 8-bit scaled by 255/65535 and rounded (``convertTo``; for
+Bayer before demosaicing, not after: see ``_cvt``); big-endian 16-bit data is byte-swapped first. The generic
+``8UC3``-style encodings carry no channel order, and cv_bridge refuses to convert them to a colour encoding: so do we.
+cv_bridge has no conversion for ``nv21``/``nv24`` (sensor_msgs names them), so they are refused too.
 
 Converters take the message's pixels as an HxWxC array of native-endian uint8/uint16 samples (a view of the
 message, possibly with row padding) and return uint8 HxWx3 RGB: a view where no arithmetic is needed.
