@@ -104,7 +104,7 @@ class CameraChannel:
         resolved = node.resolve_topic_name(self.image_topic)
         # one rule for "already rectified" (camera_info's P, no undistortion), logged once with the resolved name
         self.rectified = input_is_rectified(settings.input_rectified, resolved)
-        self.last_encoding = ""  # of the newest frame decoded (a Image's encoding, a CompressedImage's format)
+        self.last_encoding = ""  # of the newest frame decoded (an Image's encoding, a CompressedImage's format)
         kind = ("rectified: camera from camera_info P, no undistortion" if self.rectified
                 else "raw: camera from camera_info K and D, undistorted")
         node.get_logger().info(f"input {resolved} taken as {kind} (input_rectified: {settings.input_rectified})")
