@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "run the depth node (same as `ros2 run semantic_depth_ros depth_node`)"),
     "init-checkpoint": ("semantic_depth_ros.commands.init_checkpoint", "write an UNTRAINED checkpoint from a preset"),
     "bench": ("semantic_depth_ros.commands.bench", "measure model and end-to-end node latency on this machine"),
+    "bench-decode": ("semantic_depth_ros.commands.bench_decode",
+                     "measure input decoding (Bayer, YUV, rgb8) at real camera sizes beside the network's time"),
     "train": ("semantic_depth_ros.commands.train",
               "train (phase 1 conditional flow / phase 2 regression) from a YAML config"),
     "evaluate": ("semantic_depth_ros.commands.evaluate",

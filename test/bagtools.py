@@ -51,9 +51,12 @@ class MessageFactory:
         )
 
     def camera_info(self, K: np.ndarray, width: int, height: int, stamp_ns: int, frame_id: str,
-                    distortion: Sequence[float] = (0.0, 0.0, 0.0, 0.0, 0.0)) -> Any:
+                    distortion: Sequence[float] = (0.0, 0.0, 0.0, 0.0, 0.0), P: np.ndarray | None = None) -> Any:
+        """CameraInfo with K, D and P (default [K | 0])."""
         projection = np.zeros((3, 4))
         projection[:, :3] = K
+        if P is not None:
+            projection = np.asarray(P, dtype=np.float64).reshape(3, 4)
         fields = {
             "D": np.asarray(distortion, dtype=np.float64), "K": np.asarray(K, dtype=np.float64).reshape(-1),
             "R": np.eye(3).reshape(-1), "P": projection.reshape(-1),

@@ -29,9 +29,10 @@ def k_matrix(intr: Intrinsics) -> np.ndarray:
 
 def make_drive(tmp_path: Path, storage: str, *, image: str = "raw", corrupt: tuple[int, ...] = (),
                camera_info: bool = True, name: str = "drive", distortion: tuple[float, ...] = (0.0,) * 5,
-               frames: Sequence[Any] = ()) -> Path:
-    """COUNT frames (or ``frames``, rendered with LiDAR) at 10 Hz on /cam/image_raw[/compressed], camera_info, a
-    LiDAR scan 10 ms after each image, /tf_static base_link -> lidar and base_link -> camera_optical. Images in
+               frames: Sequence[Any] = (), image_topic: str = "/cam/image_raw",
+               projection: np.ndarray | None = None) -> Path:
+    """COUNT frames (or ``frames``, rendered with LiDAR) at 10 Hz on ``image_topic``[/compressed], camera_info (P:
+    ``projection``, default [K | 0]), a LiDAR scan 10 ms after each image, /tf_static base_link -> lidar and base_link -> camera_optical. Images in
     ``corrupt`` are undecodable."""
     frames = list(frames) or FRAMES
     f = MessageFactory(storage)
@@ -43,17 +44,17 @@ def make_drive(tmp_path: Path, storage: str, *, image: str = "raw", corrupt: tup
         if camera_info:
             messages.append(("/cam/camera_info", "sensor_msgs/msg/CameraInfo", stamp,
                              f.camera_info(k_matrix(frame.intrinsics), frame.rgb.shape[1], frame.rgb.shape[0], stamp,
-                                           "camera_optical", distortion)))
+                                           "camera_optical", distortion, projection)))
         if image == "compressed":
             msg = f.compressed_image(frame.rgb, stamp, "camera_optical")
             if i in corrupt:
                 msg = dataclasses.replace(msg, data=msg.data[: len(msg.data) // 3])
-            messages.append(("/cam/image_raw/compressed", "sensor_msgs/msg/CompressedImage", stamp, msg))
+            messages.append((f"{image_topic}/compressed", "sensor_msgs/msg/CompressedImage", stamp, msg))
         else:
             msg = f.image(frame.rgb, stamp, "camera_optical")
             if i in corrupt:  # declared size larger than the data: must be refused before allocating
-                msg = dataclasses.replace(msg, encoding="yuv422") if i % 2 else dataclasses.replace(msg, height=4096)
-            messages.append(("/cam/image_raw", "sensor_msgs/msg/Image", stamp, msg))
+                msg = dataclasses.replace(msg, encoding="nv24") if i % 2 else dataclasses.replace(msg, height=4096)
+            messages.append((image_topic, "sensor_msgs/msg/Image", stamp, msg))
         cloud = f.pointcloud(frame.lidar_points, stamp + SCAN_DELAY_NS, "lidar")
         messages.append(("/points", "sensor_msgs/msg/PointCloud2", stamp + SCAN_DELAY_NS, cloud))
     path = tmp_path / (f"{name}.bag" if storage == "ros1" else name)

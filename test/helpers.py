@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 
@@ -47,3 +48,14 @@ def make_checkpoint(config: ModelConfig = CONFIG, *, trained: bool = True,
 def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """HxWx3 uint8 noise, the same for the same seed."""
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def distort_image(rgb: np.ndarray, K: np.ndarray, distortion) -> np.ndarray:
+    """The pinhole image ``rgb`` (camera matrix K) as seen through a plumb_bob lens: each distorted pixel reads the
+    pinhole image where its ray lands (``cv2.undistortPoints``, bilinear, edge replicated)."""
+    v, u = np.mgrid[0:rgb.shape[0], 0:rgb.shape[1]].astype(np.float64)
+    rays = cv2.undistortPoints(np.stack((u, v), axis=-1).reshape(-1, 1, 2), K, np.asarray(distortion))
+    rays = rays.reshape(*u.shape, 2)
+    map_x = (rays[..., 0] * K[0, 0] + K[0, 2]).astype(np.float32)
+    map_y = (rays[..., 1] * K[1, 1] + K[1, 2]).astype(np.float32)
+    return cv2.remap(rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

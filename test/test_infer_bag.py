@@ -19,7 +19,7 @@ from semantic_depth_ros.data.bag_reader import BagReader
 from semantic_depth_ros.data.projection import project_points_to_depth, transform_points
 from semantic_depth_ros.errors import ConfigError
 from semantic_depth_ros.evaluation.metrics import DEPTH_METRIC_KEYS, compute_depth_metrics
-from semantic_depth_ros.geometry.intrinsics import CameraModel
+from semantic_depth_ros.geometry.intrinsics import CameraModel, Intrinsics
 from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.messages import cloud_array, image_array
 from semantic_depth_ros.pipeline import CameraOutputs, CloudLayout, OutputPlan
@@ -347,6 +347,30 @@ def test_replay_removes_lens_distortion_like_the_node(tmp_path, tiny_checkpoint,
         info = got["/cam/depth/camera_info"][i][1]
         assert list(info.d) == [0.0] * 5 and info.distortion_model == "plumb_bob"
         np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), k_matrix(frame.intrinsics))
+
+
+def test_replay_of_a_rectified_topic_takes_p_and_does_not_undistort(tmp_path, tiny_checkpoint, estimator, capsys):
+    """image_rect beside the raw camera_info (D non-zero, P != K): --input-rectified auto takes P as the camera and
+    undistorts nothing, as the node; --input-rectified false undistorts with K and D as before."""
+    intr = FRAMES[0].intrinsics
+    p_intr = Intrinsics(intr.fx * 0.9, intr.fy * 0.9, intr.cx + 1.5, intr.cy - 1.0, WIDTH, HEIGHT)
+    projection = np.hstack([k_matrix(p_intr), np.zeros((3, 1))])
+    bag = make_drive(tmp_path, "mcap", distortion=LENS, image_topic="/cam/image_rect", projection=projection)
+    common = ["--image-topic", "/cam/image_rect", "--camera-info-topic", "/cam/camera_info", "--checkpoint",
+              str(tiny_checkpoint), "--outputs", "depth", "--device", "cpu", "--precision", "fp32", "--no-progress"]
+    assert run_cli(str(bag), *common, "--out", str(tmp_path / "rect")) == 0
+    assert "input /cam/image_rect taken as rectified (--input-rectified auto)" in capsys.readouterr().out
+    assert run_cli(str(bag), *common, "--out", str(tmp_path / "raw"), "--input-rectified", "false") == 0
+    rect, raw = read_back(tmp_path / "rect"), read_back(tmp_path / "raw")
+    for i, frame in enumerate(FRAMES):
+        p_camera = Intrinsics(p_intr.fx, p_intr.fy, p_intr.cx, p_intr.cy, WIDTH, HEIGHT)
+        want = estimator.estimate(frame.rgb, camera=p_camera, outputs=("depth",)).depth.numpy()
+        np.testing.assert_allclose(image_array(rect["/cam/depth"][i][1]), want, rtol=1e-5, equal_nan=True)
+        np.testing.assert_allclose(np.asarray(rect["/cam/depth/camera_info"][i][1].k).reshape(3, 3),
+                                   k_matrix(p_intr))
+        undistorted = estimator.estimate(frame.rgb, camera=CameraModel(frame.intrinsics, "plumb_bob", LENS),
+                                         outputs=("depth",)).depth.numpy()
+        np.testing.assert_allclose(image_array(raw["/cam/depth"][i][1]), undistorted, rtol=1e-5, equal_nan=True)
 
 
 def test_replay_skips_images_of_an_unusable_lens_model(tmp_path, tiny_checkpoint, capsys, caplog):

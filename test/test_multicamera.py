@@ -177,7 +177,7 @@ def test_a_bad_message_on_one_camera_leaves_the_others_served(nodes: dict[str, A
         client.wait_connected()
         wait_node_sees(multi, tuple(CAMERAS), ("depth",))
         bad, info = camera_frame("left", 4)
-        bad.encoding = "yuv422"
+        bad.encoding = "8UC3"  # no colour order: refused
         client.publish(400, bad, info, camera="/left")
         for camera in ("front", "right"):
             out = send(client, camera, 400, 4, ("depth",))

@@ -482,9 +482,9 @@ def test_network_output_resolution_scales_depth_and_camera_info(with_info: dict[
 
 
 BAD_IMAGES: list[tuple[str, Callable[[Image], None], str]] = [
-    ("encoding", lambda m: setattr(m, "encoding", "yuv422"), "image.encoding = 'yuv422' is not supported"),
+    ("encoding", lambda m: setattr(m, "encoding", "8UC3"), "image.encoding = '8UC3' is a generic OpenCV type"),
     ("short data", lambda m: setattr(m, "data", bytes(m.height * m.step - 1)), "len(image.data) ="),
-    ("step", lambda m: setattr(m, "step", m.width * 3 - 1), "image.step = 479 is smaller than width*channels"),
+    ("step", lambda m: setattr(m, "step", m.width * 3 - 1), "image.step = 479 is smaller than width*3 bytes"),
     ("zero height", lambda m: setattr(m, "height", 0), "image.height = 0 is outside"),
     ("absurd width", lambda m: setattr(m, "width", 100000), "image.width = 100000 is outside"),
 ]

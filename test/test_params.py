@@ -29,7 +29,7 @@ pytestmark = pytest.mark.ros  # the parameters' ROS 2 declaration
 ISSUE_PARAMETERS = {"model_path", "device", "precision", "output_resolution", "min_depth", "max_depth", "mask_sky",
                     "point_stride", "fx", "fy", "cx", "cy", "input_transport",
                     "point_fields", "points_drop_labels"}  # the last two: issue 10's semantic point clouds
-EXTRA_PARAMETERS = {"backend", "cameras", "trt_cache_dir"}
+EXTRA_PARAMETERS = {"backend", "cameras", "trt_cache_dir", "input_rectified"}  # the last: issue 21
 QOS_PARAMETERS = {"input_qos_reliability", "input_qos_depth", "output_qos_reliability", "output_qos_depth"}
 ROAD_PARAMETERS = {"scale_from_road", "camera_height", "camera_pitch", "camera_heights", "camera_pitches",
                    "scale_window", "road_labels",
@@ -54,7 +54,8 @@ def test_dynamic_and_static_split() -> None:
     assert DYNAMIC_PARAMETERS == {"output_resolution", "min_depth", "max_depth", "mask_sky", "point_stride",
                                   "fx", "fy", "cx", "cy", "point_fields", "points_drop_labels"} | TEMPORAL_PARAMETERS
     assert STATIC_PARAMETERS == {"model_path", "device", "precision", "backend", "trt_cache_dir",
-                                 "input_transport", "cameras"} | QOS_PARAMETERS | ROAD_PARAMETERS | ODOMETRY_PARAMETERS
+                                 "input_transport", "input_rectified", "cameras"} | QOS_PARAMETERS | ROAD_PARAMETERS \
+        | ODOMETRY_PARAMETERS
 
 
 def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> None:
@@ -68,6 +69,7 @@ def test_qos_defaults_are_best_effort_in_and_reliable_out_keep_last_one() -> Non
     ("backend", "tensorrt", "parameter backend = 'tensorrt' must be one of auto, eager, compile, cudagraphs, "
                  "onnxruntime"),
     ("input_transport", "theora", "parameter input_transport = 'theora' must be one of raw, compressed"),
+    ("input_rectified", "yes", "parameter input_rectified = 'yes' must be one of auto, true, false"),
     ("output_resolution", "half", "parameter output_resolution = 'half' must be one of input, network"),
     ("point_stride", 0, "parameter point_stride = 0 is outside [1, 64]"),
     ("point_stride", 65, "parameter point_stride = 65 is outside [1, 64]"),
@@ -351,3 +353,10 @@ def test_temporal_filter_and_camera_extrinsic_declare_and_change_in_rclpy() -> N
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), (True, "true"), (False, "false"),
+                                                 ("true", "true"), ("false", "false")])
+def test_input_rectified_takes_yaml_booleans_as_its_words(value: object, expected: str) -> None:
+    assert validate_value("input_rectified", value) == expected
+    assert make_descriptor(SPECS["input_rectified"]).description.endswith("(static: read at start-up)")

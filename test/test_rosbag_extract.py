@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from bagtools import MessageFactory, matrix_to_quaternion, write_bag
+from helpers import distort_image
 
 from semantic_depth_ros import cli
 from semantic_depth_ros.commands import extract as extract_command
@@ -70,26 +71,16 @@ def scene_frame(index: int) -> SimpleNamespace:
 FRAMES = [scene_frame(i) for i in range(3)]
 
 
-def distort_image(rgb: np.ndarray, K: np.ndarray, distortion) -> np.ndarray:
-    """The pinhole image ``rgb`` (camera matrix K) as seen through a plumb_bob lens: each distorted pixel reads the
-    pinhole image where its ray lands (``cv2.undistortPoints``, bilinear, edge replicated)."""
-    v, u = np.mgrid[0:rgb.shape[0], 0:rgb.shape[1]].astype(np.float64)
-    rays = cv2.undistortPoints(np.stack((u, v), axis=-1).reshape(-1, 1, 2), K, np.asarray(distortion))
-    rays = rays.reshape(*u.shape, 2)
-    map_x = (rays[..., 0] * K[0, 0] + K[0, 2]).astype(np.float32)
-    map_y = (rays[..., 1] * K[1, 1] + K[1, 2]).astype(np.float32)
-    return cv2.remap(rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
 def make_bag(tmp_path: Path, storage: str, *, image: str = "rgb8", tf: str | None = "chain",
              cloud_frame: str = "lidar", distortion=(0.0,) * 5, name: str = "bag", full_scan: bool = False,
              bad_encoding_frame: int | None = None, distort_images: bool = False,
-             image_topic: str = "/cam/image") -> Path:
+             image_topic: str = "/cam/image", projection: np.ndarray | None = None) -> Path:
     """A bag with three paired frames and one image with no scan within 50 ms.
 
     tf "chain": base_link -> lidar and base_link -> camera_link -> camera_optical; None: no /tf_static.
     The first image is written before its CameraInfo (the extractor falls back to the first CameraInfo).
     ``distort_images``: the images are seen through the camera_info's ``distortion`` (plumb_bob).
+    ``projection``: the camera_info's P (default [K | 0]).
     """
     f = MessageFactory(storage)
     messages = []
@@ -110,10 +101,10 @@ def make_bag(tmp_path: Path, storage: str, *, image: str = "rgb8", tf: str | Non
         else:
             msg = f.image(rgb, stamp, "camera_optical", image)
             if i == bad_encoding_frame:
-                msg = dataclasses.replace(msg, encoding="yuv422")
+                msg = dataclasses.replace(msg, encoding="8UC1")
             image_msg = (image_topic, "sensor_msgs/msg/Image", stamp, msg)
         info = ("/cam/camera_info", "sensor_msgs/msg/CameraInfo", stamp,
-                f.camera_info(frame.K, WIDTH, HEIGHT, stamp, "camera_optical", distortion))
+                f.camera_info(frame.K, WIDTH, HEIGHT, stamp, "camera_optical", distortion, projection))
         messages += [image_msg, info] if i == 0 else [info, image_msg]
         if i < len(FRAMES):
             points = frame.all_points if full_scan else frame.lidar_points
@@ -338,14 +329,28 @@ def test_scans_outside_the_tolerance_are_not_paired(tmp_path: Path):
     assert not (tmp_path / "out" / "intrinsics.json").exists()
 
 
-def test_distortion_on_a_rectified_topic_keeps_the_images_and_warns_once(tmp_path: Path, caplog):
+def test_a_rectified_topic_keeps_the_images_and_takes_p_as_its_camera(tmp_path: Path, caplog):
+    """image_rect beside the raw camera_info (non-zero D): images kept, P is the camera (the node's rule)."""
     bag = make_bag(tmp_path, "sqlite3", distortion=(0.1, -0.02, 0.0, 0.0, 0.0), image_topic="/cam/image_rect")
+    topics = {**TOPICS, "image_topic": "/cam/image_rect"}
     with caplog.at_level(logging.WARNING, logger="semantic_depth_ros.data.rosbag_extract"):
-        extract_bag(bag, **{**TOPICS, "image_topic": "/cam/image_rect"}, out_dir=tmp_path / "out", progress=False)
-    warnings = [r.getMessage() for r in caplog.records if "distortion" in r.getMessage()]
-    assert warnings == ["camera_info has non-zero distortion but /cam/image_rect looks rectified: its images are "
-                        "kept as they are and LiDAR points are projected with the pinhole K"]
-    check_output(tmp_path / "out")  # images unchanged
+        extract_bag(bag, **topics, out_dir=tmp_path / "out", progress=False)
+    warnings = [r.getMessage() for r in caplog.records if "rectified" in r.getMessage()]
+    assert warnings == ["/cam/image_rect taken as rectified (input_rectified auto): images kept as they are, camera "
+                        "from camera_info P"]
+    check_output(tmp_path / "out")  # images unchanged, depth projected with P (= [K | 0] here)
+    K = FRAMES[0].K
+    P = np.hstack([K * np.array([[0.9], [0.9], [1.0]]) + [[0, 0, 2.0], [0, 0, -1.0], [0, 0, 0]], np.zeros((3, 1))])
+    moved = make_bag(tmp_path, "sqlite3", distortion=(0.1, -0.02, 0.0, 0.0, 0.0), image_topic="/cam/image_rect",
+                     projection=P, name="moved")
+    extract_bag(moved, **topics, out_dir=tmp_path / "p", progress=False)
+    intrinsics = json.loads((tmp_path / "p" / "intrinsics.json").read_text())
+    assert {k: intrinsics[k] for k in ("fx", "fy", "cx", "cy")} == pytest.approx(
+        {"fx": P[0, 0], "fy": P[1, 1], "cx": P[0, 2], "cy": P[1, 2]})
+    extract_bag(moved, **topics, out_dir=tmp_path / "raw", progress=False, input_rectified="false")
+    intrinsics = json.loads((tmp_path / "raw" / "intrinsics.json").read_text())
+    assert {k: intrinsics[k] for k in ("fx", "fy", "cx", "cy")} == pytest.approx(
+        {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]})  # false: K and D, as a raw image
 
 
 def _blurred_difference(image: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> float:

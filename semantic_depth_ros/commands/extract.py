@@ -6,7 +6,7 @@ import argparse
 
 from semantic_depth_ros.data.rosbag_extract import extract_bag
 
-from .lidar_args import add_lidar_pairing_arguments, extrinsic_from_args
+from .lidar_args import add_input_rectified_argument, add_lidar_pairing_arguments, extrinsic_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lidar-topic", required=True, help="sensor_msgs/PointCloud2 topic (fields x, y, z)")
     parser.add_argument("--out", required=True, help="output folder (rgb/, depth/, intrinsics.json, manifest.jsonl)")
     add_lidar_pairing_arguments(parser)
+    add_input_rectified_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -33,6 +34,7 @@ def main(args: argparse.Namespace) -> int:
         extrinsic=extrinsic,
         max_dt=args.max_dt,
         progress=not args.no_progress,
+        input_rectified=args.input_rectified,
     )
     print(summary.line())
     return 0

@@ -20,7 +20,7 @@ from ..replay.pipeline import ReplayOptions
 from ..replay.run import BagRun, ModelSpec, run_bag
 from ..temporal import parse_camera_extrinsic
 from ..replay.topics import DEFAULT_OUTPUTS, default_camera_info_topic, parse_outputs
-from .lidar_args import add_lidar_pairing_arguments, extrinsic_from_args
+from .lidar_args import add_input_rectified_argument, add_lidar_pairing_arguments, extrinsic_from_args
 from .road_scale_args import add_road_scale_arguments, road_scale_settings_from_args
 from .temporal_args import add_temporal_arguments, temporal_settings_from_args
 
@@ -70,6 +70,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sensor_msgs/PointCloud2 topic: score depth against it (metrics.json, metrics.csv, "
                              "report.md in --out)")
     add_lidar_pairing_arguments(parser)
+    add_input_rectified_argument(parser)
     add_road_scale_arguments(parser, switch=True,
                              window_help="accepted frames the scale is the median of (default: the node's)")
     add_temporal_arguments(parser, switch=True)
@@ -110,7 +111,7 @@ def options_from(args: argparse.Namespace) -> ReplayOptions:
         cloud=CloudLayout(args.point_fields, parse_drop_labels(args.drop_labels), args.point_stride),
         lidar_topic=args.lidar_topic, lidar_frame=args.lidar_frame,
         extrinsic=extrinsic, max_dt=args.max_dt, progress=not getattr(args, "no_progress", True),
-        odom_topic=args.odom_topic, camera_extrinsic=camera_extrinsic)
+        odom_topic=args.odom_topic, camera_extrinsic=camera_extrinsic, input_rectified=args.input_rectified)
 
 
 def bag_run_from(args: argparse.Namespace) -> BagRun:

@@ -1,4 +1,5 @@
-"""The LiDAR pairing options that `extract` and `infer-bag` share (--lidar-frame, --extrinsic, --max-dt)."""
+"""The options that `extract` and `infer-bag` share: LiDAR pairing (--lidar-frame, --extrinsic, --max-dt) and
+--input-rectified."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import numpy as np
 
 from ..data.tf_chain import parse_extrinsic
+from ..geometry.intrinsics import INPUT_RECTIFIED_CHOICES
 
 
 def add_lidar_pairing_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +19,14 @@ def add_lidar_pairing_arguments(parser: argparse.ArgumentParser) -> None:
                              "4x4, p_camera = T p_lidar) or 7 (x y z qx qy qz qw)")
     parser.add_argument("--max-dt", type=float, default=0.05,
                         help="largest image-to-scan stamp difference to pair them, seconds (default 0.05)")
+
+
+def add_input_rectified_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --input-rectified, the node's ``input_rectified`` parameter (``geometry.intrinsics.input_is_rectified``)."""
+    parser.add_argument("--input-rectified", default="auto", choices=INPUT_RECTIFIED_CHOICES,
+                        help="true: the images are already rectified (camera from camera_info P, no undistortion); "
+                             "false: raw (K and D, undistorted); auto (default): true when --image-topic ends in "
+                             "image_rect or image_rect_color")
 
 
 def extrinsic_from_args(args: argparse.Namespace) -> np.ndarray | None:

@@ -17,8 +17,10 @@ Lens distortion: when the ``CameraInfo`` has a non-zero ``D`` (``plumb_bob``, ``
 ``equidistant``), each image is undistorted first with the node's undistortion
 (``geometry.undistort.undistortion_map``: the pinhole image of the camera's own K and size, ``cv2.remap``
 bilinear), so image and projected depth agree and ``intrinsics.json`` (K, D = 0) describes both; pixels whose ray
-falls outside the distorted image are black with no depth. An image topic whose name contains ``rect`` is taken
-as already rectified and kept as it is (a warning is logged once). An unsupported model stops the extraction.
+falls outside the distorted image are black with no depth. An image already rectified (``input_rectified``, the
+node's rule ``geometry.intrinsics.input_is_rectified``: by default a topic ending in ``image_rect`` or
+``image_rect_color``) is kept as it is, its camera is camera_info's P (``intrinsics.json`` has P's intrinsics) and
+LiDAR points are projected with it. An unsupported model stops the extraction.
 
 The output folder's layout, atomic writes and resuming are :mod:`semantic_depth_ros.data.extracted`'s.
 """
@@ -53,7 +55,7 @@ from semantic_depth_ros.data.projection import project_points_to_depth, transfor
 from semantic_depth_ros.data.tf_chain import TransformTree, normalize_frame
 from semantic_depth_ros.data.time_pairing import latest_at_or_before, nearest_within
 from semantic_depth_ros.errors import ExtractionError, InvalidInputError
-from semantic_depth_ros.geometry.intrinsics import CameraModel, camera_from_info
+from semantic_depth_ros.geometry.intrinsics import CameraModel, camera_from_info, input_is_rectified
 from semantic_depth_ros.geometry.undistort import check_camera_model
 
 LOGGER = logging.getLogger(__name__)
@@ -117,11 +119,13 @@ class BagIndex:
 
 
 def index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], lidar_conns: list[Any],
-              tf_conns: list[Any], max_dt: float, *, skip_bad_cameras: bool = False) -> BagIndex:
+              tf_conns: list[Any], max_dt: float, *, skip_bad_cameras: bool = False,
+              rectified: bool = False) -> BagIndex:
     """First pass: image and scan stamps and frames, camera models, static transforms; then the pairing.
 
     A camera_info with an unusable camera model stops (ExtractionError) unless ``skip_bad_cameras`` (then it is
-    left out with a warning: infer-bag skips the images it describes)."""
+    left out with a warning: infer-bag skips the images it describes). ``rectified``: the images are already
+    rectified, their camera is P (``input_is_rectified``)."""
     index = BagIndex()
     kinds = {c.topic: "image" for c in image_conns}
     kinds.update({c.topic: "info" for c in info_conns})
@@ -149,7 +153,7 @@ def index_bag(bag: BagReader, image_conns: list[Any], info_conns: list[Any], lid
             index.scan_frames.append(normalize_frame(msg.header.frame_id))
         elif kind == "info":
             try:
-                model = check_camera_model(camera_from_info(msg))
+                model = check_camera_model(camera_from_info(msg, rectified=rectified))
             except InvalidInputError as err:
                 if not skip_bad_cameras:
                     raise ExtractionError(f"{connection.topic}: {err}") from None
@@ -226,11 +230,13 @@ def extract_bag(
     extrinsic: np.ndarray | None = None,
     max_dt: float = 0.05,
     progress: bool = True,
+    input_rectified: str = "auto",
 ) -> ExtractionSummary:
     """Extract every image paired with a LiDAR scan into ``out_dir`` (see :mod:`semantic_depth_ros.data.extracted`).
 
     ``extrinsic``: 4x4 LiDAR->camera (``p_camera = T @ p_lidar``) used instead of ``/tf_static``;
-    ``lidar_frame`` overrides the clouds' ``frame_id``; ``max_dt``: pairing tolerance, seconds.
+    ``lidar_frame`` overrides the clouds' ``frame_id``; ``max_dt``: pairing tolerance, seconds;
+    ``input_rectified``: auto, true or false, the node's parameter (module docstring).
     Raises ExtractionError (one line) for a missing bag, topic or transform.
     """
     bag_path, out = Path(bag_path), Path(out_dir)
@@ -242,13 +248,20 @@ def extract_bag(
         extrinsic = np.asarray(extrinsic, dtype=np.float64)
         if extrinsic.shape != (4, 4) or not np.all(np.isfinite(extrinsic)):
             raise ExtractionError(f"extrinsic must be a finite 4x4 matrix, got shape {extrinsic.shape}")
+    try:
+        rectified = input_is_rectified(input_rectified, image_topic)
+    except InvalidInputError as err:
+        raise ExtractionError(str(err)) from None
+    if rectified:
+        LOGGER.warning("%s taken as rectified (input_rectified %s): images kept as they are, camera from "
+                       "camera_info P", image_topic, input_rectified)
     summary = ExtractionSummary(out_dir=out)
     with BagReader(bag_path) as bag:
         image_conns = bag.connections(image_topic, IMAGE_TYPES)
         info_conns = bag.connections(camera_info_topic, {CAMERA_INFO_TYPE})
         lidar_conns = bag.connections(lidar_topic, {POINTCLOUD2_TYPE})
         tf_conns = [] if extrinsic is not None else bag.connections(TF_STATIC_TOPIC, {TF_MESSAGE_TYPE}, required=False)
-        index = index_bag(bag, image_conns, info_conns, lidar_conns, tf_conns, max_dt)
+        index = index_bag(bag, image_conns, info_conns, lidar_conns, tf_conns, max_dt, rectified=rectified)
         _extract_frames(bag, index, summary, image_conns, lidar_conns, image_topic=image_topic,
                         lidar_frame=lidar_frame, extrinsic=extrinsic, progress=progress)
     return summary
@@ -286,10 +299,6 @@ def _extract_frames(bag: BagReader, index: BagIndex, summary: ExtractionSummary,
     folder = ExtractedFolderWriter(summary.out_dir)
     todo = _select_frames(index, folder, summary)
     transforms = resolve_transforms(index, todo, lidar_frame, extrinsic)
-    rectified = "rect" in image_topic.rsplit("/", 1)[-1]
-    if rectified and any(c.model.has_distortion for c in todo.values()):
-        LOGGER.warning("camera_info has non-zero distortion but %s looks rectified: its images are kept as they are "
-                       "and LiDAR points are projected with the pinhole K", image_topic)
 
     wanted = set(todo)
     refcount: dict[int, int] = {}
@@ -305,7 +314,7 @@ def _extract_frames(bag: BagReader, index: BagIndex, summary: ExtractionSummary,
         record = index.images[i]
         frames = frames_of(index, record, todo[i], lidar_frame)
         _write_frame(folder, summary, index, record, todo[i], msg, msgtype, scans[record.scan], frames,
-                     transforms[frames], image_topic, undistort=not rectified)
+                     transforms[frames], image_topic)
         refcount[record.scan] -= 1
         if refcount[record.scan] == 0:
             del scans[record.scan]
@@ -341,9 +350,9 @@ def _extract_frames(bag: BagReader, index: BagIndex, summary: ExtractionSummary,
 
 def _write_frame(folder: ExtractedFolderWriter, summary: ExtractionSummary, index: BagIndex, record: _ImageRecord,
                  camera: _Camera, msg: Any, msgtype: str, points: np.ndarray | None, frames: tuple[str, str],
-                 lidar_to_camera: np.ndarray, image_topic: str, *, undistort: bool) -> None:
-    """Decode one image (undistorted when ``undistort`` and its camera has distortion), project its scan and write
-    both (or count why not)."""
+                 lidar_to_camera: np.ndarray, image_topic: str) -> None:
+    """Decode one image (undistorted when its camera has distortion: never for a rectified one), project its scan
+    and write both (or count why not)."""
     if points is None:
         summary.invalid_scan += 1
         return
@@ -359,7 +368,7 @@ def _write_frame(folder: ExtractedFolderWriter, summary: ExtractionSummary, inde
         summary.intrinsics_mismatch += 1
         return
     depth = project_points_to_depth(transform_points(lidar_to_camera, points), intr.matrix(), intr.width, intr.height)
-    if undistort and camera.model.has_distortion:
+    if camera.model.has_distortion:
         rgb = undistort_image(camera.model, rgb)
         depth[undistorted_no_data(camera.model)] = 0.0
     scan_stamp = index.scan_stamps[record.scan]

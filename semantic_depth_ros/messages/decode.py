@@ -5,10 +5,11 @@ node, rosbags' in replay and extraction); ``decode_raw_image`` and ``decode_comp
 Every check runs before any allocation, and every failure is an ``InvalidInputError`` with one line naming the
 message field and its value. camera_info is read by ``geometry.intrinsics.camera_from_info``.
 
-Outputs are uint8 HxWx3 RGB numpy arrays. ``decode_raw_image`` returns a zero-copy view of the message buffer where
-it can: the array may be non-contiguous (row padding, BGR order, dropped alpha, mono repeated by a broadcast with a
-zero stride) and read-only (when ``data`` is ``bytes``). Consumers that need contiguous memory call
-``np.ascontiguousarray`` (copies only when needed) or copy into their own (pinned) buffer.
+Outputs are uint8 HxWx3 RGB numpy arrays. The raw encodings and their cv_bridge semantics are in ``decode_packed``.
+``decode_raw_image`` returns a zero-copy view of the message buffer where it can (8-bit RGB/BGR(A)/mono): the array
+may be non-contiguous (row padding, BGR order, dropped alpha, mono repeated by a broadcast with a zero stride) and
+read-only (when ``data`` is ``bytes``). Consumers that need contiguous memory call ``np.ascontiguousarray`` (copies
+only when needed) or copy into their own (pinned) buffer.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..limits import MAX_IMAGE_SIDE
+from .decode_packed import SUPPORTED_ENCODINGS as SUPPORTED_ENCODINGS  # re-exported: the one list
+from .decode_packed import encoding_layout
 
 ByteBuffer = Union[bytes, bytearray, memoryview, np.ndarray, array.array]
 
-SUPPORTED_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers carry the image size; 0xC4 (DHT), 0xC8 (JPG) and 0xCC (DAC) share the range but do not.
 _JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -53,46 +54,39 @@ def _check_side(field: str, value: int) -> int:
     return side
 
 
-def decode_raw_image(encoding: str, height: int, width: int, step: int, data: ByteBuffer) -> np.ndarray:
-    """``sensor_msgs/Image`` fields -> uint8 HxWx3 RGB view of ``data`` (zero-copy; see module docstring).
+def decode_raw_image(encoding: str, height: int, width: int, step: int, data: ByteBuffer,
+                     is_bigendian: bool = False) -> np.ndarray:
+    """``sensor_msgs/Image`` fields -> uint8 HxWx3 RGB (see module docstring; encodings in ``decode_packed``).
 
-    Raises ``InvalidInputError`` for an unsupported encoding, a height/width outside 1..MAX_IMAGE_SIDE, a step
-    smaller than width*channels, or data shorter than height*step.
+    8-bit RGB/BGR(A)/mono come back as a zero-copy view of ``data``; Bayer, YUV 4:2:2 and 16-bit encodings are
+    converted (one new array). Raises ``InvalidInputError`` for an unsupported encoding, a height/width outside
+    1..MAX_IMAGE_SIDE, an odd width where the packing needs an even one, a step smaller than the row or not a
+    whole number of samples, or data shorter than height*step.
     """
-    if encoding not in _CHANNELS:
-        raise InvalidInputError(
-            f"image.encoding = {encoding!r} is not supported (supported: {', '.join(SUPPORTED_ENCODINGS)})"
-        )
-    channels = _CHANNELS[encoding]
+    layout, convert = encoding_layout(encoding)
     height = _check_side("image.height", height)
     width = _check_side("image.width", width)
+    if layout.even_width and width % 2:
+        raise InvalidInputError(f"image.width = {width} is odd; {encoding} packs pixels in pairs")
     try:
         step = operator.index(step)
     except TypeError:
         raise InvalidInputError(f"image.step = {step!r} is not an integer") from None
-    if step < width * channels:
-        raise InvalidInputError(
-            f"image.step = {step} is smaller than width*channels = {width * channels} for {encoding}"
-        )
+    row_bytes = width * layout.pixel_bytes
+    if step < row_bytes:
+        raise InvalidInputError(f"image.step = {step} is smaller than width*{layout.pixel_bytes} bytes = "
+                                f"{row_bytes} for {encoding}")
+    if step % layout.sample_bytes:
+        raise InvalidInputError(f"image.step = {step} is not a multiple of {layout.sample_bytes} bytes ({encoding})")
     buffer = _byte_view("image.data", data)
     if buffer.size < height * step:
         raise InvalidInputError(f"len(image.data) = {buffer.size} is smaller than height*step = {height * step}")
-    rows = buffer[: height * step].reshape(height, step)[:, : width * channels]
-    pixels = rows.reshape(height, width, channels)
-    return _to_rgb(encoding, pixels)
-
-
-def _to_rgb(encoding: str, pixels: np.ndarray) -> np.ndarray:
-    """HxWxC pixels in ``encoding`` order -> HxWx3 RGB view (no copy)."""
-    if encoding == "rgb8":
-        return pixels
-    if encoding == "bgr8":
-        return pixels[..., ::-1]
-    if encoding == "rgba8":
-        return pixels[..., :3]
-    if encoding == "bgra8":
-        return pixels[..., 2::-1]
-    return np.broadcast_to(pixels, (*pixels.shape[:2], 3))
+    rows = buffer[: height * step].reshape(height, step)[:, :row_bytes]
+    if layout.sample_bytes == 2:
+        rows = rows.view(">u2" if is_bigendian else "<u2")
+        if rows.dtype != np.dtype(np.uint16):  # not this machine's byte order: swapped, as cv_bridge does
+            rows = rows.astype(np.uint16)
+    return convert(rows.reshape(height, width, layout.channels))
 
 
 def compressed_image_size(data: ByteBuffer) -> tuple[int, int]:
@@ -190,11 +184,13 @@ class CompressedImageMessage(Protocol):
 
 
 def image_to_rgb(msg: RawImageMessage) -> np.ndarray:
-    """``sensor_msgs/Image`` -> uint8 HxWx3 RGB view of ``msg.data`` (zero-copy, possibly non-contiguous).
+    """``sensor_msgs/Image`` -> uint8 HxWx3 RGB (a view of ``msg.data`` for 8-bit RGB/BGR(A)/mono; see
+    ``decode_raw_image``).
 
     Raises InvalidInputError naming the field (encoding, height, width, step, data) before any allocation.
     """
-    return decode_raw_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+    return decode_raw_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                            bool(getattr(msg, "is_bigendian", False)))
 
 
 def compressed_to_rgb(msg: CompressedImageMessage) -> np.ndarray:

@@ -53,7 +53,7 @@ def benchmark(bag_path: str | Path, out: str | Path, estimator: DepthEstimator, 
     """Time the bare estimator, then the replay (written to ``out``), over the same selected frames."""
     with BagReader(bag_path) as bag:
         source = FrameSource(bag, options.image_topic, options.camera_info_topic, needs_camera=options.needs_camera,
-                             selection=options.selection)
+                             selection=options.selection, rectified=options.rectified)
         frames = [item for item in source.items() if isinstance(item, InputFrame)]
     if not frames:
         raise InvalidInputError(f"no decodable frame on {options.image_topic} to benchmark")

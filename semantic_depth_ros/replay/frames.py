@@ -125,11 +125,13 @@ class FrameSource:
 
     ``camera_info_topic``: required (present, with messages) when ``needs_camera``; otherwise used if present.
     ``copy_input``: also yield the image, camera_info, ``/tf`` and ``/tf_static`` messages as :class:`Copied`.
+    ``rectified``: the images are already rectified (``geometry.intrinsics.input_is_rectified``): their camera is
+    camera_info's P and nothing is undistorted.
     """
 
     def __init__(self, bag: BagReader, image_topic: str, camera_info_topic: str, *, needs_camera: bool,
-                 selection: Selection = Selection(), copy_input: bool = False) -> None:
-        self.bag, self.image_topic, self.selection = bag, image_topic, selection
+                 selection: Selection = Selection(), copy_input: bool = False, rectified: bool = False) -> None:
+        self.bag, self.image_topic, self.selection, self.rectified = bag, image_topic, selection, rectified
         self.image_conns = bag.connections(image_topic, IMAGE_TYPES)
         self.info_conns = bag.connections(camera_info_topic, {CAMERA_INFO_TYPE}, required=needs_camera)
         self._infos: list[tuple[int, Any]] = []
@@ -163,7 +165,8 @@ class FrameSource:
         index = max(index, 0)
         key = (index, width, height)
         if key not in self._models:
-            self._models[key] = check_camera_model(camera_from_info(self._infos[index][1], width, height))
+            self._models[key] = check_camera_model(camera_from_info(self._infos[index][1], width, height,
+                                                                    rectified=self.rectified))
         return self._models[key]
 
     def _decode(self, connection: Any, ordinal: int, bag_time_ns: int, raw: bytes) -> InputFrame | Skipped:

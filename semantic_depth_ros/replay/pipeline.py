@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.bag_reader import BagReader
+from ..geometry.intrinsics import input_is_rectified
 from ..inference.estimator import DepthEstimator, EstimatorOutputs
 from ..messages import NEEDS_INTRINSICS, OutputFields
 from ..pipeline import CameraOutputs, CloudLayout, FrameStage, HostStaging, OutputPlan
@@ -57,6 +58,12 @@ class ReplayOptions:
     queue_frames: int = 0  # frames each queue holds (0: two batches)
     odom_topic: str | None = None  # nav_msgs/Odometry: camera poses for the stages (temporal filter)
     camera_extrinsic: np.ndarray | None = None  # 4x4 child_from_camera instead of /tf_static
+    input_rectified: str = "auto"  # the node's input_rectified: auto, true or false
+
+    @property
+    def rectified(self) -> bool:
+        """Whether the images are taken as already rectified (camera_info's P, no undistortion): the node's rule."""
+        return input_is_rectified(self.input_rectified, self.image_topic)
 
     @property
     def plan(self) -> OutputPlan:
@@ -163,14 +170,15 @@ def replay_bag(bag_path: str | Path, out: str | Path, estimator: DepthEstimator,
     summary = ReplaySummary(out=Path(out))
     with BagReader(bag_path) as bag:
         source = FrameSource(bag, options.image_topic, options.camera_info_topic, needs_camera=options.needs_camera,
-                             selection=options.selection, copy_input=options.copy_input)
+                             selection=options.selection, copy_input=options.copy_input, rectified=options.rectified)
         poses = None
         if options.odom_topic is not None:
             poses = BagPoses(bag, options.odom_topic, source.image_conns, options.camera_extrinsic)
         truth = None
         if scoring:
             truth = LidarTruth(bag, source.image_conns, source.info_conns, options.lidar_topic,
-                               lidar_frame=options.lidar_frame, extrinsic=options.extrinsic, max_dt=options.max_dt)
+                               lidar_frame=options.lidar_frame, extrinsic=options.extrinsic, max_dt=options.max_dt,
+                               rectified=options.rectified)
         started = time.perf_counter()
         with OutputBag(out, storage=options.storage, overwrite=options.overwrite) as bag_out:
             namespace = image_namespace(options.image_topic)

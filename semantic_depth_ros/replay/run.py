@@ -74,6 +74,9 @@ def run_bag(bag: str | Path, out: str | Path, run: BagRun, estimator: DepthEstim
     estimator = estimator if estimator is not None else run.model.load()
     stages = run.stages()
     lines: list[str] = []
+    if run.options.rectified:
+        lines.append(f"input {run.options.image_topic} taken as rectified (--input-rectified "
+                     f"{run.options.input_rectified}): camera from camera_info P, no undistortion")
     if run.benchmark:
         from .benchmark import benchmark
 

@@ -45,12 +45,13 @@ class LidarTruth:
     """
 
     def __init__(self, bag: BagReader, image_conns: list[Any], info_conns: list[Any], lidar_topic: str, *,
-                 lidar_frame: str | None = None, extrinsic: np.ndarray | None = None, max_dt: float = 0.05) -> None:
+                 lidar_frame: str | None = None, extrinsic: np.ndarray | None = None, max_dt: float = 0.05,
+                 rectified: bool = False) -> None:
         self.connections = bag.connections(lidar_topic, {POINTCLOUD2_TYPE})
         tf_conns = [] if extrinsic is not None else bag.connections(TF_STATIC_TOPIC, {TF_MESSAGE_TYPE},
                                                                     required=False)
         self.index = index_bag(bag, image_conns, info_conns, self.connections, tf_conns, max_dt,
-                               skip_bad_cameras=True)  # its images are skipped by the frame source
+                               skip_bad_cameras=True, rectified=rectified)  # the frame source skips their images
         self._todo = {i: record.camera for i, record in enumerate(self.index.images)
                       if record.camera is not None and record.scan >= 0}
         self._transforms = resolve_transforms(self.index, self._todo, lidar_frame, extrinsic)

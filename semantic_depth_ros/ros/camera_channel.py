@@ -21,7 +21,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..errors import InvalidInputError
-from ..geometry.intrinsics import CameraModel, Intrinsics, camera_from_info
+from ..geometry.intrinsics import CameraModel, Intrinsics, camera_from_info, input_is_rectified
 from ..geometry.undistort import check_camera_model
 from ..inference.estimator import EstimatorOutputs
 from ..messages import OUTPUT_TOPICS, compressed_to_rgb, image_to_rgb
@@ -101,6 +101,13 @@ class CameraChannel:
         input_qos = qos_profile(settings.input_qos_reliability, settings.input_qos_depth)
         compressed = settings.input_transport == "compressed"
         self.image_topic = self.topic("image/compressed" if compressed else "image")
+        resolved = node.resolve_topic_name(self.image_topic)
+        # one rule for "already rectified" (camera_info's P, no undistortion), logged once with the resolved name
+        self.rectified = input_is_rectified(settings.input_rectified, resolved)
+        self.last_encoding = ""  # of the newest frame decoded (an Image's encoding, a CompressedImage's format)
+        kind = ("rectified: camera from camera_info P, no undistortion" if self.rectified
+                else "raw: camera from camera_info K and D, undistorted")
+        node.get_logger().info(f"input {resolved} taken as {kind} (input_rectified: {settings.input_rectified})")
         self._subscriptions = [
             node.create_subscription(CompressedImage if compressed else Image, self.image_topic, self._on_image,
                                      input_qos),
@@ -136,8 +143,10 @@ class CameraChannel:
         subscribed = self.subscribed_outputs()
         if not subscribed:
             return None
+        compressed = isinstance(frame.msg, CompressedImage)
+        self.last_encoding = str(frame.msg.format if compressed else frame.msg.encoding)
         try:
-            rgb = compressed_to_rgb(frame.msg) if isinstance(frame.msg, CompressedImage) else image_to_rgb(frame.msg)
+            rgb = compressed_to_rgb(frame.msg) if compressed else image_to_rgb(frame.msg)
         except InvalidInputError as exc:
             self.reject(self.image_topic, exc)
             return None
@@ -167,12 +176,17 @@ class CameraChannel:
             cached = self._camera
             if cached is not None and cached[0] is info and cached[1:3] == (width, height):
                 return cached[3]  # camera_info rarely changes: parse and check it once, not per frame
-            camera = check_camera_model(camera_from_info(info, width, height))
+            camera = check_camera_model(camera_from_info(info, width, height, rectified=self.rectified))
             self._camera = (info, width, height, camera)
             return camera
         if settings.has_fallback_intrinsics:
             return Intrinsics(settings.fx, settings.fy, settings.cx, settings.cy, width, height)
         return None
+
+    def input_diagnostics(self) -> dict[str, str]:
+        """``/diagnostics`` values of this camera's input: the encoding received last and whether the image is
+        treated as rectified."""
+        return {"input_encoding": self.last_encoding, "input_rectified": str(self.rectified).lower()}
 
     def reject(self, topic: str, exc: InvalidInputError) -> None:
         """Count a bad message of this camera and log it, throttled per camera and offending field."""

@@ -14,7 +14,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -60,12 +60,14 @@ class DepthClient:
     Runs its own ROS context on ``domain_id`` (None: ``ROS_DOMAIN_ID``) with an executor thread; its participant
     gets the package's Fast DDS profile unless the user names one. ``diagnostics``: keep the latest
     ``/diagnostics`` message in ``self.diagnostics``. ``odometry_topic``: also publish ``nav_msgs/Odometry`` there
-    (``publish_odometry``).
+    (``publish_odometry``). ``image_topics``: camera -> its image topic relative to the camera (default ``image``;
+    e.g. ``image_rect`` for a node remapped to image_proc's names).
     """
 
     def __init__(self, *, domain_id: int | None = None, cameras: Sequence[str] = ("/",),
                  outputs: Sequence[str] = tuple(OUTPUT_MESSAGES), diagnostics: bool = False,
-                 name: str = "semantic_depth_client", odometry_topic: str | None = None) -> None:
+                 name: str = "semantic_depth_client", odometry_topic: str | None = None,
+                 image_topics: Mapping[str, str] | None = None) -> None:
         unknown = sorted(set(outputs) - set(OUTPUT_MESSAGES))
         if unknown or not cameras:
             raise SemanticDepthError(f"client outputs {', '.join(unknown)} are not among {', '.join(OUTPUT_MESSAGES)}"
@@ -92,7 +94,9 @@ class DepthClient:
                 os.environ.pop(variable, None)
         publish_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         receive_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._image_pubs = {c: self.node.create_publisher(Image, _topic(c, "image"), publish_qos) for c in cameras}
+        image_topics = image_topics or {}
+        self._image_pubs = {c: self.node.create_publisher(Image, _topic(c, image_topics.get(c, "image")), publish_qos)
+                            for c in cameras}
         self._info_pubs = {c: self.node.create_publisher(CameraInfo, _topic(c, "camera_info"), publish_qos)
                            for c in cameras}
         self._subscriptions = [
@@ -166,7 +170,9 @@ class DepthClient:
         if info is not None:
             info.header.stamp = image.header.stamp
             self._info_pubs[camera].publish(info)
-            identity = (info.width, info.height, tuple(info.k), info.distortion_model, tuple(info.d),
+            roi = info.roi
+            identity = (info.width, info.height, tuple(info.k), info.distortion_model, tuple(info.d), tuple(info.p),
+                        info.binning_x, info.binning_y, roi.x_offset, roi.y_offset, roi.width, roi.height,
                         info.header.frame_id)
             if self._last_info.get(camera) != identity:
                 self._last_info[camera] = identity

@@ -380,7 +380,8 @@ class DepthNodeCore:
             channel.stats.set_dropped(worker.dropped_of(name))
         self.stats.set_dropped(sum(worker.dropped_of(name) for name in self.channels))
         cameras = [(name, channel.stats.snapshot(now)) for name, channel in self.channels.items() if name]
-        stages = {name: channel.outputs.diagnostics() for name, channel in self.channels.items()}
+        stages = {name: {**channel.input_diagnostics(), **channel.outputs.diagnostics()}
+                  for name, channel in self.channels.items()}
         memory = {"peak_rss_mb": process_peak_rss_mb()}
         if estimator.device.type == "cuda":
             memory["peak_gpu_mb"] = torch.cuda.max_memory_allocated(estimator.device) / 2**20

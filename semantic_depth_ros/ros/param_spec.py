@@ -4,7 +4,8 @@
 cannot type an empty list (rclpy infers ``[]`` as a byte array, and a YAML ``[]`` leaves the parameter unset), so
 integer and float lists are declared with ``dynamic_typing``; an unset value reads as the empty list and any list
 of numbers is accepted, then checked here. A switch parameter (``accepts_bool``) also takes YAML's on/off, which
-ROS 2 reads as booleans (``-p temporal_filter:=on``), as the strings ``"on"``/``"off"``.
+ROS 2 reads as booleans (``-p temporal_filter:=on``), as the strings ``"on"``/``"off"`` (``"true"``/``"false"`` for a
+switch whose choices are those words, e.g. ``input_rectified``).
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def check_value(spec: ParamSpec, value: Any) -> ParamValue:
         return tuple(sorted(set(_number_list(spec, value, integers=True))))
     if spec.type_name == "float_list":
         return tuple(float(item) for item in _number_list(spec, value, integers=False))
-    if spec.accepts_bool and isinstance(value, bool):
-        value = "on" if value else "off"
+    if spec.accepts_bool and isinstance(value, bool):  # YAML's on/off or true/false, as the spec's words
+        value = ("on" if value else "off") if "on" in spec.choices else ("true" if value else "false")
     if type(value) is not type(spec.default):
         raise type_error(spec, value)
     if spec.choices and value not in spec.choices:

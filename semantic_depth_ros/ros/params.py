@@ -23,6 +23,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.parameter import Parameter
 
 from ..errors import ConfigError
+from ..geometry.intrinsics import INPUT_RECTIFIED_CHOICES
 from ..geometry.pointcloud import DEFAULT_POINT_FIELDS, POINT_LAYOUTS, layout_needs
 from ..labels import NUM_CLASSES
 
@@ -65,6 +66,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_transport", "raw", "raw: subscribe sensor_msgs/Image on `image`; compressed: "
               "sensor_msgs/CompressedImage (jpeg/png) on `image/compressed`", dynamic=False,
               choices=("raw", "compressed")),
+    ParamSpec("input_rectified", "auto", "true: the image is already rectified (image_proc's image_rect): its "
+              "camera is camera_info's P, D is ignored, nothing is undistorted; false: a raw image, camera K and D "
+              "(undistorted before the network); auto: true when the image topic's resolved name ends in "
+              "image_rect or image_rect_color", dynamic=False, choices=INPUT_RECTIFIED_CHOICES, accepts_bool=True),
     ParamSpec("output_resolution", "input", "input: outputs at the camera image size; network: at the resized "
               "network input size (cheaper)", dynamic=True, choices=("input", "network")),
     ParamSpec("min_depth", 0.0, "metres; depth below it is published as NaN (0.0: the checkpoint's min_depth)",
@@ -144,6 +149,7 @@ class NodeSettings:
     cameras: tuple[str, ...] = ()
     trt_cache_dir: str = ""
     input_transport: str = "raw"
+    input_rectified: str = "auto"
     output_resolution: str = "input"
     min_depth: float = 0.0
     max_depth: float = 0.0
