@@ -28,9 +28,17 @@ class FrameContext:
 
 
 class FrameStage(Protocol):
-    """One per-camera stage. ``needs``: the estimator outputs it reads (``depth``, ``semantic``, ``confidence``)."""
+    """One per-camera stage. ``name``: its timing key in ``/diagnostics`` (``<name>_ms``); ``needs``: the estimator
+    outputs it reads (``depth``, ``semantic``, ``confidence``); ``enabled``: whether it changes frames now (a stage
+    switched off at run time passes them through and is not timed)."""
 
+    name: str
     needs: tuple[str, ...]
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the stage works on frames now."""
+        ...
 
     def process(self, outputs: EstimatorOutputs, context: FrameContext) -> EstimatorOutputs:
         """This frame's outputs after the stage (same sizes and device; NaN stays invalid)."""
