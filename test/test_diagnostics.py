@@ -8,8 +8,8 @@ import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from semantic_depth_ros.ros.diagnostics import (FRAME_PATH_KEYS, LogThrottle, NodeStats, StageTimes, diagnostic_array,
-                                               status_level)
+from semantic_depth_ros.pipeline.stages import FRAME_PATH_PARTS
+from semantic_depth_ros.ros.diagnostics import LogThrottle, NodeStats, StageTimes, diagnostic_array, status_level
 
 pytestmark = pytest.mark.ros  # the DiagnosticArray messages
 
@@ -152,7 +152,7 @@ def test_batch_figures_while_the_worker_appends() -> None:
 def test_stage_times_report_each_part_and_the_published_bytes_over_the_window() -> None:
     times = StageTimes(window_s=5.0)
     values = times.values(now=0.0)
-    for part in FRAME_PATH_KEYS:  # always there, NaN before the first frame
+    for part in FRAME_PATH_PARTS:  # always there, NaN before the first frame
         assert math.isnan(float(values[f"{part}_ms_p50"])) and math.isnan(float(values[f"{part}_ms_p95"]))
     assert "temporal_ms_p50" not in values and values["published_mb_per_s"] == "0.00"
     for i in range(10):

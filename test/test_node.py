@@ -43,7 +43,7 @@ from semantic_depth_ros.labels import CITYSCAPES_PALETTE
 from semantic_depth_ros.inference.colorize import colorize_depth
 from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES
-from semantic_depth_ros.ros.diagnostics import FRAME_PATH_KEYS
+from semantic_depth_ros.pipeline.stages import FRAME_PATH_PARTS
 from semantic_depth_ros.ros.node import DepthNode
 from semantic_depth_ros.ros.node_process import NodeProcess
 from semantic_depth_ros.ros.params import DYNAMIC_PARAMETERS, PARAMETER_NAMES
@@ -558,7 +558,7 @@ def test_diagnostics_report_rates_latency_drops_device_and_model(graph: dict[str
     assert float(values["input_rate_hz"]) > 0.0
     assert float(values["peak_rss_mb"]) > 100.0  # this test process holds torch and rclpy
     # the frame path, part by part (p50/p95 ms over the window), and what it published; no stage is on here
-    for part in FRAME_PATH_KEYS:
+    for part in FRAME_PATH_PARTS:
         for quantile in ("p50", "p95"):
             assert math.isfinite(float(values[f"{part}_ms_{quantile}"])), (part, values)
             assert float(values[f"{part}_ms_{quantile}"]) >= 0.0

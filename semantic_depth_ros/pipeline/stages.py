@@ -14,6 +14,11 @@ import numpy as np
 
 from ..inference.estimator import EstimatorOutputs
 
+# the parts of a frame's path that are timed for every frame (``/diagnostics`` ``<part>_ms_p50``, ``bench``): the
+# input decoded and checked, the network (its batch), the output tensors to host fields, the messages published;
+# a stage is timed by its ``FrameStage.name`` (``temporal``, ``road_scale``) while it works on frames
+FRAME_PATH_PARTS: tuple[str, ...] = ("decode", "network", "outputs", "publish")
+
 
 @dataclass(frozen=True)
 class FrameContext:

@@ -17,12 +17,10 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from ..pipeline.stages import FRAME_PATH_PARTS
+
 RATE_WINDOW_S = 5.0
 LATENCY_SAMPLES = 300
-# the frame path's parts, always reported per camera (NaN before the first frame): the input decoded and checked,
-# the network (its batch), the output tensors to host fields, the serialized messages published; a stage
-# (``FrameStage.name``: temporal, road_scale) is reported while it works on frames
-FRAME_PATH_KEYS = ("decode", "network", "outputs", "publish")
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,7 @@ class NodeStats:
 
 
 class StageTimes:
-    """Recent durations of the frame path's parts (``FRAME_PATH_KEYS`` and the stages) and the bytes published,
+    """Recent durations of the frame path's parts (``FRAME_PATH_PARTS`` and the stages) and the bytes published,
     over the last ``window_s`` seconds (at most ``samples`` per part); publish failures since start.
 
     Thread-safe (the worker records, the executor reports); times are seconds on any monotonic clock, supplied by
@@ -146,7 +144,7 @@ class StageTimes:
         self._window_s = window_s
         self._samples = samples
         self._lock = threading.Lock()
-        self._times: dict[str, deque[tuple[float, float]]] = {key: deque(maxlen=samples) for key in FRAME_PATH_KEYS}
+        self._times: dict[str, deque[tuple[float, float]]] = {key: deque(maxlen=samples) for key in FRAME_PATH_PARTS}
         self._published: deque[tuple[float, int]] = deque()
         self._start: float | None = None
         self.publish_failures = 0
@@ -170,7 +168,7 @@ class StageTimes:
             self.publish_failures += 1
 
     def values(self, now: float) -> dict[str, str]:
-        """``<part>_ms_p50``/``<part>_ms_p95`` (milliseconds over the window; NaN for a ``FRAME_PATH_KEYS`` part
+        """``<part>_ms_p50``/``<part>_ms_p95`` (milliseconds over the window; NaN for a ``FRAME_PATH_PARTS`` part
         without samples, a stage without samples is left out), ``published_mb_per_s`` (1e6 bytes a second) and
         ``publish_failures``."""
         horizon = now - self._window_s
@@ -184,7 +182,7 @@ class StageTimes:
             failures = self.publish_failures
         values: dict[str, str] = {}
         for key, samples in recent.items():
-            if not samples and key not in FRAME_PATH_KEYS:
+            if not samples and key not in FRAME_PATH_PARTS:
                 continue
             p50, p95 = (np.percentile(np.asarray(samples), [50.0, 95.0]) * 1e3 if samples
                         else (float("nan"), float("nan")))
