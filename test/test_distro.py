@@ -1,5 +1,6 @@
 """What differs between ROS 2 distributions (``ros.distro``): message construction on Humble's generated classes,
-parameter callbacks without a post-set callback (Humble), and the Fast DDS profile's file and variable."""
+the node publishing serialized bytes through Humble's ``Publisher.publish`` contract, parameter callbacks without a
+post-set callback (Humble), and the Fast DDS profile's file and variable."""
 
 from __future__ import annotations
 
