@@ -102,7 +102,13 @@ def test_bench_model_table_and_node_run(tmp_path: Path, tiny_checkpoint: Path,
     assert rate["sent"] >= 10 and 0 <= rate["completed"] <= rate["sent"]
     assert latency["model_p50_ms"] > 0 and latency["overhead_pct"] is not None
     assert node["node_peak_rss_mb"] > 100
-    assert "End to end through the node over DDS" in capsys.readouterr().out
+    # the node's split of its time, the bytes it published, and a Python subscriber's deserialization, apart
+    assert set(latency["split_ms"]) == {"decode", "network", "outputs", "publish"}
+    assert all(value >= 0 for value in latency["split_ms"].values()) and latency["split_ms"]["network"] > 0
+    assert latency["published_mb_per_s"] > 0 and latency["deserialize_ms"] > 0
+    assert rate["split_ms"] is None
+    out = capsys.readouterr().out
+    assert "End to end through the node over DDS" in out and "where the time goes" in out
 
 
 def test_bench_multi_camera_mode_compares_one_batched_node_with_single_camera_nodes(

@@ -8,7 +8,8 @@ import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from semantic_depth_ros.ros.diagnostics import LogThrottle, NodeStats, diagnostic_array, status_level
+from semantic_depth_ros.pipeline.stages import FRAME_PATH_PARTS
+from semantic_depth_ros.ros.diagnostics import LogThrottle, NodeStats, StageTimes, diagnostic_array, status_level
 
 pytestmark = pytest.mark.ros  # the DiagnosticArray messages
 
@@ -146,3 +147,25 @@ def test_batch_figures_while_the_worker_appends() -> None:
         stop.set()
         thread.join()
         sys.setswitchinterval(interval)
+
+
+def test_stage_times_report_each_part_and_the_published_bytes_over_the_window() -> None:
+    times = StageTimes(window_s=5.0)
+    values = times.values(now=0.0)
+    for part in FRAME_PATH_PARTS:  # always there, NaN before the first frame
+        assert math.isnan(float(values[f"{part}_ms_p50"])) and math.isnan(float(values[f"{part}_ms_p95"]))
+    assert "temporal_ms_p50" not in values and values["published_mb_per_s"] == "0.00"
+    for i in range(10):
+        times.record({"decode": 0.001, "network": 0.010 + 0.001 * i, "temporal": 0.004, "outputs": 0.002,
+                      "publish": 0.003}, now=1.0 + 0.1 * i)
+        times.record_published(2_000_000, now=1.0 + 0.1 * i)
+    times.record_publish_failure()
+    values = times.values(now=2.0)
+    assert values["decode_ms_p50"] == "1.00" and values["publish_ms_p95"] == "3.00"
+    assert values["network_ms_p50"] == "14.50" and values["network_ms_p95"] == "18.55"
+    assert values["temporal_ms_p50"] == "4.00"  # a stage while it runs
+    assert values["published_mb_per_s"] == "20.00"  # 20 MB over the 1 s since the first publish
+    assert values["publish_failures"] == "1"
+    later = times.values(now=7.0)  # the window has passed: the stage is gone, the frame path's parts are NaN
+    assert "temporal_ms_p50" not in later and later["network_ms_p50"] == "nan"
+    assert later["published_mb_per_s"] == "0.00" and later["publish_failures"] == "1"

@@ -43,6 +43,7 @@ from semantic_depth_ros.labels import CITYSCAPES_PALETTE
 from semantic_depth_ros.inference.colorize import colorize_depth
 from semantic_depth_ros.inference.estimator import DepthEstimator
 from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES
+from semantic_depth_ros.pipeline.stages import FRAME_PATH_PARTS
 from semantic_depth_ros.ros.node import DepthNode
 from semantic_depth_ros.ros.node_process import NodeProcess
 from semantic_depth_ros.ros.params import DYNAMIC_PARAMETERS, PARAMETER_NAMES
@@ -556,6 +557,14 @@ def test_diagnostics_report_rates_latency_drops_device_and_model(graph: dict[str
     assert int(values["frames_published"]) >= 1 and float(values["latency_p50_ms"]) > 0.0
     assert float(values["input_rate_hz"]) > 0.0
     assert float(values["peak_rss_mb"]) > 100.0  # this test process holds torch and rclpy
+    # the frame path, part by part (p50/p95 ms over the window), and what it published; no stage is on here
+    for part in FRAME_PATH_PARTS:
+        for quantile in ("p50", "p95"):
+            assert math.isfinite(float(values[f"{part}_ms_{quantile}"])), (part, values)
+            assert float(values[f"{part}_ms_{quantile}"]) >= 0.0
+    assert float(values["network_ms_p50"]) > 0.0 and float(values["publish_ms_p50"]) > 0.0
+    assert float(values["published_mb_per_s"]) > 0.0 and values["publish_failures"] == "0"
+    assert not [key for key in values if key.startswith(("temporal_ms", "road_scale_ms"))]
 
 
 def test_a_batch_in_flight_across_deactivate_and_activate_publishes_nothing(graph: dict[str, Any],
@@ -668,6 +677,40 @@ def test_failing_frames_are_counted_and_make_diagnostics_an_error_until_the_netw
     values = {kv.key: kv.value for kv in status.values}
     assert status.level == DiagnosticStatus.OK and int(values["frames_published"]) >= 1
     client.unsubscribe_all(node)
+
+
+class _ClosedPublisher:
+    """An output publisher destroyed while a frame is in flight (shutdown): ``publish`` raises rclpy's error."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def get_subscription_count(self) -> int:
+        return 1
+
+    def publish(self, data: bytes) -> None:
+        self.real.publish(data)  # destroyed: rclpy raises InvalidHandle
+
+
+def test_a_publish_failure_is_counted_not_raised_and_the_other_outputs_are_published(
+        ros: dict[str, Any], failing_node: tuple[DepthNode, Client]) -> None:
+    node, client = failing_node
+    client.subscribe("depth", "depth_color")
+    s = stamp(ros)
+    client.send(image_msg(make_image(s), s), ("depth", "depth_color"), node)
+    channel = node.channels[""]
+    closed = channel.publishers["depth"]
+    node.destroy_publisher(closed)
+    channel.publishers["depth"] = _ClosedPublisher(closed)
+    s = stamp(ros)
+    client.send(image_msg(make_image(s), s), ("depth_color",), node)  # still served
+    node.worker.wait_idle(TIMEOUT)
+    assert channel.timings.publish_failures >= 1
+    assert (node.worker.failed, node.stats.frames_failed) == (0, 0)  # nothing raised out of the worker
+    values = channel.timings.values(time.monotonic())
+    assert values["publish_failures"] == str(channel.timings.publish_failures)
+    wait_until(lambda: client.log_containing("could not publish depth: InvalidHandle"), what="the warning")
+    channel.publishers["depth"] = closed  # destroyed already: the node's cleanup skips it
 
 
 # --------------------------------------------------------------------------------------- compressed input

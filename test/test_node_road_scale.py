@@ -40,12 +40,17 @@ def test_node_depth_equals_the_road_scale_stage_output(tiny_checkpoint: Path) ->
     stamps = [(1 + i) * 10**8 for i in range(3)]
     published = []
     with NodeProcess(tiny_checkpoint, domain_id=domain, device="cpu", precision="fp32", num_threads=1,
-                     parameters=parameters) as node, DepthClient(domain_id=domain, outputs=("depth",)) as client:
+                     parameters=parameters) as node, DepthClient(domain_id=domain, outputs=("depth",),
+                                                                diagnostics=True) as client:
         client.wait_connected()
         for stamp in stamps:
             client.publish(stamp, image, info)
             assert client.wait(stamp, timeout=60.0) is not None, node.log[-5:]
             published.append(_depth(client.message("depth", client.take(stamp)["depth"])))
+        values = client.node_diagnostics(lambda v: "road_scale_ms_p50" in v)
+    # the road fit is timed while it is on, the temporal filter (off) is not
+    assert float(values["road_scale_ms_p50"]) > 0.0 and np.isfinite(float(values["road_scale_ms_p95"]))
+    assert "temporal_ms_p50" not in values
     torch.set_num_threads(1)
     estimator = DepthEstimator(tiny_checkpoint, device="cpu", precision="fp32", backend="eager")
     stage = RoadScaleStage(RoadScaleSettings(**ROAD))

@@ -17,7 +17,7 @@ from semantic_depth_ros.data.bag_reader import BagReader
 from semantic_depth_ros.data.synthetic.sequence import render_sequence
 from semantic_depth_ros.data.tf_chain import invert_rigid, make_transform
 from semantic_depth_ros.inference.estimator import DepthEstimator
-from semantic_depth_ros.messages import camera_info_fields, image_array, image_fields
+from semantic_depth_ros.messages import MessageHeader, camera_info_fields, image_array, image_fields, to_cdr
 from semantic_depth_ros.pipeline.stages import FrameContext
 from semantic_depth_ros.temporal import TemporalSettings, TemporalStage, world_from_camera
 from semantic_depth_ros.ros.client import DepthClient
@@ -136,6 +136,10 @@ def test_node_and_infer_bag_publish_the_core_filter_output_with_odometry(tiny_ch
             client.publish(stamp, image_msg(header_free, image_fields(frame.rgb, "rgb8")), infos)
             assert client.wait(stamp, timeout=60.0) is not None, node.log[-5:]
             received = client.take(stamp)
+            for key in OUTPUTS:  # over DDS: exactly the message core's bytes (the very bytes infer-bag writes)
+                msg = client.message(key, received[key])
+                head = MessageHeader(msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)
+                assert received[key].data == to_cdr(image_fields(_float_image(msg).copy(), "32FC1"), head), key
             published.append({key: _float_image(client.message(key, received[key])) for key in OUTPUTS})
         served = sum(bool(client.take(stamp)) for stamp in warmup)  # all arrived: outputs come in frame order
         values = _diagnostic_values(client, FRAMES + served)
@@ -147,6 +151,7 @@ def test_node_and_infer_bag_publish_the_core_filter_output_with_odometry(tiny_ch
     assert values["temporal_frames_without_pose"] == str(1 + served)  # the bad frame, and the warm-up before odometry
     assert values["odometry_rejected"] == "1" and values["odometry_received"] == str(FRAMES - 1)
     assert 0.0 < float(values["temporal_fused_fraction"]) <= 1.0
+    assert float(values["temporal_ms_p50"]) > 0.0 and "road_scale_ms_p50" not in values  # the stage that is on
 
     depths, confidences, raws = _expected(tiny_checkpoint)
     for i in range(FRAMES):

@@ -31,8 +31,9 @@ def _estimator_outputs(height: int = 4, width: int = 6) -> EstimatorOutputs:
 class ScaleDepth:
     """A stage that multiplies depth by ``factor`` and records what it saw."""
 
-    def __init__(self, factor: float, needs: tuple[str, ...] = ("depth",)) -> None:
-        self.factor, self.needs = factor, needs
+    def __init__(self, factor: float, needs: tuple[str, ...] = ("depth",), enabled: bool = True) -> None:
+        self.factor, self.needs, self.enabled = factor, needs, enabled
+        self.name = f"scale_{factor:g}"
         self.seen: list[FrameContext] = []
         self.resets = 0
 
@@ -131,9 +132,17 @@ def test_stages_run_in_order_before_the_message_core() -> None:
     points = cloud_array(messages.fields["points"])
     np.testing.assert_allclose(points[..., 2], outputs.depth.numpy() * 6.0, rtol=1e-6, equal_nan=True)
     assert first.seen == second.seen == [FrameContext(stamp_ns=1_700_000_000_123_456_789, pose=None)]
+    assert list(messages.seconds) == ["scale_2", "scale_3", "outputs"]  # each stage timed, then the outputs
+    assert all(0.0 < seconds < 60.0 for seconds in messages.seconds.values())
     assert camera.diagnostics() == {"scale_2": "1", "scale_3": "1", "frames": "1"}  # later stages win a key
     camera.reset()
     assert (first.resets, second.resets) == (1, 1) and camera.diagnostics()["frames"] == "0"
+
+
+def test_a_stage_switched_off_runs_but_is_not_timed() -> None:
+    off = ScaleDepth(1.0, enabled=False)
+    messages = CameraOutputs(OutputPlan(("depth",)), [off]).messages(_estimator_outputs(), 5, depth_range=(1.0, 80.0))
+    assert len(off.seen) == 1 and list(messages.seconds) == ["outputs"]
 
 
 def test_replan_changes_the_plan_and_keeps_the_stages_needs() -> None:

@@ -28,6 +28,7 @@ from ..inference.onnx_runner import is_onnx_path
 from ..inference.runners import BACKENDS
 from ..messages import OUTPUT_TOPICS
 from ..pipeline import OutputPlan
+from ..pipeline.stages import FRAME_PATH_PARTS
 from ..model.checkpoint import save_checkpoint
 from ..model.config import available_presets, load_preset
 
@@ -213,9 +214,32 @@ def print_node_section(section: dict[str, Any]) -> None:
         print(f"  {outputs:<22} {run['mode']:<30} {run['sent']:>6} {run['completed']:>6} {run['input_rate_hz']:>7.1f} "
               f"{run['output_rate_hz']:>7.1f} {run['p50_ms']:>8.2f} {run['p95_ms']:>8.2f} {run['model_p50_ms']:>9.2f} "
               f"{overhead:>9}")
+    print_split(section["runs"])
     gpu = section["node_peak_gpu_mb"]
     print(f"  node process peak RSS {section['node_peak_rss_mb']:.0f} MiB"
           + (f", peak GPU memory {gpu:.0f} MiB" if gpu is not None else ""))
+
+
+def print_split(runs: list[dict[str, Any]]) -> None:
+    """Where a frame's time goes in the node (closed loop, p50 ms per part from its ``/diagnostics``) beside the
+    end-to-end latency, what it published, and what a Python subscriber would pay to deserialize a frame."""
+    rows = [run for run in runs if run.get("split_ms")]
+    if not rows:
+        return
+    parts = [part for part in FRAME_PATH_PARTS if any(part in run["split_ms"] for run in rows)]
+    parts[parts.index("outputs"):parts.index("outputs")] = sorted(
+        {part for run in rows for part in run["split_ms"]} - set(FRAME_PATH_PARTS))  # the stages, before outputs
+    print("\n  where the time goes (one frame in flight, p50 ms per part, from the node's /diagnostics):")
+    print(f"  {'outputs':<22} " + " ".join(f"{part:>10}" for part in parts)
+          + f" {'end to end':>10} {'MB/s out':>9} {'py deser':>9}")
+    for run in rows:
+        outputs = "all" if tuple(run["outputs"]) == ALL_NODE_OUTPUTS else ",".join(run["outputs"])
+        rate, deser = run["published_mb_per_s"], run["deserialize_ms"]
+        print(f"  {outputs:<22} " + " ".join(f"{run['split_ms'].get(part, math.nan):>10.2f}" for part in parts)
+              + f" {run['p50_ms']:>10.2f} {math.nan if rate is None else rate:>9.1f}"
+              f" {math.nan if deser is None else deser:>9.2f}")
+    print("  (py deser: rclpy deserialize_message of one frame's outputs, what a Python subscriber pays on top; the "
+          "benchmark's own subscriptions are raw)")
 
 
 def cameras_section(args: argparse.Namespace, precision: str) -> dict[str, Any]:

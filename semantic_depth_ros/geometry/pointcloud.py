@@ -21,6 +21,7 @@ per-frame allocation of it happens.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -208,12 +209,26 @@ def backproject_organised(
         _check_rgb(rgb)
         if rgb.shape[:2] != depth.shape:
             raise InvalidInputError(f"rgb of shape {tuple(rgb.shape)} does not match depth {tuple(depth.shape)}")
-        bits[..., 3].copy_(_pack_rgb_int32(rgb.to(depth.device, non_blocking=True)[::stride, ::stride]))
+        _write_rgb(out, rgb.to(depth.device, non_blocking=True)[::stride, ::stride])
     if has_label:
         bits[..., _LABEL_INDEX].copy_(ids)
     if len(layout) > _CONFIDENCE_INDEX:
         out[..., _CONFIDENCE_INDEX].copy_(_decimated("confidence", confidence, depth, stride))
     return out
+
+
+def _write_rgb(out: torch.Tensor, rgb: torch.Tensor) -> None:
+    """Column 3 (``rgb``) of the ``(h, w, n)`` float32 ``out``: the bits of ``(r << 16) | (g << 8) | b`` of the
+    ``(h, w, 3)`` uint8 ``rgb``. On a little-endian host (every host a message leaves from in practice) those are
+    the bytes b, g, r, 0: written byte by byte, with no int32 temporaries (a third of the cloud's time at 375x1242
+    on a CPU otherwise)."""
+    if sys.byteorder != "little":
+        out.view(torch.int32)[..., 3].copy_(_pack_rgb_int32(rgb))
+        return
+    field = out.view(torch.uint8)[..., 12:16]
+    for byte, channel in enumerate((2, 1, 0)):
+        field[..., byte].copy_(rgb[..., channel])
+    field[..., 3].zero_()
 
 
 def _decimated(name: str, values: torch.Tensor | None, depth: torch.Tensor, stride: int) -> torch.Tensor:

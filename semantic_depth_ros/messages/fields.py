@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, Union
 
 import numpy as np
 
@@ -99,6 +99,9 @@ class CameraInfoFields:
     binning_x: int = 0
     binning_y: int = 0
     roi: RegionOfInterest = field(default_factory=RegionOfInterest)
+
+
+OutputFields = Union[ImageFields, CloudFields, CameraInfoFields]
 
 
 def _bytes_view(array: np.ndarray) -> np.ndarray:

@@ -7,12 +7,10 @@ fields in ``frame_fields``; the live node and offline bag replay both publish ex
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Union
-
 import numpy as np
 
 from ..geometry.intrinsics import Intrinsics
-from .fields import CameraInfoFields, CloudFields, ImageFields, camera_info_fields, cloud_fields, image_fields
+from .fields import OutputFields, camera_info_fields, cloud_fields, image_fields
 
 # output key -> topic name, relative to the camera's namespace (depth first: it is published first)
 OUTPUT_TOPICS: dict[str, str] = {
@@ -32,7 +30,6 @@ CAMERA_INFO_OUTPUTS = ("depth_info",)
 CLOUD_OUTPUTS = ("points",)
 # outputs that need the intrinsics of the depth image
 NEEDS_INTRINSICS = ("points", "depth_info")
-OutputFields = Union[ImageFields, CloudFields, CameraInfoFields]
 
 
 def frame_fields(wanted: Sequence[str], host: Mapping[str, np.ndarray],

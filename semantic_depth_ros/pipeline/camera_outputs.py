@@ -9,8 +9,9 @@ returns, so replay equals the live node byte for byte. Not thread-safe: one work
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,10 +28,15 @@ from .stages import FrameContext, FrameStage
 @dataclass(frozen=True)
 class FrameMessages:
     """The message fields of one frame by output key (``OUTPUT_TOPICS`` order) and, when the plan publishes depth
-    or asks for ``host_depth``, the HxW float32 host depth they were made from (metres, NaN = invalid)."""
+    or asks for ``host_depth``, the HxW float32 host depth they were made from (metres, NaN = invalid).
+
+    ``seconds``: how long each part took, by timing key: each enabled stage by its ``name``, then ``outputs``
+    (the output tensors, their copy to the host and the message fields).
+    """
 
     fields: dict[str, OutputFields]
     depth: np.ndarray | None
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 class CameraOutputs:
@@ -76,13 +82,24 @@ class CameraOutputs:
         Without ``outputs.intrinsics`` the outputs that need them are left out.
         """
         context = FrameContext(stamp_ns=stamp_ns, pose=pose)
+        seconds: dict[str, float] = {}
+        device = outputs.depth.device if outputs.depth is not None else None
         for stage in self._stages:
+            if not stage.enabled:
+                outputs = stage.process(outputs, context)
+                continue
+            start = time.perf_counter()
             outputs = stage.process(outputs, context)
+            _finish(device)
+            seconds[stage.name] = time.perf_counter() - start
+        start = time.perf_counter()
         plan = self.plan.servable(outputs.intrinsics is not None)
         tensors = _output_tensors(plan, outputs, depth_range, self._rays)
         host = (staging or self._staging).fetch(tensors)
         depth = host.get("depth") if plan.host_depth or "depth" in plan.outputs else None
-        return FrameMessages(frame_fields(plan.outputs, host, outputs.intrinsics), depth)
+        fields = frame_fields(plan.outputs, host, outputs.intrinsics)
+        seconds["outputs"] = time.perf_counter() - start
+        return FrameMessages(fields, depth, seconds)
 
     def cache_sizes(self) -> dict[str, int]:
         """Entries in this camera's caches now (``rays`` <= ``geometry.pointcloud.RAY_GRID_CACHE_SIZE``)."""
@@ -99,6 +116,12 @@ class CameraOutputs:
         for stage in self._stages:
             merged.update(stage.diagnostics())
         return merged
+
+
+def _finish(device: torch.device | None) -> None:
+    """Wait for the work queued on a CUDA ``device`` so that a stage's time is its work's, not its launch's."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _output_tensors(plan: OutputPlan, outputs: EstimatorOutputs, depth_range: tuple[float, float],

@@ -14,6 +14,11 @@ import numpy as np
 
 from ..inference.estimator import EstimatorOutputs
 
+# the parts of a frame's path that are timed for every frame (``/diagnostics`` ``<part>_ms_p50``, ``bench``): the
+# input decoded and checked, the network (its batch), the output tensors to host fields, the messages published;
+# a stage is timed by its ``FrameStage.name`` (``temporal``, ``road_scale``) while it works on frames
+FRAME_PATH_PARTS: tuple[str, ...] = ("decode", "network", "outputs", "publish")
+
 
 @dataclass(frozen=True)
 class FrameContext:
@@ -28,9 +33,17 @@ class FrameContext:
 
 
 class FrameStage(Protocol):
-    """One per-camera stage. ``needs``: the estimator outputs it reads (``depth``, ``semantic``, ``confidence``)."""
+    """One per-camera stage. ``name``: its timing key in ``/diagnostics`` (``<name>_ms``); ``needs``: the estimator
+    outputs it reads (``depth``, ``semantic``, ``confidence``); ``enabled``: whether it changes frames now (a stage
+    switched off at run time passes them through and is not timed)."""
 
+    name: str
     needs: tuple[str, ...]
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the stage works on frames now."""
+        ...
 
     def process(self, outputs: EstimatorOutputs, context: FrameContext) -> EstimatorOutputs:
         """This frame's outputs after the stage (same sizes and device; NaN stays invalid)."""

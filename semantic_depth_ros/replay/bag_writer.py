@@ -1,9 +1,9 @@
-"""Write the replay's ROS 2 bag: message-core fields -> ``rosbags`` messages -> CDR, into a folder moved into place
-at the end.
+"""Write the replay's ROS 2 bag: message-core fields -> CDR bytes (``messages.cdr``, the node's serializer), into a
+folder moved into place at the end.
 
-The wrapping mirrors :func:`semantic_depth_ros.ros.messages.to_msg` field for field, so a frame's CDR bytes here
-equal ``rclpy.serialization.serialize_message`` of the node's message (tested). Messages use the ROS 2 Jazzy
-typestore; the output bag is mcap (default) or sqlite3, rosbag2 metadata version 9.
+A frame's bytes here are the bytes the node publishes for it (``messages.to_cdr``), equal to rosbags' CDR
+serializer and to ``rclpy.serialization.serialize_message`` of the equivalent message (tested). Connections use
+the ROS 2 Jazzy typestore's definitions; the output bag is mcap (default) or sqlite3, rosbag2 metadata version 9.
 
 Atomicity: the bag is written to ``<out>.partial-<pid>/<out name>`` beside ``out`` (so its storage file already
 has its final name, ``<out name>.mcap``, whoever wrote it) and renamed to ``out`` by :meth:`finish`; :meth:`abort`
@@ -19,16 +19,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from ..errors import ConfigError
-from ..messages import CameraInfoFields, CloudFields, ImageFields, OutputFields
+from ..messages import CloudFields, ImageFields, MessageHeader, OutputFields, to_cdr
 
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
-_TYPES = TYPESTORE.types
 IMAGE = "sensor_msgs/msg/Image"
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
@@ -41,51 +39,15 @@ def msgtype_of(fields: OutputFields) -> str:
     return POINTCLOUD2 if isinstance(fields, CloudFields) else CAMERA_INFO
 
 
-def header(stamp_sec: int, stamp_nanosec: int, frame_id: str) -> Any:
-    """A Jazzy ``std_msgs/Header`` (the input image's stamp and frame_id, from a ROS 1 or ROS 2 bag alike)."""
-    stamp = _TYPES["builtin_interfaces/msg/Time"](sec=int(stamp_sec), nanosec=int(stamp_nanosec))
-    return _TYPES["std_msgs/msg/Header"](stamp=stamp, frame_id=str(frame_id))
+def header(stamp_sec: int, stamp_nanosec: int, frame_id: str) -> MessageHeader:
+    """The output header: the input image's stamp and frame_id (from a ROS 1 or ROS 2 bag alike)."""
+    return MessageHeader(int(stamp_sec), int(stamp_nanosec), str(frame_id))
 
 
-def _image(head: Any, fields: ImageFields) -> Any:
-    return _TYPES[IMAGE](header=head, height=fields.height, width=fields.width, encoding=fields.encoding,
-                         is_bigendian=int(fields.is_bigendian), step=fields.step, data=fields.data)
-
-
-def _cloud(head: Any, fields: CloudFields) -> Any:
-    point_field = _TYPES["sensor_msgs/msg/PointField"]
-    point_fields = [point_field(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
-                    for f in fields.fields]
-    return _TYPES[POINTCLOUD2](header=head, height=fields.height, width=fields.width, fields=point_fields,
-                               is_bigendian=bool(fields.is_bigendian), point_step=fields.point_step,
-                               row_step=fields.row_step, data=fields.data, is_dense=bool(fields.is_dense))
-
-
-def _camera_info(head: Any, fields: CameraInfoFields) -> Any:
-    roi = fields.roi
-    return _TYPES[CAMERA_INFO](
-        header=head, height=fields.height, width=fields.width, distortion_model=fields.distortion_model,
-        d=np.asarray(fields.d, dtype=np.float64), k=np.asarray(fields.k, dtype=np.float64),
-        r=np.asarray(fields.r, dtype=np.float64), p=np.asarray(fields.p, dtype=np.float64),
-        binning_x=fields.binning_x, binning_y=fields.binning_y,
-        roi=_TYPES["sensor_msgs/msg/RegionOfInterest"](x_offset=roi.x_offset, y_offset=roi.y_offset,
-                                                       height=roi.height, width=roi.width,
-                                                       do_rectify=roi.do_rectify))
-
-
-def to_rosbags_msg(head: Any, fields: OutputFields) -> Any:
-    """The Jazzy ``rosbags`` message of any message-core fields under ``head`` (the rclpy ``to_msg``'s twin)."""
-    if isinstance(fields, ImageFields):
-        return _image(head, fields)
-    if isinstance(fields, CloudFields):
-        return _cloud(head, fields)
-    return _camera_info(head, fields)
-
-
-def serialize(head: Any, fields: OutputFields) -> bytes:
-    """CDR bytes of the message of ``fields`` under ``head``."""
-    msg = to_rosbags_msg(head, fields)
-    return bytes(TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+def serialize(head: MessageHeader, fields: OutputFields) -> bytes:
+    """CDR bytes of the message of ``fields`` under ``head``: the message core's, the very bytes the node
+    publishes."""
+    return to_cdr(fields, head)
 
 
 def partial_path(out: Path) -> Path:

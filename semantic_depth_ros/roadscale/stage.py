@@ -19,7 +19,9 @@ from semantic_depth_ros.roadscale.estimator import RoadScale, RoadScaleSettings
 class RoadScaleStage:
     """Per-camera metric scale from the road (see :mod:`semantic_depth_ros.roadscale.estimator`)."""
 
+    name = "road_scale"
     needs: tuple[str, ...] = ("depth", "semantic")
+    enabled = True  # the chain has this stage only when scale_from_road is on
 
     def __init__(self, settings: RoadScaleSettings) -> None:
         self.road = RoadScale(settings)

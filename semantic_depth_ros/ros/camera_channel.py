@@ -5,7 +5,8 @@ publishes ``front/depth``, ``front/points``, ...; the unnamed camera (``name=""`
 ``image``, ``camera_info`` and ``depth``, ... in the node's namespace. Incoming images go to ``on_frame`` (the node
 core decides whether to hand them to the worker); the worker calls ``prepare`` (decode and validate: a bad message
 is rejected for this camera alone; the plan of the outputs subscribed now) and ``publish`` (the one per-frame
-publish path: the camera's ``pipeline.CameraOutputs``, the same path as ``infer-bag``).
+publish path: the camera's ``pipeline.CameraOutputs``, the same path as ``infer-bag``, then each message's CDR
+bytes from the message core, published as they are: no rclpy message object is built for an output).
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from ..errors import InvalidInputError
 from ..geometry.intrinsics import CameraModel, Intrinsics, camera_from_info, input_is_rectified
 from ..geometry.undistort import check_camera_model
 from ..inference.estimator import EstimatorOutputs
-from ..messages import OUTPUT_TOPICS, compressed_to_rgb, image_to_rgb
+from ..messages import OUTPUT_TOPICS, MessageHeader, compressed_to_rgb, image_to_rgb, to_cdr
 from ..pipeline import CameraOutputs, FrameStage, OutputPlan
 from ..pipeline.plan import ESTIMATOR_NEEDS
 from ..temporal import CameraPoses
-from .diagnostics import LogThrottle, NodeStats
-from .messages import to_msg
+from .diagnostics import LogThrottle, NodeStats, StageTimes
 from .params import NodeSettings
 
 _MESSAGE_TYPES: dict[str, type] = {"depth_info": CameraInfo, "points": PointCloud2}
@@ -88,6 +88,7 @@ class CameraChannel:
         self.name = name
         self.poses = poses
         self.stats = NodeStats()
+        self.timings = StageTimes()  # this camera's frame path, part by part, and the bytes it published
         self._all_stats = [self.stats] if totals is None or totals is self.stats else [self.stats, totals]
         self._throttle = throttle
         self._on_frame = on_frame
@@ -208,18 +209,42 @@ class CameraChannel:
         return None if self.poses is None else self.poses.pose_at(stamp_ns)
 
     def publish(self, prepared: PreparedFrame, outputs: EstimatorOutputs, *, depth_range: tuple[float, float],
-                pose: np.ndarray | None = None) -> None:
+                pose: np.ndarray | None = None, seconds: dict[str, float] | None = None) -> None:
         """Every planned output of one frame from ``outputs`` (``CameraOutputs.messages``: the stages, with the
-        camera ``pose`` at the frame's stamp, one host copy each), depth first, under the input's header; then
-        the frame counts as served."""
+        camera ``pose`` at the frame's stamp, one host copy each), depth first, under the input's header, as CDR
+        bytes; then the frame counts as served (unless no message could be published). ``seconds``: the parts
+        of the frame timed before (``decode``, ``network``), recorded with the stages, ``outputs`` and
+        ``publish`` in ``timings``."""
         frame = prepared.frame
         messages = self.outputs.messages(outputs, frame.stamp_ns, depth_range=depth_range, pose=pose)
-        header = frame.msg.header
-        for key, message_fields in messages.fields.items():
-            self.publishers[key].publish(to_msg(header, message_fields))
+        stamp = frame.msg.header.stamp
+        header = MessageHeader(stamp.sec, stamp.nanosec, frame.msg.header.frame_id)
+        start = time.perf_counter()
+        published = sum(self._publish(key, to_cdr(message_fields, header))
+                        for key, message_fields in messages.fields.items())
+        publish_s = time.perf_counter() - start
         now = time.monotonic()
+        self.timings.record({**(seconds or {}), **messages.seconds, "publish": publish_s}, now)
+        if not published:
+            return
+        self.timings.record_published(published, now)
         for stats in self._all_stats:
             stats.record_output(prepared.frame.received, now)
+
+    def _publish(self, key: str, data: bytes) -> int:
+        """Publish serialized ``data`` on output ``key``; the bytes published, or 0 when publishing failed (a
+        publisher destroyed at shutdown or cleanup: counted in ``timings`` and logged, throttled, never raised)."""
+        publisher = self.publishers.get(key)
+        try:
+            if publisher is None:
+                raise RuntimeError(f"the {key} publisher is gone")
+            publisher.publish(data)
+        except Exception as exc:  # noqa: BLE001 - a closing node must not take the worker (or other outputs) down
+            self.timings.record_publish_failure()
+            if self._throttle.allow(f"publish:{self.name}:{key}", time.monotonic()):
+                self.node.get_logger().warning(f"could not publish {key}: {type(exc).__name__}: {exc}")
+            return 0
+        return len(data)
 
     def destroy(self) -> None:
         """Remove this camera's subscriptions and publishers from the node."""

@@ -14,7 +14,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -139,6 +139,22 @@ class DepthClient:
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         self.diagnostics = msg
+
+    def node_diagnostics(self, ready: Callable[[dict[str, str]], bool] = lambda values: True,
+                         timeout: float = 10.0) -> dict[str, str]:
+        """The key/values of the depth node's own status (the first of its ``/diagnostics`` array) once
+        ``ready(values)`` holds; SemanticDepthError after ``timeout`` seconds (needs ``diagnostics=True``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check()
+            message = self.diagnostics
+            if message is not None and message.status:
+                values = {kv.key: kv.value for kv in message.status[0].values}
+                if ready(values):
+                    return values
+            if time.monotonic() > deadline:
+                raise SemanticDepthError(f"no /diagnostics of the node as wanted within {timeout:.0f} s")
+            time.sleep(0.05)
 
     def check(self) -> None:
         """Raise the executor thread's exception, if it had one."""

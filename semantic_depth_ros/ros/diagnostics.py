@@ -1,8 +1,9 @@
-"""Node health: input/output rates, receipt-to-publish latency percentiles, drops, failures -> ``diagnostic_msgs``.
+"""Node health: input/output rates, receipt-to-publish latency percentiles, drops, failures, the time of every
+stage of the frame path -> ``diagnostic_msgs``.
 
-``NodeStats`` is plain Python (thread-safe, time passed in by the caller, so it is unit-testable); only
-``diagnostic_array`` builds the ROS message (one status for the node, one per named camera). ``LogThrottle``
-limits repeated error logs per key (e.g. per field).
+``NodeStats`` and ``StageTimes`` are plain Python (thread-safe, time passed in by the caller, so they are
+unit-testable); only ``diagnostic_array`` builds the ROS message (one status for the node, one per named camera).
+``LogThrottle`` limits repeated error logs per key (e.g. per field).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from ..pipeline.stages import FRAME_PATH_PARTS
 
 RATE_WINDOW_S = 5.0
 LATENCY_SAMPLES = 300
@@ -127,6 +130,66 @@ class NodeStats:
                 failures_in_window=len(self._failures),
                 last_failure=self.last_failure,
             )
+
+
+class StageTimes:
+    """Recent durations of the frame path's parts (``FRAME_PATH_PARTS`` and the stages) and the bytes published,
+    over the last ``window_s`` seconds (at most ``samples`` per part); publish failures since start.
+
+    Thread-safe (the worker records, the executor reports); times are seconds on any monotonic clock, supplied by
+    the caller.
+    """
+
+    def __init__(self, window_s: float = RATE_WINDOW_S, samples: int = LATENCY_SAMPLES) -> None:
+        self._window_s = window_s
+        self._samples = samples
+        self._lock = threading.Lock()
+        self._times: dict[str, deque[tuple[float, float]]] = {key: deque(maxlen=samples) for key in FRAME_PATH_PARTS}
+        self._published: deque[tuple[float, int]] = deque()
+        self._start: float | None = None
+        self.publish_failures = 0
+
+    def record(self, seconds: dict[str, float], now: float) -> None:
+        """Durations (seconds) of parts by key, measured for a frame that finished at ``now``."""
+        with self._lock:
+            for key, value in seconds.items():
+                self._times.setdefault(key, deque(maxlen=self._samples)).append((now, value))
+
+    def record_published(self, nbytes: int, now: float) -> None:
+        """``nbytes`` of serialized messages were published at ``now``."""
+        with self._lock:
+            if self._start is None:
+                self._start = now
+            self._published.append((now, nbytes))
+
+    def record_publish_failure(self) -> None:
+        """A message could not be published (e.g. its publisher was destroyed at shutdown)."""
+        with self._lock:
+            self.publish_failures += 1
+
+    def values(self, now: float) -> dict[str, str]:
+        """``<part>_ms_p50``/``<part>_ms_p95`` (milliseconds over the window; NaN for a ``FRAME_PATH_PARTS`` part
+        without samples, a stage without samples is left out), ``published_mb_per_s`` (1e6 bytes a second) and
+        ``publish_failures``."""
+        horizon = now - self._window_s
+        with self._lock:
+            for events in (*self._times.values(), self._published):
+                while events and events[0][0] <= horizon:
+                    events.popleft()
+            recent = {key: [value for _, value in events] for key, events in self._times.items()}
+            published = sum(nbytes for _, nbytes in self._published)
+            span = self._window_s if self._start is None else min(self._window_s, max(now - self._start, 1e-9))
+            failures = self.publish_failures
+        values: dict[str, str] = {}
+        for key, samples in recent.items():
+            if not samples and key not in FRAME_PATH_PARTS:
+                continue
+            p50, p95 = (np.percentile(np.asarray(samples), [50.0, 95.0]) * 1e3 if samples
+                        else (float("nan"), float("nan")))
+            values[f"{key}_ms_p50"], values[f"{key}_ms_p95"] = _format(float(p50)), _format(float(p95))
+        values["published_mb_per_s"] = _format(published / span / 1e6)
+        values["publish_failures"] = str(failures)
+        return values
 
 
 class LogThrottle:

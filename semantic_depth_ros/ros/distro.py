@@ -2,11 +2,15 @@
 
 Everything here is chosen by feature detection, never by a distribution name:
 
-- **Message construction.** Iron and later generate message classes with a ``check_fields`` argument; with field
+- **Publishing serialized bytes.** The node publishes every output as the message core's CDR bytes
+  (``messages.to_cdr``). ``Publisher.publish`` takes ``bytes`` on every distribution we support: Humble's
+  (ros2/rclpy, humble branch, ``rclpy/publisher.py``) already dispatches an ``isinstance(msg, bytes)`` argument
+  to ``publish_raw`` (``rcl_publish_serialized_message`` on the bytes as they are), as Jazzy's and Kilted's do.
+- **Message construction** (the messages a client or test sends as input). Iron and later generate message classes with a ``check_fields`` argument; with field
   checks on, an ``array.array('B')`` assigned to a ``uint8[]`` field is kept as is, with them off the setter copies
   it once more. Humble's classes have no such argument (their ``__init__`` asserts that every keyword is a slot)
   and always keep an ``array.array`` as is. :func:`new_message` passes ``check_fields=True`` exactly where the
-  generated class has the slot, so both keep today's zero-extra-copy ``data`` assignment.
+  generated class has the slot, so both keep a zero-extra-copy ``data`` assignment.
 - **Parameter callbacks.** Iron and later run a post-set callback once parameters are stored
   (``add_post_set_parameters_callback``); Humble has only the on-set (validating) callback.
   :func:`add_parameter_callbacks` registers both where they exist and, on Humble, calls the post-set one from the

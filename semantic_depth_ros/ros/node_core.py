@@ -301,8 +301,14 @@ class DepthNodeCore:
                     worker.count_dropped(name)
             return
         self._apply_updates(estimator)
-        prepared = [(channel, ready) for _, (channel, frame) in batch
-                    if (ready := channel.prepare(frame, settings)) is not None]
+        prepared: list[tuple[CameraChannel, PreparedFrame]] = []
+        decode_s: list[float] = []
+        for _, (channel, frame) in batch:
+            start = time.perf_counter()
+            ready = channel.prepare(frame, settings)
+            if ready is not None:
+                prepared.append((channel, ready))
+                decode_s.append(time.perf_counter() - start)
         if not prepared:
             return
         start = time.perf_counter()
@@ -314,12 +320,13 @@ class DepthNodeCore:
             for channel, _ in prepared:
                 channel.record_failure(exc)
             raise  # the worker hands it to _on_worker_error (logged, throttled) and counts the failed batch
-        self._batches.append((len(prepared), time.perf_counter() - start))
+        network_s = time.perf_counter() - start
+        self._batches.append((len(prepared), network_s))
         depth_range = estimator.depth_range()
         posed = settings.temporal.temporal_filter == "auto" and self.odometry is not None
         if posed:  # once for the batch: its newest frame's odometry sample, at most odom_wait_s
             self.odometry.buffer.wait_for(max(ready.frame.stamp_ns for _, ready in prepared), settings.odom_wait_s)
-        for (channel, ready), outputs in zip(prepared, results):
+        for (channel, ready), outputs, decoded_s in zip(prepared, results, decode_s):
             if outputs is None:
                 continue  # rejected or failed: counted already
             if not self._still_serving(generation):
@@ -327,7 +334,8 @@ class DepthNodeCore:
                 continue
             try:
                 pose = channel.pose_at(ready.frame.stamp_ns) if posed else None
-                channel.publish(ready, outputs, depth_range=depth_range, pose=pose)
+                channel.publish(ready, outputs, depth_range=depth_range, pose=pose,
+                                seconds={"decode": decoded_s, "network": network_s})
             except Exception as exc:  # noqa: BLE001 - one camera's failure must not cost the others their frame
                 channel.record_failure(exc)
                 self._on_worker_error(exc)
@@ -380,7 +388,8 @@ class DepthNodeCore:
             channel.stats.set_dropped(worker.dropped_of(name))
         self.stats.set_dropped(sum(worker.dropped_of(name) for name in self.channels))
         cameras = [(name, channel.stats.snapshot(now)) for name, channel in self.channels.items() if name]
-        stages = {name: {**channel.input_diagnostics(), **channel.outputs.diagnostics()}
+        stages = {name: {**channel.input_diagnostics(), **channel.outputs.diagnostics(),
+                         **channel.timings.values(now)}
                   for name, channel in self.channels.items()}
         memory = {"peak_rss_mb": process_peak_rss_mb()}
         if estimator.device.type == "cuda":

@@ -21,9 +21,15 @@ class TemporalStage:
     """Temporal fusion of one camera's depth (``FrameStage``); one instance per camera."""
 
     NEEDS: tuple[str, ...] = ("depth", "confidence", "semantic")
+    name = "temporal"
 
     def __init__(self, settings: TemporalSettings) -> None:
         self.filter = TemporalFilter(settings)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the filter is on (``temporal_filter`` not ``off``)."""
+        return self.settings.enabled
 
     @property
     def needs(self) -> tuple[str, ...]:
