@@ -26,7 +26,9 @@ from .preprocess import OutputGrid
 from .undistortion import Undistortion
 
 ESTIMATOR_OUTPUTS = ("depth", "semantic", "confidence", "image")  # what DepthEstimator can compute
-GRID_CACHE_SIZE = 16  # output grids kept (LRU), keyed by letterbox and sizes
+# output grids kept (LRU), keyed by letterbox and sizes: two per camera size while stages run at the network's
+# resolution (network output -> network size -> camera size), for the 16 cameras one node may batch
+GRID_CACHE_SIZE = 32
 
 
 def check_outputs(outputs: Collection[str]) -> frozenset[str]:
