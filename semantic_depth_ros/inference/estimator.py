@@ -20,6 +20,9 @@ on the estimator's device):
 6. canonical camera: depth *= (fx * resize factor) / ``config.focal_px`` when intrinsics are given;
 7. NaN where depth is outside [min_depth, max_depth] and, with ``mask_sky``, where the label is sky.
 
+With ``defer`` (per-frame stages to run first) steps 5 to 7 stop at the network's resolution when the output size
+is larger, and ``EstimatorOutputs.at_output_size`` (``outputs``) takes the stages' result to the output size.
+
 Steps 4 to 7 and the input checks are in ``postprocess``; this module plans, uploads, batches and runs.
 
 The estimator needs no torch module: the model's metadata comes from its ``ModelConfig`` and trained flag, the
@@ -50,8 +53,9 @@ from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.config import ModelConfig
 from ..model.network import HEADS
 from .onnx_runner import ONNX_BACKENDS, is_onnx_path, load_onnx_runner
+from .outputs import EstimatorOutputs
 from .postprocess import (ESTIMATOR_OUTPUTS, GRID_CACHE_SIZE, Upsampling, check_image, check_outputs,
-                          depth_range_of, finish_depth, mask_no_data, no_data_of, resample_outputs, upsample_outputs)
+                          depth_range_of, finish_depth, mask_no_data, no_data_of, resample_outputs)
 from .preprocess import OutputGrid, output_grid, resize_grid, resize_rgb, to_network_input
 from .runners import BACKENDS, NetworkRunner, make_runner, resolve_backend
 from .undistortion import Undistortion, build_undistortion
@@ -69,35 +73,6 @@ UNDISTORTION_CACHE_SIZE = 32
 # what the estimator takes per image: HxWx3 uint8 RGB of any size, and its camera: a camera model (whose lens
 # distortion the estimator removes), pinhole intrinsics, or None
 CameraImage = tuple[np.ndarray, Intrinsics | CameraModel | None]
-
-
-@dataclass
-class EstimatorOutputs:
-    """Outputs of one image, torch tensors on the estimator's device; None when not requested.
-
-    With ``upsampling`` (``estimate_batch(..., defer=True)``) depth, semantic, confidence and intrinsics are at the
-    network's resolution (for per-frame stages, which cost less there) and ``at_output_size`` takes them to the
-    output size; ``image`` is always at the output size.
-    """
-
-    depth: torch.Tensor | None  # HxW float32 metres, NaN where invalid
-    semantic: torch.Tensor | None  # HxW uint8 Cityscapes train ids
-    confidence: torch.Tensor | None  # HxW float32 in [0, 1]
-    intrinsics: Intrinsics | None  # pinhole intrinsics of these outputs (input K scaled to HxW, D = 0) or None
-    image: torch.Tensor | None = None  # HxWx3 uint8 RGB input at the output size (point colours), uploaded once
-    upsampling: Upsampling | None = None  # set while the maps are at the network's resolution
-
-    def at_output_size(self, needed: Collection[str] = ESTIMATOR_OUTPUTS) -> "EstimatorOutputs":
-        """These outputs at the output size, only those in ``needed`` (the others None); itself when already
-        there. One upsampling, on the outputs' device (``postprocess.upsample_outputs``)."""
-        if self.upsampling is None:
-            return self
-        wanted = check_outputs(needed)
-        depth, semantic, confidence = upsample_outputs(
-            self.upsampling, *(getattr(self, name) if name in wanted else None
-                               for name in ("depth", "semantic", "confidence")))
-        return EstimatorOutputs(depth, semantic, confidence, self.upsampling.intrinsics,
-                                image=self.image if "image" in wanted else None)
 
 
 @dataclass(frozen=True)
