@@ -57,9 +57,11 @@ def test_node_depth_equals_the_road_scale_stage_output(tiny_checkpoint: Path) ->
     rgb = np.frombuffer(bytes(image.data), np.uint8).reshape(HEIGHT, WIDTH, 3)
     camera = camera_from_info(info, WIDTH, HEIGHT)
     for stamp, depth in zip(stamps, published):
-        outputs = estimator.estimate(rgb, camera=camera, outputs=("depth", "semantic"))
-        unscaled = outputs.depth.numpy().copy()
-        want = stage.process(outputs, FrameContext(stamp_ns=stamp)).depth.numpy()
+        # the node fits the road at the network's resolution and upsamples the scaled depth after it
+        outputs = estimator.estimate(rgb, camera=camera, outputs=("depth", "semantic"), defer=True)
+        assert outputs.upsampling is not None and outputs.depth.shape[1] < WIDTH
+        unscaled = outputs.at_output_size(("depth",)).depth.numpy()
+        want = stage.process(outputs, FrameContext(stamp_ns=stamp)).at_output_size(("depth",)).depth.numpy()
         np.testing.assert_allclose(depth, want, rtol=1e-4, equal_nan=True)
         assert abs(float(np.nanmedian(depth / unscaled)) - 1.0) > 1e-3  # the scale was applied
     assert stage.road.accepted == 3

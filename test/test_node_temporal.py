@@ -47,17 +47,20 @@ def _pose_values(world_from_child: np.ndarray) -> tuple[tuple[float, ...], tuple
 
 def _expected(checkpoint: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """(filtered depth, filtered confidence, raw depth) per frame from the core stage, fed the poses the node
-    gets from the odometry (none for the bad frame)."""
+    gets from the odometry (none for the bad frame), at the network's resolution and upsampled after it, as the
+    node runs it on a camera larger than the network."""
     torch.set_num_threads(1)
     estimator = DepthEstimator(checkpoint, device="cpu", precision="fp32", backend="eager")
     stage = TemporalStage(TemporalSettings(temporal_filter="auto"))
     depths, confidences, raws = [], [], []
     for i, frame in enumerate(SEQUENCE.frames):
-        outputs = estimator.estimate(frame.rgb, camera=SEQUENCE.intrinsics, outputs=("depth", "confidence", "semantic"))
-        raws.append(outputs.depth.numpy().copy())
+        outputs = estimator.estimate(frame.rgb, camera=SEQUENCE.intrinsics, outputs=("depth", "confidence", "semantic"),
+                                     defer=True)
+        assert outputs.upsampling is not None and outputs.depth.shape[1] < WIDTH  # the filter runs on fewer pixels
+        raws.append(outputs.at_output_size(OUTPUTS).depth.numpy())
         position, orientation = _pose_values(ODOMETRY[i])
         pose = None if i == BAD else world_from_camera(make_transform(position, orientation), CHILD_FROM_CAMERA)
-        filtered = stage.process(outputs, FrameContext(stamp_ns=STAMPS[i], pose=pose))
+        filtered = stage.process(outputs, FrameContext(stamp_ns=STAMPS[i], pose=pose)).at_output_size(OUTPUTS)
         depths.append(filtered.depth.numpy())
         confidences.append(filtered.confidence.numpy())
     return depths, confidences, raws

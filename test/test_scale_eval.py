@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from semantic_depth_ros.evaluation.evaluate import build_eval_dataset, evaluate_
 from semantic_depth_ros.evaluation.metrics import DepthMetricAccumulator
 from semantic_depth_ros.evaluation.scale_eval import (SCALE_EVAL_SEED, format_scale_report, measure_road_scale,
                                                      nominal_camera_height)
+from semantic_depth_ros.inference.estimator import EstimatorOutputs
 from semantic_depth_ros.roadscale import RoadScale, RoadScaleSettings
 
 HEIGHT, WIDTH = 48, 160
@@ -36,13 +36,14 @@ class TruthEstimator:
         self.domain, self.seed, self.bias = domain, seed, bias
         self.index = 0
 
-    def estimate(self, image: np.ndarray, *, camera: Any, output_resolution: str, outputs: Any) -> Any:
+    def estimate(self, image: np.ndarray, *, camera: Any, output_resolution: str, outputs: Any,
+                 defer: bool = False) -> Any:
         frame = render_frame(self.domain, self.index, seed=self.seed, height=image.shape[0], width=image.shape[1])
         assert np.array_equal(frame.rgb, image) and "depth" in outputs
         self.index += 1
         depth = np.where(frame.depth > 0, frame.depth * self.bias, np.nan).astype(np.float32)
-        return SimpleNamespace(depth=torch.from_numpy(depth), semantic=torch.from_numpy(frame.semantic),
-                               intrinsics=camera)
+        return EstimatorOutputs(depth=torch.from_numpy(depth), semantic=torch.from_numpy(frame.semantic),
+                                confidence=None, intrinsics=camera)
 
 
 def test_a_perfect_model_scaled_by_e_is_corrected_from_the_road() -> None:

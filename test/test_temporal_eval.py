@@ -7,10 +7,14 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from semantic_depth_ros.cli import main
 from semantic_depth_ros.data.synthetic.sequence import render_sequence
-from semantic_depth_ros.evaluation.temporal_eval import VARIANTS, correspondences, flicker, region_metrics
+from semantic_depth_ros.evaluation.evaluate import load_eval_estimator
+from semantic_depth_ros.evaluation.temporal_eval import (VARIANTS, correspondences, flicker, region_metrics,
+                                                         run_network, run_variant)
+from semantic_depth_ros.temporal.settings import TemporalSettings
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +57,20 @@ def test_region_metrics_score_static_pixels_and_the_moving_car_apart(sequence) -
     assert metrics["static"]["abs_rel"] == pytest.approx(0.0, abs=1e-6) and metrics["static"]["a1"] == 1.0
     assert metrics["car"]["abs_rel"] == pytest.approx(0.5, rel=1e-5) and metrics["car"]["a1"] == 0.0
     assert metrics["static"]["frames"] == metrics["car"]["frames"] == 4
+
+
+def test_the_filter_runs_at_the_network_resolution_and_is_scored_at_the_camera_size(tiny_checkpoint) -> None:
+    seq = render_sequence(3, seed=7, height=96, width=320)  # larger than the tiny network's 64x192
+    estimator = load_eval_estimator(tiny_checkpoint, device="cpu", precision="fp32")
+    deferred, _ = run_network(estimator, seq, defer=True)
+    assert deferred[0].upsampling is not None and deferred[0].depth.shape == (58, 192)
+    depths, masks, stats = run_variant("poses", deferred, seq, TemporalSettings(), torch.device("cpu"))
+    assert all(d.shape == (96, 320) for d in depths) and all(m.shape == (96, 320) for m in masks)
+    assert stats["upsample_ms_per_frame"] > 0 and stats["filter_ms_per_frame"] > 0
+    # the first frame starts the filter: its output is its input, upsampled as the node publishes it
+    assert np.array_equal(depths[0], deferred[0].at_output_size(("depth",)).depth.numpy(), equal_nan=True)
+    off, _, _ = run_variant("off", deferred, seq, TemporalSettings(), torch.device("cpu"))
+    assert np.array_equal(off[1], deferred[1].at_output_size().depth.numpy(), equal_nan=True)
 
 
 def test_temporal_eval_end_to_end_writes_every_key(tiny_checkpoint, tmp_path, capsys) -> None:

@@ -5,6 +5,8 @@ frames of one domain (a sequence, for the smoothing), the depth is scored agains
 times with the Eigen metrics (:mod:`.metrics`, cap ``CAP_M``, from ``MIN_DEPTH_M``, no crop): as the model gives it
 (``unscaled``), multiplied by ``E`` (``scaled``), and multiplied by ``E`` and then corrected by
 :class:`~semantic_depth_ros.roadscale.RoadScale` from the road (``corrected``). The perfect correction is ``1 / E``.
+As in the node, the road is fitted at the network's resolution when the camera's is larger (``estimate(defer=True)``)
+and the depth is scored at the camera's size (``EstimatorOutputs.at_output_size``).
 
 Goals (``GOALS``): corrected abs rel at most 10 % above the unscaled model's when ``E`` != 1 and at most 2 % above
 it when ``E`` = 1 (no harm; below it is better than the goal); the spread of the applied (smoothed) scale, its
@@ -123,10 +125,12 @@ def measure_road_scale(
         frame = render_frame(domain, index, seed=seed, height=height, width=width)
         size = (frame.intrinsics.height, frame.intrinsics.width)
         out = estimator.estimate(frame.rgb, camera=frame.intrinsics, output_resolution="input",
-                                 outputs=("depth", "semantic"))
-        scaled = out.depth * scale_error
-        scale = road.update(scaled, out.semantic, out.intrinsics)
-        for name, depth in (("unscaled", out.depth), ("scaled", scaled), ("corrected", scaled * scale)):
+                                 outputs=("depth", "semantic"), defer=True)
+        # the fit at the network's resolution, as the node's stage; the metrics at the camera's
+        scale = road.update(out.depth * scale_error, out.semantic, out.intrinsics)
+        unscaled = out.at_output_size(("depth",)).depth
+        scaled = unscaled * scale_error
+        for name, depth in (("unscaled", unscaled), ("scaled", scaled), ("corrected", scaled * scale)):
             accumulators[name].add(depth.float().cpu().numpy(), frame.depth)
         last = road.last
         plane = last.plane

@@ -18,6 +18,10 @@ variant:
 * **static** and **car**: abs rel and δ<1.25 (``evaluation.metrics``, per-frame means, ``MIN_DEPTH_M``..
   ``MAX_DEPTH_M``, no crop) against the true depth on static pixels and on the moving car's pixels;
 * the filter's time per frame on the estimator's device, beside the network's (``estimate``).
+
+The filter runs where the node runs it: on the network's resolution when the camera's is larger (the estimator
+stops there, ``estimate(defer=True)``), its depth then upsampled to the camera's size (timed apart); ``off`` is the
+network's depth at the camera's size as the node publishes it without the filter.
 """
 
 from __future__ import annotations
@@ -138,12 +142,16 @@ def region_metrics(depths: list[np.ndarray], seq: DrivingSequence) -> dict[str, 
             for name, acc in (("static", static), ("car", car))}
 
 
-def run_network(estimator: DepthEstimator, seq: DrivingSequence) -> tuple[list[EstimatorOutputs], float]:
-    """The network's outputs for every frame (on its device) and its mean time per frame (ms, after a warm-up)."""
+def run_network(estimator: DepthEstimator, seq: DrivingSequence, *, defer: bool = False
+                ) -> tuple[list[EstimatorOutputs], float]:
+    """The network's outputs for every frame (on its device) and its mean time per frame (ms, after a warm-up);
+    ``defer``: stopped at the network's resolution where the camera's is larger, as the node gives them to its
+    stages (``estimate(defer=True)``)."""
     estimator.warmup(seq.intrinsics.height, seq.intrinsics.width)
     outputs, times = [], []
     for frame in seq.frames:
-        result, ms = _timed(lambda: estimator.estimate(frame.rgb, camera=seq.intrinsics), estimator.device)
+        result, ms = _timed(lambda: estimator.estimate(frame.rgb, camera=seq.intrinsics, defer=defer),
+                            estimator.device)
         outputs.append(result)
         times.append(ms)
     return outputs, float(np.mean(times))
@@ -151,23 +159,31 @@ def run_network(estimator: DepthEstimator, seq: DrivingSequence) -> tuple[list[E
 
 def run_variant(variant: str, outputs: list[EstimatorOutputs], seq: DrivingSequence, settings: TemporalSettings,
                 device: torch.device) -> tuple[list[np.ndarray], list[np.ndarray] | None, dict[str, Any]]:
-    """Depth per frame (HxW float32 numpy) of one variant, the pixels its filter fused per frame (HxW bool; None
-    for ``off``), and its filter statistics."""
+    """Depth per frame (HxW float32 numpy, at the camera's size) of one variant, the pixels its filter fused per
+    frame (HxW bool; None for ``off``), and its filter statistics.
+
+    ``outputs`` as the node gives them: the filter runs at their resolution, then they are upsampled to the
+    camera's size (``at_output_size``, timed apart as ``upsample_ms_per_frame``) as the node publishes them."""
     if variant == "off":
-        return [o.depth.float().cpu().numpy() for o in outputs], None, {}
+        return [o.at_output_size().depth.float().cpu().numpy() for o in outputs], None, {}
     stage = TemporalStage(replace(settings, temporal_filter="auto"))
-    depths, times, fused, masks = [], [], [], []
+    depths, times, upsample_times, fused, masks = [], [], [], [], []
     for frame, out in zip(seq.frames, outputs):
         context = FrameContext(stamp_ns=frame.stamp_ns, pose=frame.world_from_camera if variant == "poses" else None)
         result, ms = _timed(lambda: stage.process(out, context), device)
-        depths.append(result.depth.float().cpu().numpy())
+        final, upsample_ms = _timed(lambda: result.at_output_size(("depth",)), device)
+        depths.append(final.depth.float().cpu().numpy())
         times.append(ms)
+        upsample_times.append(upsample_ms)
         fused.append(stage.filter.fused_fraction)
         last = stage.filter.last_fused
+        if last is not None and out.upsampling is not None:  # the fused network pixels at the camera's size
+            last = out.upsampling.grid.sample(last[None, None].float(), "nearest")[0, 0] > 0.5
         masks.append(np.zeros(frame.depth.shape, dtype=bool) if last is None else last.cpu().numpy())
     diagnostics = stage.diagnostics()
     return depths, masks, {
         "filter_ms_per_frame": float(np.mean(times[1:] if len(times) > 1 else times)),
+        "upsample_ms_per_frame": float(np.mean(upsample_times[1:] if len(upsample_times) > 1 else upsample_times)),
         "fused_fraction_mean": float(np.mean(fused[1:])),
         "resets": int(diagnostics["temporal_resets"]),
         "frames_without_pose": int(diagnostics["temporal_frames_without_pose"]),
@@ -204,9 +220,10 @@ def _goals(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _evaluate_drive(seq: DrivingSequence, outputs: list[EstimatorOutputs], settings: TemporalSettings,
-                    device: torch.device, variants: tuple[str, ...]) -> dict[str, Any]:
-    """Flicker floor and, per variant, flicker, parked-car flicker, region metrics and filter statistics."""
+def _evaluate_drive(seq: DrivingSequence, outputs: list[EstimatorOutputs], deferred: list[EstimatorOutputs],
+                    settings: TemporalSettings, device: torch.device, variants: tuple[str, ...]) -> dict[str, Any]:
+    """Flicker floor and, per variant, flicker, parked-car flicker, region metrics and filter statistics;
+    ``off`` from ``outputs`` (the network at the camera's size), the filter from ``deferred`` (``run_network``)."""
     pairs = correspondences(seq)
     parked_pairs = correspondences(seq, parked_mask)
     result: dict[str, Any] = {
@@ -217,7 +234,7 @@ def _evaluate_drive(seq: DrivingSequence, outputs: list[EstimatorOutputs], setti
     }
     off_depths = None
     for variant in variants:
-        depths, fused, stats = run_variant(variant, outputs, seq, settings, device)
+        depths, fused, stats = run_variant(variant, outputs if variant == "off" else deferred, seq, settings, device)
         entry = {"flicker": flicker(depths, seq, pairs), "flicker_parked_cars": flicker(depths, seq, parked_pairs),
                  **region_metrics(depths, seq), **stats}
         if variant == "off":
@@ -239,10 +256,12 @@ def evaluate_temporal(checkpoint: str | Path, *, frames: int = DEFAULT_FRAMES, s
     seq = render_sequence(frames, seed=seed, height=height, width=width)
     estimator = load_eval_estimator(checkpoint, device=device, precision=precision)
     outputs, network_ms = run_network(estimator, seq)
-    drive = _evaluate_drive(seq, outputs, settings, estimator.device, VARIANTS)
+    drive = _evaluate_drive(seq, outputs, run_network(estimator, seq, defer=True)[0], settings, estimator.device,
+                            VARIANTS)
     stopped_seq = render_sequence(frames, seed=seed, height=height, width=width, stopped=True)
     stopped_outputs, _ = run_network(estimator, stopped_seq)
-    stopped = _evaluate_drive(stopped_seq, stopped_outputs, settings, estimator.device, ("off", "no_poses"))
+    stopped = _evaluate_drive(stopped_seq, stopped_outputs, run_network(estimator, stopped_seq, defer=True)[0],
+                              settings, estimator.device, ("off", "no_poses"))
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint), "model": estimator.model_name, "trained": estimator.trained,
         "device": str(estimator.device), "precision": estimator.precision,
@@ -272,7 +291,7 @@ def format_temporal_report(result: dict[str, Any]) -> str:
         f"(stopped camera {result['stopped_camera']['flicker_floor']:.4f})",
         "",
         "| filter | flicker | static abs rel | static δ<1.25 | car abs rel | car δ<1.25 | parked flicker | fused "
-        "| flicker on fused pixels (off) | ms/frame |",
+        "| flicker on fused pixels (off) | ms/frame (+ upsampling) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [(name, result["variants"][name]) for name in VARIANTS]
@@ -280,6 +299,8 @@ def format_temporal_report(result: dict[str, Any]) -> str:
     for name, v in rows:
         fused = f"{v['fused_fraction_mean']:.2f}" if "fused_fraction_mean" in v else "-"
         cost = f"{v['filter_ms_per_frame']:.2f}" if "filter_ms_per_frame" in v else "-"
+        if "upsample_ms_per_frame" in v:
+            cost += f" (+{v['upsample_ms_per_frame']:.2f})"
         on_fused = (f"{v['flicker_fused_pixels']:.4f} ({v['off_flicker_fused_pixels']:.4f})"
                     if "flicker_fused_pixels" in v else "-")
         lines.append(f"| {name} | {v['flicker']:.4f} | {v['static']['abs_rel']:.4f} | {v['static']['a1']:.3f} | "

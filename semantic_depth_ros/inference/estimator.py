@@ -20,6 +20,9 @@ on the estimator's device):
 6. canonical camera: depth *= (fx * resize factor) / ``config.focal_px`` when intrinsics are given;
 7. NaN where depth is outside [min_depth, max_depth] and, with ``mask_sky``, where the label is sky.
 
+With ``defer`` (per-frame stages to run first) steps 5 to 7 stop at the network's resolution when the output size
+is larger, and ``EstimatorOutputs.at_output_size`` (``outputs``) takes the stages' result to the output size.
+
 Steps 4 to 7 and the input checks are in ``postprocess``; this module plans, uploads, batches and runs.
 
 The estimator needs no torch module: the model's metadata comes from its ``ModelConfig`` and trained flag, the
@@ -33,9 +36,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +53,10 @@ from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..model.config import ModelConfig
 from ..model.network import HEADS
 from .onnx_runner import ONNX_BACKENDS, is_onnx_path, load_onnx_runner
-from .postprocess import (ESTIMATOR_OUTPUTS, GRID_CACHE_SIZE, check_image, check_outputs, finish_depth,
-                          mask_no_data, resample_outputs)
-from .preprocess import OutputGrid, output_grid, resize_rgb, to_network_input
+from .outputs import EstimatorOutputs
+from .postprocess import (ESTIMATOR_OUTPUTS, GRID_CACHE_SIZE, Upsampling, check_image, check_outputs,
+                          depth_range_of, finish_depth, mask_no_data, no_data_of, resample_outputs)
+from .preprocess import OutputGrid, output_grid, resize_grid, resize_rgb, to_network_input
 from .runners import BACKENDS, NetworkRunner, make_runner, resolve_backend
 from .undistortion import Undistortion, build_undistortion
 
@@ -72,17 +75,6 @@ UNDISTORTION_CACHE_SIZE = 32
 CameraImage = tuple[np.ndarray, Intrinsics | CameraModel | None]
 
 
-@dataclass
-class EstimatorOutputs:
-    """Outputs of one image, torch tensors on the estimator's device; None when not requested."""
-
-    depth: torch.Tensor | None  # HxW float32 metres, NaN where invalid
-    semantic: torch.Tensor | None  # HxW uint8 Cityscapes train ids
-    confidence: torch.Tensor | None  # HxW float32 in [0, 1]
-    intrinsics: Intrinsics | None  # pinhole intrinsics of these outputs (input K scaled to HxW, D = 0) or None
-    image: torch.Tensor | None = None  # HxWx3 uint8 RGB input at the output size (point colours), uploaded once
-
-
 @dataclass(frozen=True)
 class _FramePlan:
     """Where one frame goes: its letterbox, output size (pixels) and intrinsics in and out."""
@@ -93,6 +85,7 @@ class _FramePlan:
     intrinsics: Intrinsics | None
     out_intrinsics: Intrinsics | None
     undistortion: Undistortion | None = None  # for a camera with lens distortion
+    final: _FramePlan | None = None  # the output size's plan when this one stops at the network's resolution
 
 
 class DepthEstimator:
@@ -181,24 +174,30 @@ class DepthEstimator:
     # ------------------------------------------------------------------ public API
 
     def estimate(self, image: np.ndarray, *, camera: Intrinsics | CameraModel | None = None,
-                 output_resolution: str = "input", outputs: Collection[str] = ESTIMATOR_OUTPUTS) -> EstimatorOutputs:
+                 output_resolution: str = "input", outputs: Collection[str] = ESTIMATOR_OUTPUTS,
+                 defer: bool = False) -> EstimatorOutputs:
         """Depth / semantic / confidence of one HxWx3 uint8 RGB image (may be a non-contiguous or read-only view).
 
         ``camera``: the image's pinhole ``Intrinsics`` or its ``CameraModel`` (whose lens distortion is then
         removed), for the image's HxW; an unsupported distortion model or D raises InvalidInputError naming it.
         ``output_resolution``: ``input`` (HxW of the image) or ``network`` (the image resized to fit the network
-        input, without padding). Only ``outputs`` are computed.
+        input, without padding). Only ``outputs`` are computed. ``defer``: see ``estimate_batch``.
         """
-        return self.estimate_batch([(image, camera)], output_resolution=output_resolution, outputs=outputs)[0]
+        return self.estimate_batch([(image, camera)], output_resolution=output_resolution, outputs=outputs,
+                                   defer=defer)[0]
 
     @torch.inference_mode()
     def estimate_batch(self, frames: Sequence[CameraImage], *, output_resolution: str = "input",
-                       outputs: Collection[str] = ESTIMATOR_OUTPUTS) -> list[EstimatorOutputs]:
+                       outputs: Collection[str] = ESTIMATOR_OUTPUTS,
+                       defer: bool | Sequence[bool] = False) -> list[EstimatorOutputs]:
         """One :class:`EstimatorOutputs` per ``(image, camera)`` frame, as ``estimate`` gives it (distorted and
         pinhole frames may be mixed).
 
         The frames may differ in size and camera; they are letterboxed to the network input and run as ONE
         Bx3xHxW forward pass. ``output_resolution`` and ``outputs`` apply to every frame.
+        ``defer`` (for all frames or per frame): where the output size is larger than the network's resolution,
+        stop depth, semantic and confidence there (``EstimatorOutputs.upsampling``), for stages to run on them
+        before ``at_output_size``.
         """
         wanted = check_outputs(outputs)
         if output_resolution not in OUTPUT_RESOLUTIONS:
@@ -206,15 +205,21 @@ class DepthEstimator:
         if len(frames) < 1:
             raise InvalidInputError("estimate_batch needs at least one frame")
         low, high = self.depth_range()
-        plans = [self._plan(image, camera, output_resolution) for image, camera in frames]
+        defers = [defer] * len(frames) if isinstance(defer, bool) else list(defer)
+        if len(defers) != len(frames):
+            raise ConfigError(f"defer has {len(defers)} values for {len(frames)} frames")
+        plans = [self._plan(image, camera, output_resolution, later)
+                 for (image, camera), later in zip(frames, defers)]
         if not wanted:
-            return [EstimatorOutputs(None, None, None, plan.out_intrinsics) for plan in plans]
+            return [EstimatorOutputs(None, None, None, (plan.final or plan).out_intrinsics) for plan in plans]
         uploaded = [self._upload(image, slot) for slot, (image, _) in enumerate(frames)]
         colours: list[torch.Tensor | None] = [None] * len(plans)
         if "image" in wanted:
-            colours = [resize_rgb(u, p.out_height, p.out_width, p.undistortion) for u, p in zip(uploaded, plans)]
+            finals = [p.final or p for p in plans]
+            colours = [resize_rgb(u, f.out_height, f.out_width, f.undistortion) for u, f in zip(uploaded, finals)]
         if wanted == {"image"}:
-            return [EstimatorOutputs(None, None, None, p.out_intrinsics, image=c) for p, c in zip(plans, colours)]
+            return [EstimatorOutputs(None, None, None, (p.final or p).out_intrinsics, image=c)
+                    for p, c in zip(plans, colours)]
 
         mask_sky = bool(self.mask_sky)
         heads = self._heads(wanted, mask_sky)
@@ -308,8 +313,11 @@ class DepthEstimator:
 
     # ------------------------------------------------------------------ internals
 
-    def _plan(self, image: np.ndarray, camera: Intrinsics | CameraModel | None, output_resolution: str) -> _FramePlan:
-        """Check one frame and place it: letterbox, output size, output intrinsics and undistortion."""
+    def _plan(self, image: np.ndarray, camera: Intrinsics | CameraModel | None, output_resolution: str,
+              defer: bool = False) -> _FramePlan:
+        """Check one frame and place it: letterbox, output size, output intrinsics and undistortion; with
+        ``defer`` and an output larger than the network's resolution, the network resolution's plan whose
+        ``final`` is the output size's."""
         height, width = check_image(image)
         if camera is not None and not isinstance(camera, (Intrinsics, CameraModel)):
             raise InvalidInputError(f"intrinsics must be Intrinsics, CameraModel or None, got {type(camera).__name__}")
@@ -326,7 +334,10 @@ class DepthEstimator:
             undistortion = self._undistortions.get(
                 (model, coefficients, intrinsics, box, out_h, out_w),
                 lambda: build_undistortion(intrinsics, model, coefficients, box, out_h, out_w, self.device))
-        return _FramePlan(box, out_h, out_w, intrinsics, out_intrinsics, undistortion)
+        plan = _FramePlan(box, out_h, out_w, intrinsics, out_intrinsics, undistortion)
+        if defer and out_h * out_w > box.resized_height * box.resized_width:
+            return replace(self._plan(image, camera, "network"), final=plan)
+        return plan
 
     def _finish(self, raw: dict[str, torch.Tensor], plan: _FramePlan, heads: tuple[str, ...],
                 wanted: frozenset[str], mask_sky: bool, depth_range: tuple[float, float],
@@ -336,14 +347,20 @@ class DepthEstimator:
         key = (plan.box, any_map.shape[-2], any_map.shape[-1], plan.out_height, plan.out_width)
         grid = self._grids.get(key, lambda: output_grid(*key, self.device))
         log_depth, confidence, labels = resample_outputs(raw, grid, heads, wanted)
-        no_data = mask_no_data(plan.undistortion, confidence, labels)
+        no_data = mask_no_data(no_data_of(plan.undistortion), confidence, labels)
         depth = None
         if log_depth is not None:
             depth = finish_depth(log_depth, self.canonical_scale(plan.box, plan.intrinsics), depth_range,
                                  labels=labels, mask_sky=mask_sky, no_data=no_data)
         semantic = labels.to(torch.uint8) if "semantic" in wanted else None
+        upsampling = None
+        if plan.final is not None:
+            final = plan.final
+            key = (plan.out_height, plan.out_width, final.out_height, final.out_width)
+            upsampling = Upsampling(self._grids.get(("resize", *key), lambda: resize_grid(*key, self.device)),
+                                    final.out_intrinsics, no_data_of(final.undistortion))
         return EstimatorOutputs(depth=depth, semantic=semantic, confidence=confidence,
-                                intrinsics=plan.out_intrinsics, image=colours)
+                                intrinsics=plan.out_intrinsics, image=colours, upsampling=upsampling)
 
     def _heads(self, wanted: frozenset[str], mask_sky: bool) -> tuple[str, ...]:
         """The network heads the requested outputs need, in ``HEADS`` order."""
@@ -378,16 +395,3 @@ class DepthEstimator:
         self._pinned[slot] = (pinned, done)
         return tensor
 
-
-def depth_range_of(config: ModelConfig, min_depth: float | None, max_depth: float | None) -> tuple[float, float]:
-    """The valid depth interval (metres): ``min_depth``/``max_depth``, None taking the model's own bound.
-
-    ConfigError for a negative or non-finite minimum, or a maximum that is not above the minimum.
-    """
-    low = config.min_depth if min_depth is None else float(min_depth)
-    high = config.max_depth if max_depth is None else float(max_depth)
-    if not (math.isfinite(low) and low >= 0.0):
-        raise ConfigError(f"min_depth = {min_depth!r} must be a non-negative number")
-    if not (math.isfinite(high) and high > low):
-        raise ConfigError(f"max_depth = {max_depth!r} must be larger than min_depth = {low!r}")
-    return low, high

@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError, InvalidInputError
+from ..geometry.intrinsics import Intrinsics
 from ..labels import IGNORE_LABEL, SKY_TRAIN_ID
 from ..limits import MAX_IMAGE_SIDE
 from ..model.bins import confidence_from_probs
+from ..model.config import ModelConfig
 from .preprocess import OutputGrid
 from .undistortion import Undistortion
 
 ESTIMATOR_OUTPUTS = ("depth", "semantic", "confidence", "image")  # what DepthEstimator can compute
-GRID_CACHE_SIZE = 16  # output grids kept (LRU), keyed by letterbox and sizes
+# output grids kept (LRU), keyed by letterbox and sizes: two per camera size while stages run at the network's
+# resolution (network output -> network size -> camera size), for the 16 cameras one node may batch
+GRID_CACHE_SIZE = 32
 
 
 def check_outputs(outputs: Collection[str]) -> frozenset[str]:
@@ -74,18 +79,76 @@ def resample_outputs(raw: dict[str, torch.Tensor], grid: OutputGrid, heads: tupl
     return log_depth, confidence, labels
 
 
-def mask_no_data(undistortion: Undistortion | None, confidence: torch.Tensor | None,
-                 labels: torch.Tensor | None) -> torch.Tensor | None:
+def no_data_of(undistortion: Undistortion | None) -> torch.Tensor | None:
     """HxW bool of the output pixels without image data (outside the distorted camera image), or None when every
-    pixel has data; there, in place, confidence becomes 0 and the label ``IGNORE_LABEL``."""
+    pixel has data."""
     if undistortion is None or undistortion.all_valid:
         return None
-    no_data = ~undistortion.valid
+    return ~undistortion.valid
+
+
+def mask_no_data(no_data: torch.Tensor | None, confidence: torch.Tensor | None,
+                 labels: torch.Tensor | None) -> torch.Tensor | None:
+    """Where ``no_data`` (HxW bool, or None: every pixel has data), in place: confidence 0 and the label
+    ``IGNORE_LABEL``; returns ``no_data``."""
+    if no_data is None:
+        return None
     if confidence is not None:
         confidence.masked_fill_(no_data, 0.0)
     if labels is not None:
         labels.masked_fill_(no_data, float(IGNORE_LABEL))
     return no_data
+
+
+@dataclass(frozen=True)
+class Upsampling:
+    """How a frame's outputs at the network's resolution reach the output size (``upsample_outputs``).
+
+    ``grid``: the network-resolution map -> output size (``preprocess.resize_grid``); ``intrinsics``: those of the
+    output size (or None); ``no_data``: output pixels without image data (``no_data_of``), or None.
+    """
+
+    grid: OutputGrid
+    intrinsics: Intrinsics | None
+    no_data: torch.Tensor | None
+
+
+def upsample_outputs(upsampling: Upsampling, depth: torch.Tensor | None, semantic: torch.Tensor | None,
+                     confidence: torch.Tensor | None
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """hxw outputs at the network's resolution -> (depth, semantic, confidence) at the output size, by the
+    estimator's rules: log-depth and confidence bilinearly (one pass), label ids by nearest neighbour.
+
+    Depth is NaN where invalid (range, sky, a stage's NaN): an output pixel is NaN where its nearest network pixel
+    is, as the labels are carried, and elsewhere interpolates the log-depth of its valid neighbours only (their
+    bilinear weights renormalised), so no NaN spreads and no masked value bleeds in. Pixels without image data
+    (``no_data``) get NaN depth, confidence 0 and ``IGNORE_LABEL``.
+    """
+    smooth, nearest = [], []
+    if depth is not None:
+        valid = torch.isfinite(depth) & (depth > 0)
+        weight = valid.to(torch.float32)
+        smooth += [torch.where(valid, depth.float().log(), 0.0), weight]
+        nearest.append(weight)
+    if confidence is not None:
+        smooth.append(confidence.float())
+    if semantic is not None:
+        nearest.append(semantic.to(torch.float32))
+    out_depth = out_confidence = labels = None
+    if smooth:
+        maps = upsampling.grid.sample(torch.stack(smooth).unsqueeze(0), "bilinear")[0]
+        out_confidence = maps[-1] if confidence is not None else None
+    if nearest:
+        picked = upsampling.grid.sample(torch.stack(nearest).unsqueeze(0), "nearest")[0]
+        labels = picked[-1] if semantic is not None else None
+    mask_no_data(upsampling.no_data, out_confidence, labels)
+    if depth is not None:
+        out_depth = maps[0].div_(maps[1].clamp_min_(1e-12)).exp_()
+        invalid = picked[0] < 0.5
+        if upsampling.no_data is not None:
+            invalid |= upsampling.no_data
+        out_depth.masked_fill_(invalid, math.nan)
+    return out_depth, (labels.to(torch.uint8) if labels is not None else None), out_confidence
 
 
 def finish_depth(log_depth: torch.Tensor, scale: float, depth_range: tuple[float, float], *,
@@ -101,3 +164,17 @@ def finish_depth(log_depth: torch.Tensor, scale: float, depth_range: tuple[float
     if no_data is not None:
         invalid |= no_data
     return depth.masked_fill_(invalid, math.nan)
+
+
+def depth_range_of(config: ModelConfig, min_depth: float | None, max_depth: float | None) -> tuple[float, float]:
+    """The valid depth interval (metres): ``min_depth``/``max_depth``, None taking the model's own bound.
+
+    ConfigError for a negative or non-finite minimum, or a maximum that is not above the minimum.
+    """
+    low = config.min_depth if min_depth is None else float(min_depth)
+    high = config.max_depth if max_depth is None else float(max_depth)
+    if not (math.isfinite(low) and low >= 0.0):
+        raise ConfigError(f"min_depth = {min_depth!r} must be a non-negative number")
+    if not (math.isfinite(high) and high > low):
+        raise ConfigError(f"max_depth = {max_depth!r} must be larger than min_depth = {low!r}")
+    return low, high

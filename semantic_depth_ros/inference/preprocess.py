@@ -107,6 +107,14 @@ def output_grid(box: Letterbox, feature_height: int, feature_width: int, out_hei
     return OutputGrid(rows=rows, cols=cols, grid=grid)
 
 
+def resize_grid(height: int, width: int, out_height: int, out_width: int, device: torch.device) -> OutputGrid:
+    """``output_grid`` of a map that IS the image's content (no padding to crop): ``height`` x ``width`` ->
+    ``out_height`` x ``out_width``, the same pixel-centre resampling."""
+    whole = Letterbox(image_height=height, image_width=width, network_height=height, network_width=width,
+                      resized_height=height, resized_width=width, top=0, left=0)
+    return output_grid(whole, height, width, out_height, out_width, device)
+
+
 def _axis(start: int, extent: int, network_size: int, feature_size: int,
           out_size: int) -> tuple[tuple[int, int], torch.Tensor]:
     """One axis of ``output_grid``: the crop's cell range and the normalised coordinates of the output pixels."""

@@ -1,6 +1,8 @@
 """One camera's path from the estimator's outputs to message fields, the same for the live node and bag replay.
 
-Per frame: ``EstimatorOutputs`` -> the camera's stages in order (``FrameContext`` with the header stamp) -> the
+Per frame: ``EstimatorOutputs`` -> the camera's stages in order (``FrameContext`` with the header stamp), at the
+network's resolution when the camera's image is larger (``defers_upsampling``: the estimator stops there) -> one
+upsampling to the output size of only what the plan's outputs need (``EstimatorOutputs.at_output_size``) -> the
 plan's output tensors on the estimator's device (the cloud through this camera's ray grids, the colour maps) ->
 the host (``HostStaging``: one copy each) -> message fields (``messages.frame_fields``). The node keeps one
 :class:`CameraOutputs` per camera channel, ``infer-bag`` one per image topic; both publish exactly the fields it
@@ -71,6 +73,12 @@ class CameraOutputs:
         """What to ask the estimator for a frame of this camera with or without intrinsics."""
         return self.plan.servable(has_intrinsics).estimator_outputs()
 
+    @property
+    def defers_upsampling(self) -> bool:
+        """Whether to ask the estimator to stop at the network's resolution (``estimate_batch(defer=...)``): while
+        a stage works on frames, it then runs on the network's pixels and the outputs are upsampled after it."""
+        return any(stage.enabled for stage in self._stages)
+
     def messages(self, outputs: EstimatorOutputs, stamp_ns: int, *, depth_range: tuple[float, float],
                  pose: np.ndarray | None = None, staging: HostStaging | None = None) -> FrameMessages:
         """The fields of one frame: ``outputs`` (as ``estimator_outputs`` asked) through the stages, then the plan.
@@ -93,7 +101,8 @@ class CameraOutputs:
             _finish(device)
             seconds[stage.name] = time.perf_counter() - start
         start = time.perf_counter()
-        plan = self.plan.servable(outputs.intrinsics is not None)
+        plan = self._base_plan.servable(outputs.intrinsics is not None)
+        outputs = outputs.at_output_size(plan.estimator_outputs())
         tensors = _output_tensors(plan, outputs, depth_range, self._rays)
         host = (staging or self._staging).fetch(tensors)
         depth = host.get("depth") if plan.host_depth or "depth" in plan.outputs else None

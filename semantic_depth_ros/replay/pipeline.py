@@ -109,11 +109,12 @@ class _FrameOut:
     staging: HostStaging
 
 
-def estimate(estimator: DepthEstimator, frames: Sequence[InputFrame], outputs: Collection[str]
-             ) -> list[EstimatorOutputs]:
+def estimate(estimator: DepthEstimator, frames: Sequence[InputFrame], outputs: Collection[str], *,
+             defer: bool = False) -> list[EstimatorOutputs]:
     """THE estimator call of the replay: one batch of frames, each with its camera model (lens distortion is
-    removed by the estimator's undistortion, as in the node; outputs are pinhole with the camera's K, D = 0)."""
-    return estimator.estimate_batch([(f.rgb, f.camera) for f in frames], outputs=outputs)
+    removed by the estimator's undistortion, as in the node; outputs are pinhole with the camera's K, D = 0);
+    ``defer``: stop at the network's resolution for the stages (``CameraOutputs.defers_upsampling``)."""
+    return estimator.estimate_batch([(f.rgb, f.camera) for f in frames], outputs=outputs, defer=defer)
 
 
 class _Stop(Exception):
@@ -280,7 +281,7 @@ def _infer(inbox: queue.Queue, outbox: queue.Queue, stagings: queue.Queue, stop:
     def flush() -> None:
         # with intrinsics the plan needs a superset: one request serves the frames without camera_info too
         outputs = camera.estimator_outputs(has_intrinsics=any(frame.camera is not None for frame in batch))
-        results = estimate(estimator, batch, outputs)
+        results = estimate(estimator, batch, outputs, defer=camera.defers_upsampling)
         depth_range = estimator.depth_range()
         for frame, result in zip(batch, results):
             staging = _get(stagings, stop)

@@ -347,17 +347,18 @@ class DepthNodeCore:
         other exception) is counted as failed for its own camera only (None in their place)."""
         wanted = {name for _, ready in prepared for name in ready.estimator_outputs}
         frames = [(ready.rgb, ready.camera) for _, ready in prepared]
+        defer = [channel.outputs.defers_upsampling for channel, _ in prepared]  # stages at the network's size
         if len(frames) > 1:
             try:
                 return list(estimator.estimate_batch(frames, output_resolution=settings.output_resolution,
-                                                     outputs=wanted))
+                                                     outputs=wanted, defer=defer))
             except InvalidInputError:
                 pass
         results: list[EstimatorOutputs | None] = []
-        for (channel, ready), frame in zip(prepared, frames):
+        for (channel, ready), frame, later in zip(prepared, frames, defer):
             try:
                 results.append(estimator.estimate_batch([frame], output_resolution=settings.output_resolution,
-                                                        outputs=ready.estimator_outputs)[0])
+                                                        outputs=ready.estimator_outputs, defer=later)[0])
             except InvalidInputError as exc:
                 channel.reject(channel.image_topic, exc)
                 results.append(None)
