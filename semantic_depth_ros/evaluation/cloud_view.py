@@ -126,7 +126,7 @@ def draw_ground_grid(image: np.ndarray, view: ObliqueView) -> None:
         if len(polyline) >= 2:
             cv2.polylines(image, [np.round(polyline).astype(np.int32)], False, GRID_COLOUR, 1, cv2.LINE_AA)
     for distance in ahead[1:]:
-        u, v, z = view.project(np.array([[half * 0.55, view.ground_m, distance]]))
+        u, v, z = view.project(np.array([[0.3 * half, view.ground_m, distance]]))
         if z[0] > 0.1 and 0 <= v[0] < view.height:
             cv2.putText(image, f"{distance:g} m", (int(u[0]), int(v[0]) - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                         TEXT_COLOUR, 1, cv2.LINE_AA)
