@@ -122,3 +122,27 @@ def test_ablation_summary_is_mean_and_sample_std():
     summary = summarise(per_seed)
     assert summary[80.0]["abs_rel"] == 2.0 and summary[80.0]["seeds"] == 2
     assert summary[80.0]["std"]["rmse"] == pytest.approx(np.sqrt(2.0))
+
+
+def test_full_size_demo_trains_a_few_steps_on_the_cpu(tmp_path):
+    """The CUDA configuration (`--size full`) on the CPU for 2 steps a phase, so that it cannot rot."""
+    import argparse
+    import dataclasses
+
+    from semantic_depth_ros.commands.demo import DemoPaths, demo_size, phase_config
+    from semantic_depth_ros.commands.generated_scenes import train_or_reuse
+
+    args = argparse.Namespace(size="full", device="cpu", phase1_steps=2, phase2_steps=2)
+    assert demo_size(args) == "full" and demo_size(argparse.Namespace(size="auto", device="cpu")) == "small"
+    paths = DemoPaths(tmp_path)
+    checkpoint = None
+    for phase in (1, 2):
+        config = phase_config(phase, paths, args)
+        assert config.steps == 2 and config.precision in ("fp32", "bf16")
+        config = config.replace(batch_size=2, num_workers=0, logging={"every": 1, "tensorboard": False},
+                                validation={**dataclasses.asdict(config.validation), "max_samples": 2})
+        checkpoint, summary = train_or_reuse(config, retrain=False, progress=False)
+        assert summary["steps"] == 2
+    model = load_checkpoint(checkpoint).config
+    assert (model.input_height, model.input_width) == (188, 620) and model.use_drn
+    assert model.name == "resnet18_fast" and model.output_stride == 4  # the network a vehicle runs
