@@ -20,12 +20,14 @@ Re-running with the same ``--out`` reuses finished training phases (and resumes 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..data.fileio import write_json
 from ..data.synthetic import SyntheticFrame, render_frame
@@ -85,6 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phase2-steps", type=int, default=None, help="override phase 2's step count")
     parser.add_argument("--device", default="auto", help="training and node device: auto | cpu | cuda[:N]")
     parser.add_argument("--retrain", action="store_true", help="train again even if the run folder has models")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads of training and evaluation (default: one per core; 1 on a machine "
+                             "busy with other work, where threads waiting for each other cost more than they give)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -235,8 +240,12 @@ def main(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.eval_count < 1 or args.drive_frames == 1 or args.drive_frames < 0:
         raise ConfigError(f"--frames {args.frames} and --eval-count {args.eval_count} must be at least 1, "
                           f"--drive-frames {args.drive_frames} 0 or at least 2")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads {args.threads} must be at least 1")
+        torch.set_num_threads(args.threads)
     paths = DemoPaths(Path(args.out))
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     print(f"semantic-depth demo ({demo_size(args)}): writing to {paths.root}")
     progress = not args.no_progress
     _, training1 = train_or_reuse(phase_config(1, paths, args), retrain=args.retrain, progress=progress)
@@ -252,7 +261,9 @@ def main(args: argparse.Namespace) -> int:
     metrics = {"depth": node["depth"], "node": node, "drive": drive,
                "evaluation": {"depth": {str(k): v for k, v in depth.items()}, "semantic": semantic},
                "training": {"phase1": training1, "phase2": training2}, "checkpoint": str(phase2),
-               "size": demo_size(args), "seconds": round(time.perf_counter() - started, 1)}
+               "size": demo_size(args), "seconds": round(time.perf_counter() - started, 1),
+               "machine": {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                           "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}}
     write_json(paths.root / "metrics.json", metrics)
     report = {"depth": [{"method": f"DSC-DRN demo ({cap:g} m, {depth[cap]['count']} frames)", "cap": cap,
                          "metrics": depth[cap]} for cap in sorted(depth)]
@@ -269,8 +280,9 @@ def main(args: argparse.Namespace) -> int:
         report["drive"] = drive
     _, md_path = write_report(paths.root / "report", report)
     abs_rel = node["depth"]["abs_rel"]
+    load = metrics["machine"]["load_average_1min"]
     lines = [f"semantic-depth demo: DSC-DRN trained on generated scenes ({paths.root}, {demo_size(args)}, "
-             f"{metrics['seconds']:.0f} s)",
+             f"{metrics['seconds']:.0f} s on {os.cpu_count()} CPUs, load average {load[0]:.1f} -> {load[1]:.1f})",
              f"ROS node on {node['frames']} held-out frames {CAMERA_SIZE[1]}x{CAMERA_SIZE[0]}: abs rel {abs_rel:.3f}, "
              f"RMSE {node['depth']['rmse']:.2f} m, d<1.25 {node['depth']['a1']:.3f}, mIoU {node['semantic_miou']:.3f}",
              *object_lines(node),
