@@ -84,6 +84,7 @@ def test_demo_metrics_are_those_of_the_published_depth(demo_run):
     drive = metrics["drive"]
     assert drive["frames"] == 2 and drive["flicker"]["off"] > 0 and drive["flicker"]["on"] > 0
     assert drive["road_frames_accepted"] + drive["road_frames_rejected"] == 4  # both passes reached the road scale
+    assert drive["temporal_filter"] == "auto"  # switched on while the node ran ("on" means auto with odometry)
     expected = []
     for index in range(2):
         truth = render_frame("kitti_like", index, seed=HELDOUT_SEED + 1, height=CAMERA_SIZE[0], width=CAMERA_SIZE[1])

@@ -49,6 +49,7 @@ def run_drive_stage(checkpoint: Path, frames: int, size: tuple[int, int], device
         "road_frames_rejected": int(number("road_frames_rejected")) if "road_frames_rejected" in values else 0,
         "camera_height": height,
         "fitted_camera_height": number("road_fitted_camera_height"),
+        "temporal_filter": values.get("temporal_filter", "unknown"),  # the node's mode after the switch
         "temporal_fused_fraction": number("temporal_fused_fraction"),
     }
 
