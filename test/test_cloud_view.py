@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from semantic_depth_ros.errors import InvalidInputError
-from semantic_depth_ros.evaluation.cloud_view import BACKGROUND, ObliqueView, cloud_views, render_points
+from semantic_depth_ros.evaluation.cloud_view import BACKGROUND, ObliqueView, cloud_views, neighbour_gaps, render_points
 
 ROAD, BOX, WALL = (128, 64, 128), (0, 0, 142), (70, 70, 70)
 
@@ -50,7 +50,7 @@ def test_plane_and_box_land_where_the_pinhole_puts_them_and_the_box_hides_what_i
     wall = grid((-1, 1), (view.ground_m - 0.5, view.ground_m), (14, 14))  # lower, behind the box: hidden by it
     points = np.concatenate([road, wall, box])
     colours = np.array([ROAD] * len(road) + [WALL] * len(wall) + [BOX] * len(box), dtype=np.uint8)
-    image = render_points(points, colours, view, footprint_m=np.full(len(points), 0.2))
+    image = render_points(points, colours, view, size_px=np.full(len(points), 3))
     centre = np.array([0.0, view.ground_m - 0.75, 12.0])
     u, v = hand_view_pixel(centre, view)
     assert tuple(image[int(v), int(u)]) == BOX
@@ -76,15 +76,25 @@ def test_organised_cloud_renders_by_class_and_by_image_colour():
     cloud[0, 0, :3] = np.nan  # an invalid point is skipped
     classes = np.zeros((h, w, 3), dtype=np.uint8)
     classes[:] = BOX
-    by_class, by_image = cloud_views(cloud, classes, fx, ObliqueView(width=160, height=100, grid_far_m=0.0))
+    by_class, by_image = cloud_views(cloud, classes, ObliqueView(width=160, height=100, grid_far_m=0.0))
     assert by_class.shape == by_image.shape == (100, 160, 3)
     assert (by_class == BOX).all(axis=2).sum() > 50
     assert (by_image == (200, 10, 20)).all(axis=2).sum() == (by_class == BOX).all(axis=2).sum()
     with pytest.raises(InvalidInputError, match="one size"):
-        cloud_views(cloud, classes[:-1], fx)
+        cloud_views(cloud, classes[:-1])
 
 
 def test_grid_is_drawn_on_the_ground_with_distance_labels():
     image = render_points(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.uint8), ObliqueView())
     assert (image != BACKGROUND).any(axis=2).mean() > 0.01  # lines and labels
     assert (image[:20] == BACKGROUND).all()  # above the horizon of the grid's far end: nothing
+
+
+def test_neighbour_gaps_follow_the_surface_not_the_depth_edge():
+    view = ObliqueView(width=200, height=100, back_m=0.0, up_m=0.0, ground_m=0.0, look_ahead_m=10.0)  # the camera
+    rows, cols = np.mgrid[0:4, 0:6].astype(np.float64)
+    z = np.where(cols < 3, 5.0, 20.0)  # a near surface on the left, a far one on the right
+    points = np.stack([(cols - 3) * 0.1 * z / 5.0, (rows - 2) * 0.1 * z / 5.0, z], axis=-1)
+    gaps = neighbour_gaps(points, view)
+    spacing = view.focal_px * 0.1 / 5.0  # both surfaces are 0.1 * z / 5 m apart: the same view spacing
+    np.testing.assert_allclose(gaps, spacing, rtol=1e-9)  # the points at the edge (columns 2, 3) too

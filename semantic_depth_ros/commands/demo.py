@@ -168,7 +168,7 @@ def cloud_tiles(out: Any) -> list[tuple[str, np.ndarray]]:
     cloud = np.array(out.points, dtype=np.float32, copy=True)
     cloud[out.semantic == SKY, :3] = np.nan
     view = ObliqueView(width=800, height=400, ground_m=nominal_camera_height("kitti_like"))
-    by_class, by_image = cloud_views(cloud, out.semantic_color, out.depth_intrinsics.fx, view)
+    by_class, by_image = cloud_views(cloud, out.semantic_color, view)
     return [("node point cloud from behind and above, by class (grid: 10 m)", by_class),
             ("the same cloud in the image's colours", by_image)]
 
