@@ -73,3 +73,13 @@ def test_bag_reader_errors_are_one_line(tmp_path) -> None:
         assert bag.connections("/img", IMAGE_TYPES, required=False) == []
         with pytest.raises(ExtractionError, match="topic '/info' has type sensor_msgs/msg/CameraInfo, expected"):
             bag.connections("/info", IMAGE_TYPES)
+
+
+def test_matrix_to_quaternion_inverts_quaternion_to_matrix() -> None:
+    from semantic_depth_ros.data.tf_chain import matrix_to_quaternion, quaternion_to_matrix
+
+    rng = np.random.default_rng(0)
+    for q in rng.normal(size=(50, 4)):
+        q = q / np.linalg.norm(q) * np.sign(q[3])  # w >= 0: the one of the two equivalent quaternions returned
+        np.testing.assert_allclose(matrix_to_quaternion(quaternion_to_matrix(*q)), q, atol=1e-9)
+    np.testing.assert_allclose(matrix_to_quaternion(np.diag([1.0, -1.0, -1.0])), (1.0, 0.0, 0.0, 0.0), atol=1e-12)

@@ -27,7 +27,8 @@ def reject_constant(name: str) -> None:
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
     command = [sys.executable, "-m", "semantic_depth_ros.cli", "demo", "--out", str(out), "--phase1-steps", "2",
-               "--phase2-steps", "2", "--frames", "2", "--eval-count", "2", "--device", "cpu", "--no-progress"]
+               "--phase2-steps", "2", "--frames", "2", "--eval-count", "2", "--drive-frames", "2", "--device", "cpu",
+               "--no-progress"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
@@ -57,6 +58,12 @@ def test_demo_writes_every_output_a_person_looks_at(demo_run):
     scale = depth_scale_bar(summary.shape[1], config.min_depth, config.max_depth)
     np.testing.assert_array_equal(summary[-scale.shape[0]:], scale)
     assert "summary.png" in result.stdout and "latency" in result.stdout
+    assert "without temporal_filter" in result.stdout and "scale_from_road" in result.stdout
+    assert "depth edges (iBims-1" in result.stdout and "car IoU" in result.stdout
+    # the last row of tiles: the node's cloud from behind and above, by class and by image colour, over a grid
+    text_and_rows = summary[:-scale.shape[0]]
+    views = text_and_rows[-420:]
+    assert (views == (24, 24, 32)).all(axis=2).mean() > 0.05  # the view's background
 
 
 @pytest.mark.ros
@@ -70,6 +77,14 @@ def test_demo_metrics_are_those_of_the_published_depth(demo_run):
     assert metrics["node"]["frames"] == 2 and metrics["node"]["latency_ms"]["p50"] > 0
     assert set(metrics["evaluation"]["depth"]) == {"50.0", "80.0"}
     assert 0.0 <= metrics["node"]["semantic_miou"] <= 1.0
+    node = metrics["node"]
+    assert set(node["class_abs_rel"]) == {"car", "vegetation", "pole", "building", "road"}
+    assert node["class_abs_rel"]["road"]["pixels"] > 0 and node["class_abs_rel"]["road"]["abs_rel"] > 0
+    assert node["boundary"]["count"] == 2 and 0.0 <= node["boundary"]["completeness"] <= 10.0
+    drive = metrics["drive"]
+    assert drive["frames"] == 2 and drive["flicker"]["off"] > 0 and drive["flicker"]["on"] > 0
+    assert drive["road_frames_accepted"] + drive["road_frames_rejected"] == 4  # both passes reached the road scale
+    assert drive["temporal_filter"] == "auto"  # switched on while the node ran ("on" means auto with odometry)
     expected = []
     for index in range(2):
         truth = render_frame("kitti_like", index, seed=HELDOUT_SEED + 1, height=CAMERA_SIZE[0], width=CAMERA_SIZE[1])
@@ -79,6 +94,7 @@ def test_demo_metrics_are_those_of_the_published_depth(demo_run):
     report = (out / "report.md").read_text()
     assert json.loads((out / "report.json").read_text())["checkpoint"].endswith("model.pt")
     assert "DSC-DRN demo via the ROS node" in report and "DSC-DRN (paper)" in report
+    assert "## Depth on objects" in report and "abs rel car" in report and "edge completeness px" in report
 
 
 def test_ablation_variants_share_the_depth_budget(tmp_path):
@@ -107,3 +123,27 @@ def test_ablation_summary_is_mean_and_sample_std():
     summary = summarise(per_seed)
     assert summary[80.0]["abs_rel"] == 2.0 and summary[80.0]["seeds"] == 2
     assert summary[80.0]["std"]["rmse"] == pytest.approx(np.sqrt(2.0))
+
+
+def test_full_size_demo_trains_a_few_steps_on_the_cpu(tmp_path):
+    """The CUDA configuration (`--size full`) on the CPU for 2 steps a phase, so that it cannot rot."""
+    import argparse
+    import dataclasses
+
+    from semantic_depth_ros.commands.demo import DemoPaths, demo_size, phase_config
+    from semantic_depth_ros.commands.generated_scenes import train_or_reuse
+
+    args = argparse.Namespace(size="full", device="cpu", phase1_steps=2, phase2_steps=2)
+    assert demo_size(args) == "full" and demo_size(argparse.Namespace(size="auto", device="cpu")) == "small"
+    paths = DemoPaths(tmp_path)
+    checkpoint = None
+    for phase in (1, 2):
+        config = phase_config(phase, paths, args)
+        assert config.steps == 2 and config.precision in ("fp32", "bf16")
+        config = config.replace(batch_size=2, num_workers=0, logging={"every": 1, "tensorboard": False},
+                                validation={**dataclasses.asdict(config.validation), "max_samples": 2})
+        checkpoint, summary = train_or_reuse(config, retrain=False, progress=False)
+        assert summary["steps"] == 2
+    model = load_checkpoint(checkpoint).config
+    assert (model.input_height, model.input_width) == (188, 620) and model.use_drn
+    assert model.name == "resnet18_fast" and model.output_stride == 4  # the network a vehicle runs

@@ -13,8 +13,8 @@ from semantic_depth_ros.model.bins import DepthBins
 from semantic_depth_ros.training.config import AugmentationConfig, LossConfig, ScheduleConfig
 from semantic_depth_ros.training.datasets import CenterScaleCrop, TaskSamples, train_transform
 from semantic_depth_ros.training.flow import FlowSchedule, StreamBatchSampler
-from semantic_depth_ros.training.losses import (depth_classification_loss, depth_l1_loss, depth_losses,
-                                                semantic_loss)
+from semantic_depth_ros.training.losses import (depth_classification_loss, depth_gradient_loss, depth_l1_loss,
+                                                depth_losses, semantic_loss)
 from semantic_depth_ros.training.schedule import build_scheduler, lr_factor
 from semantic_depth_ros.model.config import ModelConfig
 
@@ -178,6 +178,39 @@ def test_phase_two_depth_loss_combines_l1_and_ce() -> None:
     assert losses["loss"].item() == pytest.approx(2.0 + 0.5 * math.log(8))
     phase_one = depth_losses(outputs, depth, bins, 1, LossConfig(depth_ce=2.0))
     assert set(phase_one) == {"loss", "depth_ce"} and phase_one["loss"].item() == pytest.approx(2 * math.log(8))
+
+
+def test_gradient_term_is_scale_invariant_and_counts_blurred_edges() -> None:
+    depth = torch.full((1, 1, 8, 8), 20.0)
+    depth[..., 2:6, 2:6] = 5.0  # a box in front of a wall
+    depth[..., 0, 0] = 0.0  # no ground truth: pairs with it do not count
+    assert depth_gradient_loss(depth.clamp_min(1.0) * 1.7, depth).item() == pytest.approx(0.0, abs=1e-6)
+    blurred = F.avg_pool2d(depth.clamp_min(5.0), 3, stride=1, padding=1, count_include_pad=False)
+    assert depth_gradient_loss(blurred, depth).item() > 0.1
+    outputs = {"depth": blurred}
+    losses = depth_losses(outputs, depth, DepthBins(1.0, 80.0, 8), 2, LossConfig(depth_l1=0.0, depth_gradient=2.0))
+    assert losses["loss"].item() == pytest.approx(2.0 * losses["depth_gradient"].item())
+
+
+def test_depth_ce_at_the_logits_stride_samples_the_depth_there() -> None:
+    bins = DepthBins(1.0, 80.0, 16)
+    depth = torch.full((1, 1, 8, 8), 3.0)
+    depth[..., :, 4:] = 40.0
+    logits = torch.randn(1, 16, 4, 4)
+    at_stride = depth_classification_loss(logits, depth, bins, sigma=1.0)
+    assert at_stride.item() == pytest.approx(depth_classification_loss(logits, depth[..., ::2, ::2], bins, 1.0).item())
+
+
+def test_model_keeps_depth_logits_at_its_stride_on_request() -> None:
+    from semantic_depth_ros.model.network import SemanticDepthNet
+
+    net = SemanticDepthNet(ModelConfig(input_height=64, input_width=96, decoder_channels=(16, 8))).eval()
+    images = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        full = net(images, heads=("drn",))
+        strided = net(images, heads=("drn",), logits_at_stride=True)
+    assert full["depth_logits"].shape[-2:] == (64, 96) and strided["depth_logits"].shape[-2:] == (8, 12)
+    torch.testing.assert_close(strided["depth"], full["depth"])  # the DRN depth is at the input size either way
 
 
 # ------------------------------------------------------------------------------------------- samples

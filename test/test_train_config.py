@@ -26,7 +26,7 @@ def minimal(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", ["train_phase1_kitti_cityscapes", "train_phase2_kitti", "train_demo_phase1",
-                                  "train_demo_phase2"])
+                                  "train_demo_phase2", "train_demo_full_phase1", "train_demo_full_phase2"])
 def test_shipped_configs_load(name: str) -> None:
     config = load_config(CONFIG_DIR / f"{name}.yaml")
     assert config.tasks() == ("depth", "semantic")
@@ -38,9 +38,12 @@ def test_shipped_configs_load(name: str) -> None:
 def test_demo_phase1_config_resolves_its_model() -> None:
     config = load_config(CONFIG_DIR / "train_demo_phase1.yaml")
     model_config, init = resolve_model_config(config)
-    assert init is None and (model_config.input_height, model_config.input_width) == (64, 208)
-    assert model_config.use_drn is False
-    assert model_config.focal_px == pytest.approx(721.5 * 208 / 1242, abs=0.01)  # kitti_like camera at 208 px
+    assert init is None and (model_config.input_height, model_config.input_width) == (96, 320)
+    assert model_config.use_drn is False and model_config.output_stride == 2
+    assert model_config.focal_px == pytest.approx(721.5 * 320 / 1242, abs=0.01)  # kitti_like camera at 320 px
+    full, _ = resolve_model_config(load_config(CONFIG_DIR / "train_demo_full_phase1.yaml"))
+    assert (full.input_height, full.input_width) == (188, 620)  # the vehicle's network
+    assert full.focal_px == pytest.approx(721.54 * 620 / 1242, abs=0.01)
 
 
 def test_defaults() -> None:

@@ -53,7 +53,10 @@ def test_summary_sheet_lays_out_text_and_tiles(tmp_path):
     sheet = summary_sheet([[("a", tile), ("b", tile)], [("c", tile)]], ["line one", "line two"], tile_width=100)
     text_height = 18 * 2 + 10
     row_height = 22 + 50 + 4
-    assert sheet.shape == (text_height + 2 * row_height, 2 * 104, 3)
+    wide_row_height = 22 + 102 + 4  # a row of one tile fills the page: 204 px wide, so 102 px tall
+    assert sheet.shape == (text_height + row_height + wide_row_height, 2 * 104, 3)
+    wide = sheet[text_height + row_height + 22:text_height + row_height + 22 + 102]
+    assert (wide[:, :204] == 200).all() and (wide[:, 204:] == 255).all()
     write_rgb_png(tmp_path / "s.png", sheet)
     back = cv2.imread(str(tmp_path / "s.png"))
     assert back.shape == sheet.shape

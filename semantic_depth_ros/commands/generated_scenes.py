@@ -16,17 +16,21 @@ from ..training.config import TrainConfig, load_config
 from ..training.run_folder import MODEL_FILE
 from ..training.trainer import run_training
 
-PHASE_CONFIGS = {1: "train_demo_phase1.yaml", 2: "train_demo_phase2.yaml"}
+PHASE_CONFIGS = {("small", 1): "train_demo_phase1.yaml", ("small", 2): "train_demo_phase2.yaml",
+                 ("full", 1): "train_demo_full_phase1.yaml", ("full", 2): "train_demo_full_phase2.yaml"}
+SIZES = ("small", "full")  # small: minutes on 2 CPU cores; full: the network a vehicle runs, minutes on a GPU
 HELDOUT_SEED = 5000  # training uses seed 0 and validation seed 1000: these frames were never seen
 CAMERA_SIZE = (188, 620)  # height, width of the held-out camera frames (the network input is smaller)
 MIN_DEPTH_M = 1.0  # evaluation's lower depth bound, metres
 
 
-def load_demo_config(phase: int) -> TrainConfig:
-    """The installed demo training config of ``phase`` (1 or 2)."""
-    path = find_data_file("config", PHASE_CONFIGS[phase])
+def load_demo_config(phase: int, size: str = "small") -> TrainConfig:
+    """The installed demo training config of ``phase`` (1 or 2) and ``size`` (``SIZES``)."""
+    if size not in SIZES:
+        raise ConfigError(f"demo size {size!r} is not one of {', '.join(SIZES)}")
+    path = find_data_file("config", PHASE_CONFIGS[(size, phase)])
     if path is None:
-        raise ConfigError(f"demo training config {PHASE_CONFIGS[phase]} is not installed")
+        raise ConfigError(f"demo training config {PHASE_CONFIGS[(size, phase)]} is not installed")
     return load_config(path)
 
 

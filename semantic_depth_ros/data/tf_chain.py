@@ -31,6 +31,26 @@ def quaternion_to_matrix(qx: float, qy: float, qz: float, qw: float) -> np.ndarr
     )
 
 
+def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """The unit quaternion (x, y, z, w), w >= 0, of a 3x3 rotation matrix (the inverse of quaternion_to_matrix)."""
+    m = np.asarray(rotation, dtype=np.float64)
+    # the largest of the four squared components first (numerically safe), the others from it
+    squares = np.array([1 + m[0, 0] - m[1, 1] - m[2, 2], 1 - m[0, 0] + m[1, 1] - m[2, 2],
+                        1 - m[0, 0] - m[1, 1] + m[2, 2], 1 + m[0, 0] + m[1, 1] + m[2, 2]])
+    k = int(np.argmax(squares))
+    big = 0.5 * np.sqrt(squares[k])
+    pairs = {"xy": (m[0, 1] + m[1, 0]), "xz": (m[0, 2] + m[2, 0]), "yz": (m[1, 2] + m[2, 1]),
+             "xw": (m[2, 1] - m[1, 2]), "yw": (m[0, 2] - m[2, 0]), "zw": (m[1, 0] - m[0, 1])}
+    names = "xyzw"
+    q = np.empty(4)
+    q[k] = big
+    for j in range(4):
+        if j != k:
+            q[j] = pairs["".join(sorted(names[k] + names[j], key=names.index))] / (4.0 * big)
+    q *= 1.0 if q[3] >= 0 else -1.0
+    return tuple(float(v) for v in q)
+
+
 def rotation_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
     """3x3 rotation Rz(yaw) @ Ry(pitch) @ Rx(roll), radians (ROS fixed-axis roll, pitch, yaw; positive pitch tilts
     x towards -z)."""

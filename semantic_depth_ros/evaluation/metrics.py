@@ -133,12 +133,18 @@ def compute_depth_metrics(
             f"with {min_depth} < gt < {max_depth}"
         )
     target = gt_image[valid]
-    estimate = np.clip(pred_image[valid], min_depth, max_depth)
+    return _metrics_of_valid(clip_prediction(pred_image[valid], target, min_depth, max_depth), target)
+
+
+def clip_prediction(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """Predictions (1-D, metres) of valid ground-truth pixels ``gt`` as the protocol scores them: clipped to
+    ``[min_depth, max_depth]``, a NaN replaced by the bound farthest from ``gt`` in log space."""
+    estimate = np.clip(pred, min_depth, max_depth)
     missing = np.isnan(estimate)
     if missing.any():
-        worst_is_max = np.log(max_depth / target[missing]) >= np.log(target[missing] / min_depth)
+        worst_is_max = np.log(max_depth / gt[missing]) >= np.log(gt[missing] / min_depth)
         estimate[missing] = np.where(worst_is_max, max_depth, min_depth)
-    return _metrics_of_valid(estimate, target)
+    return estimate
 
 
 def _metrics_of_valid(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:

@@ -126,12 +126,28 @@ def _entries(results: Mapping[str, Any], key: str, required: tuple[str, ...]) ->
     return list(entries)
 
 
+def format_objects_table(rows: list[Mapping[str, Any]]) -> str:
+    """Depth on objects: abs rel per true class and the depth-boundary errors (pixels) of each row (``method``,
+    ``class_abs_rel`` {class: {abs_rel}}, ``boundary`` {accuracy, completeness})."""
+    classes: list[str] = []
+    for row in rows:
+        classes += [name for name in row.get("class_abs_rel", {}) if name not in classes]
+    header = ["method"] + [f"abs rel {name}" for name in classes] + ["edge accuracy px", "edge completeness px"]
+    body = [[str(row["method"])] + [_format_value(row.get("class_abs_rel", {}).get(name, {}).get("abs_rel"))
+                                    for name in classes]
+            + [_format_value(row.get("boundary", {}).get(key)) for key in ("accuracy", "completeness")]
+            for row in rows]
+    return "\n".join(_table(header, ["---"] + ["---:"] * (len(header) - 1), body)) + "\n"
+
+
 def format_report(results: Mapping[str, Any]) -> str:
-    """The whole Markdown report: metadata, one depth table per cap (ascending), the semantic table."""
+    """The whole Markdown report: metadata, one depth table per cap (ascending), depth on objects (when given),
+    the semantic table."""
     depth = _entries(results, "depth", ("method", "cap", "metrics"))
     semantic = _entries(results, "semantic", ("method",))
+    objects = _entries(results, "objects", ("method",))
     lines = ["# Evaluation report", ""]
-    metadata = {key: value for key, value in results.items() if key not in ("depth", "semantic")}
+    metadata = {key: value for key, value in results.items() if key not in ("depth", "semantic", "objects")}
     lines += [f"- {key}: {json.dumps(to_json_data(value, key), ensure_ascii=False, allow_nan=False)}"
               for key, value in metadata.items()]
     if metadata:
@@ -139,6 +155,9 @@ def format_report(results: Mapping[str, Any]) -> str:
     for cap in sorted({_check_cap(entry["cap"]) for entry in depth}):
         rows = [(str(entry["method"]), entry["metrics"]) for entry in depth if float(entry["cap"]) == cap]
         lines += [f"## Depth, cap {_format_cap(cap)}", "", format_depth_table(rows, cap=cap)]
+    if objects:
+        lines += ["## Depth on objects (abs rel on the pixels of each true class; iBims-1 depth-boundary errors)", "",
+                  format_objects_table(objects)]
     if semantic:
         lines += ["## Semantic segmentation", "", format_semantic_table([(str(e["method"]), e) for e in semantic])]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -131,6 +131,15 @@ def flicker(depths: list[np.ndarray], seq: DrivingSequence, pairs: list[tuple[np
     return float(np.mean(per_pair)) if per_pair else float("nan")
 
 
+def drive_flicker(seq: DrivingSequence, depths: dict[str, list[np.ndarray]]) -> dict[str, float]:
+    """Flicker (:func:`flicker` on the static pixels) of each named depth stream of ``seq``'s frames (HxW metres,
+    NaN = none), and ``floor``: the same for the true depth."""
+    pairs = correspondences(seq)
+    result = {name: flicker(stream, seq, pairs) for name, stream in depths.items()}
+    result["floor"] = flicker([_nan_invalid(frame.depth) for frame in seq.frames], seq, pairs)
+    return result
+
+
 def region_metrics(depths: list[np.ndarray], seq: DrivingSequence) -> dict[str, dict[str, float]]:
     """abs rel and a1 (δ<1.25) on static pixels and on the moving car's, with the frame counts."""
     static = DepthMetricAccumulator(min_depth=MIN_DEPTH_M, max_depth=MAX_DEPTH_M, crop="none")

@@ -73,13 +73,16 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
 
 def summary_sheet(rows: Sequence[Sequence[tuple[str, np.ndarray]]], lines: Sequence[str], *,
                   tile_width: int = 320) -> np.ndarray:
-    """One page: a text block (``lines``) over a grid of captioned RGB tiles, each resized to ``tile_width``."""
+    """One page: a text block (``lines``) over a grid of captioned RGB tiles, each resized to ``tile_width``; a row
+    of fewer tiles than the longest row gets wider tiles that fill the page's width."""
     grid_rows = []
+    page = max(len(row) for row in rows) * (tile_width + 4)
     for row in rows:
         tiles = []
+        width = page // len(row) - 4
         for caption, image in row:
-            height = max(1, round(image.shape[0] * tile_width / image.shape[1]))
-            resized = cv2.resize(image, (tile_width, height), interpolation=cv2.INTER_AREA)
+            height = max(1, round(image.shape[0] * width / image.shape[1]))
+            resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
             tiles.append(_label(resized, caption))
         tallest = max(t.shape[0] for t in tiles)
         tiles = [np.pad(t, ((0, tallest - t.shape[0]), (0, 4), (0, 0)), constant_values=255) for t in tiles]

@@ -28,6 +28,8 @@ class SemanticDepthNet(nn.Module):
     ``depth_logits`` BxKxHxW and ``depth_probs`` BxKxHxW and ``dc_depth`` Bx1xHxW metres (for "dc" or "drn"),
     ``semantic_logits`` BxCxHxW (for "sc"), ``depth`` Bx1xHxW metres (for "drn").
     Depths are canonical: for the camera of focal ``config.focal_px`` at the input size.
+    ``logits_at_stride`` (training): ``depth_logits``, ``depth_probs`` and ``dc_depth`` stay at the decoder's
+    stride even when ``upsample`` is true (64 bins at the input size cost as much as the trunk on a CPU).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -61,7 +63,7 @@ class SemanticDepthNet(nn.Module):
         return self.decoder(self.encoder(x))
 
     def forward(self, images: torch.Tensor, heads: Iterable[str] = HEADS,
-                upsample: bool = True) -> dict[str, torch.Tensor]:
+                upsample: bool = True, logits_at_stride: bool = False) -> dict[str, torch.Tensor]:
         wanted = self._check_heads(heads)
         features = self.trunk(images)
         out: dict[str, torch.Tensor] = {}
@@ -72,7 +74,7 @@ class SemanticDepthNet(nn.Module):
             log_dc = expected_log_depth(probs, self.log_centers)
             if "drn" in wanted:
                 out["depth"] = self._regress(probs, log_dc, features, size if upsample else None)
-            if upsample:
+            if upsample and not logits_at_stride:
                 logits = _resize(logits, size)
                 probs = torch.softmax(logits.float(), dim=1)
                 log_dc = expected_log_depth(probs, self.log_centers)

@@ -223,6 +223,31 @@ class DepthClient:
                 raise SemanticDepthError(f"the depth node did not subscribe to odometry within {timeout:.0f} s")
             time.sleep(0.05)
 
+    def set_parameters(self, node: str, values: dict[str, str], timeout: float = 10.0) -> None:
+        """Set string parameters of the running node ``node`` (full name, e.g. ``/ns/depth_node``) through its
+        ``set_parameters`` service, as ``ros2 param set`` does; SemanticDepthError naming a refused one."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        client = self.node.create_client(SetParameters, f"{node}/set_parameters")
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise SemanticDepthError(f"no {node}/set_parameters service within {timeout:.0f} s")
+            request = SetParameters.Request(parameters=[Parameter(name, Parameter.Type.STRING, value).to_parameter_msg()
+                                                        for name, value in values.items()])
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done():
+                self.check()
+                if time.monotonic() > deadline:
+                    raise SemanticDepthError(f"{node}/set_parameters did not answer within {timeout:.0f} s")
+                time.sleep(0.01)
+            for name, result in zip(values, future.result().results):
+                if not result.successful:
+                    raise SemanticDepthError(f"{node} refused {name} = {values[name]!r}: {result.reason}")
+        finally:
+            self.node.destroy_client(client)
+
     def done_at(self, stamp: int, keys: Sequence[str] | None = None, camera: str | None = None) -> float | None:
         """When the last of ``keys`` (default: all subscribed) for ``stamp`` arrived, or None if one is missing."""
         camera = self.cameras[0] if camera is None else camera

@@ -55,7 +55,8 @@ def train_step(parts: StepParts, batch: dict[str, torch.Tensor], task: str) -> d
     parts.optimizer.zero_grad(set_to_none=True)
     images = batch["image"].to(parts.device, non_blocking=True)
     with parts.autocast():
-        outputs = parts.model(images, heads=heads_for(task, parts.phase))
+        outputs = parts.model(images, heads=heads_for(task, parts.phase),
+                              logits_at_stride=task == "depth" and parts.loss.depth_ce_at_stride)
     if task == "depth":
         losses = depth_losses(outputs, batch["depth"].to(parts.device, non_blocking=True), parts.bins, parts.phase,
                               parts.loss)

@@ -15,7 +15,11 @@ from semantic_depth_ros.data.synthetic.domains import (
     domain_spec,
 )
 from semantic_depth_ros.data.synthetic.render import render_frame
+from semantic_depth_ros.cache import BoundedCache
 from semantic_depth_ros.errors import ConfigError
+
+
+RENDERED: BoundedCache[tuple, dict[str, np.ndarray]] = BoundedCache(2048, "rendered synthetic frames")
 
 
 class SyntheticDataset(Dataset):
@@ -23,7 +27,9 @@ class SyntheticDataset(Dataset):
 
     ``task`` "depth" gives {"image", "depth", "fx"}, "semantic" {"image", "semantic", "fx"}, "both" all four:
     image float32 3xHxW in [0, 1], depth float32 1xHxW metres (0 = invalid), semantic int64 HxW train ids,
-    fx float pixels at HxW. With ``cache`` each frame is rendered once and kept (uint8/float32 arrays).
+    fx float pixels at HxW. With ``cache`` each frame is rendered once per process and kept (uint8/float32 arrays,
+    in ``RENDERED``, shared by every dataset of the same domain, seed, size and task: a phase-2 run or an evaluation
+    after phase 1 trains instead of rendering again).
     """
 
     def __init__(self, domain: str, task: str, length: int, *, seed: int = 0, height: int, width: int,
@@ -38,15 +44,19 @@ class SyntheticDataset(Dataset):
         self.intrinsics = domain_intrinsics(domain, check_int("height", height, MIN_SIZE, MAX_SIZE),
                                             check_int("width", width, MIN_SIZE, MAX_SIZE))
         self.cache = bool(cache)
-        self._cache: dict[int, dict[str, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return self.length
 
     def _arrays(self, index: int) -> dict[str, np.ndarray]:
         """The numpy arrays this task needs for frame ``index`` (cached when enabled)."""
-        if index in self._cache:
-            return self._cache[index]
+        if not self.cache:
+            return self._render(index)
+        intr = self.intrinsics
+        key = (self.domain, self.seed, intr.height, intr.width, self.task, index)
+        return RENDERED.get(key, lambda: self._render(index))
+
+    def _render(self, index: int) -> dict[str, np.ndarray]:
         intr = self.intrinsics
         frame = render_frame(self.domain, index, seed=self.seed, height=intr.height, width=intr.width)
         arrays = {"rgb": frame.rgb}
@@ -54,8 +64,6 @@ class SyntheticDataset(Dataset):
             arrays["depth"] = frame.depth
         if self.task in ("semantic", "both"):
             arrays["semantic"] = frame.semantic
-        if self.cache:
-            self._cache[index] = arrays
         return arrays
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | float]:
