@@ -111,13 +111,14 @@ def _measure(height: int, width: int, frames: int, subscribed: bool) -> int:
     from std_msgs.msg import Header
 
     from semantic_depth_ros.messages import MessageHeader, to_cdr
-    from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES
+    from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES, qos_profile
     from semantic_depth_ros.ros.messages import to_msg
     from semantic_depth_ros.ros.serialized_publish import native_publish_available, publish_serialized
 
     rclpy.init()
     node = Node("bench_publish_source")
-    publishers = {key: node.create_publisher(t, topic, 10) for key, (topic, t) in OUTPUT_MESSAGES.items()}
+    qos = qos_profile("reliable", 1)  # the node's default output QoS
+    publishers = {key: node.create_publisher(t, topic, qos) for key, (topic, t) in OUTPUT_MESSAGES.items()}
     while subscribed and any(p.get_subscription_count() == 0 for p in publishers.values()):
         time.sleep(0.05)
     assert all(native_publish_available(p) for p in publishers.values())

@@ -628,7 +628,7 @@ def test_the_publisher_thread_keeps_the_newest_frame_and_a_deactivate_drops_one_
         publish_serialized(publisher, data)
 
     monkeypatch.setattr(camera_channel, "publish_serialized", holding)
-    handed = node.core.publisher.submitted_of
+    handed = node.core.publisher.worker.submitted_of
 
     def send_and_hand_over(hold: bool) -> int:
         count, s = handed(""), stamp(graph)

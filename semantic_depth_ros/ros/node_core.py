@@ -17,10 +17,9 @@ Stages follow ROS 2 managed-node semantics; the plain node runs them all in its 
 Several cameras share one network: each camera's newest frame waits in its own slot of one ``BatchWorker``; each
 time the worker is free it takes every waiting frame and runs them as ONE ``estimate_batch`` requesting the union
 of the outputs the cameras' subscribers want; each camera then serializes only its own wanted outputs (a frame's
-values do not depend on the other outputs computed alongside it) and hands them to the publisher thread (a second
-``BatchWorker``, one slot per camera: a frame still waiting there when the next one is ready is replaced and
-counted as dropped), so the network of frame N+1 runs while frame N is being published. A frame publishes only
-while the activation generation it was received in is current, checked before each of its messages. A bad message is rejected for its camera alone;
+values do not depend on the other outputs computed alongside it) and hands them to the publisher thread
+(``ros.frame_publisher``: latest frame wins per camera, a frame publishes only while its generation is current),
+so the network of frame N+1 runs while frame N is being published. A bad message is rejected for its camera alone;
 a frame whose network run fails otherwise (e.g. a CUDA error) is counted as failed for its camera and logged.
 """
 
@@ -46,9 +45,10 @@ from ..inference.estimator import DepthEstimator, EstimatorOutputs
 from ..pipeline.chain import frame_stages
 from ..temporal import TemporalSettings, TemporalStage
 from .batch_worker import BatchWorker
-from .camera_channel import CameraChannel, PreparedFrame, ReceivedFrame, SerializedFrame, qos_profile
+from .camera_channel import CameraChannel, PreparedFrame, ReceivedFrame, qos_profile
 from .distro import add_parameter_callbacks
 from .diagnostics import LogThrottle, NodeStats, diagnostic_array
+from .frame_publisher import FramePublisher
 from .odometry_input import OdometryInput
 from .params import (
     PARAMETER_NAMES,
@@ -67,7 +67,6 @@ LOG_THROTTLE_S = 5.0
 BATCH_SAMPLES = 300
 ODOMETRY_QOS_DEPTH = 100  # odometry comes at up to ~100 Hz while the executor may be busy with images
 ChannelFrame = tuple[CameraChannel, ReceivedFrame]
-ReadyFrame = tuple[CameraChannel, SerializedFrame, int]  # with the activation generation it was received in
 
 
 class DepthNodeCore:
@@ -82,7 +81,7 @@ class DepthNodeCore:
         self.estimator: DepthEstimator | None = None
         self.channels: dict[str, CameraChannel] = {}
         self.worker: BatchWorker[str, ChannelFrame] | None = None
-        self.publisher: BatchWorker[str, ReadyFrame] | None = None  # serialized frames -> DDS, off the worker
+        self.publisher: FramePublisher | None = None  # serialized frames -> DDS, off the worker thread
         self.stats = NodeStats()  # every camera together
         self.active = False
         self._generation = 0  # activation generation: bumped by activate/deactivate/cleanup
@@ -196,7 +195,7 @@ class DepthNodeCore:
         with self._update_lock:
             self._estimator_update, self._temporal_update, self._stages_stale = None, None, False
         self.worker = BatchWorker(self._process_batch, name="depth_worker", on_error=self._on_worker_error)
-        self.publisher = BatchWorker(self._publish_frames, name="depth_publisher", on_error=self._on_worker_error)
+        self.publisher = FramePublisher(self._still_serving, self._on_worker_error)
         mountings = settings.mountings
         if settings.odom_topic:
             self.odometry = OdometryInput(self.node, settings.odom_topic,
@@ -209,7 +208,7 @@ class DepthNodeCore:
                                 poses=self.odometry.poses(mountings[name]) if self.odometry is not None else None)
             for name in (settings.cameras or ("",))}
         self.worker.start()
-        self.publisher.start()
+        self.publisher.worker.start()
         self._diagnostics_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
         if not estimator.trained:
@@ -252,9 +251,9 @@ class DepthNodeCore:
         self._set_active(False)
         if self.worker is not None and self.publisher is not None:
             self.worker.discard_pending()
-            self.publisher.discard_pending()
+            self.publisher.worker.discard_pending()
             worker_idle = self.worker.wait_idle(timeout)
-            self.publisher.wait_idle(timeout)  # a frame the worker hands over now is dropped by its generation
+            self.publisher.worker.wait_idle(timeout)  # a frame the worker hands over now is dropped by generation
             if worker_idle:
                 self._reset_stages()
             else:  # the batch in flight may still run a stage: the worker resets them before its next batch
@@ -264,7 +263,7 @@ class DepthNodeCore:
     def cleanup(self) -> None:
         """Destroy what ``configure`` created and release the model and its GPU memory."""
         self._set_active(False)
-        for worker in (self.worker, self.publisher):  # joined before the publishers are destroyed
+        for worker in (self.worker, self.publisher and self.publisher.worker):  # joined before the publishers go
             if worker is not None:
                 worker.stop()
         self.worker = self.publisher = None
@@ -352,31 +351,21 @@ class DepthNodeCore:
                 channel.record_failure(exc)
                 self._on_worker_error(exc)
                 continue
-            publisher.submit(channel.name, (channel, serialized, generation))
+            publisher.submit(channel, serialized, generation)
 
-    def _publish_frames(self, batch: list[tuple[str, ReadyFrame]]) -> None:
-        """Publisher thread: each camera's newest serialized frame, while its activation generation is current
-        (a frame stopped by a deactivate counts as dropped for its camera)."""
-        for name, (channel, serialized, generation) in batch:
-            try:
-                served = channel.publish(serialized, lambda: self._still_serving(generation))
-            except Exception as exc:  # noqa: BLE001 - e.g. diagnostics bookkeeping: the other cameras still publish
-                channel.record_failure(exc)
-                self._on_worker_error(exc)
-                continue
-            publisher = self.publisher
-            if not served and publisher is not None:
-                publisher.count_dropped(name)
+    def _workers(self) -> list[BatchWorker[str, Any]]:
+        """The worker and the publisher thread's worker, those that exist."""
+        return [worker for worker in (self.worker, self.publisher and self.publisher.worker) if worker is not None]
 
     def dropped_of(self, name: str) -> int:
         """Frames of camera ``name`` dropped so far: replaced or discarded before the network or before
         publishing, or received or published while inactive."""
-        return sum(worker.dropped_of(name) for worker in (self.worker, self.publisher) if worker is not None)
+        return sum(worker.dropped_of(name) for worker in self._workers())
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no frame waits or is in the network or being published; True if within ``timeout`` s
         (each)."""
-        return all(worker.wait_idle(timeout) for worker in (self.worker, self.publisher) if worker is not None)
+        return all(worker.wait_idle(timeout) for worker in self._workers())
 
     def _estimate(self, estimator: DepthEstimator, settings: NodeSettings,
                   prepared: list[tuple[CameraChannel, PreparedFrame]]) -> list[EstimatorOutputs | None]:
