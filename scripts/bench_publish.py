@@ -10,8 +10,10 @@ rclpy), as the same bytes through rclpy's ``Publisher.publish`` (the node's prev
 objects (``ros.messages.to_msg``, the path before that), one frame in flight, and prints p50/p95 of building the
 messages and of the ``publish`` calls, beside a memcpy of the same bytes. ``--transport`` keeps only the
 profile's shared-memory or UDP transport (a copy of the profile in a temporary file); ``--env`` sets variables
-for both processes (e.g. ``RMW_FASTRTPS_PUBLICATION_MODE=ASYNCHRONOUS``). A developer's measurement, not part of
-the package.
+for both processes (e.g. ``RMW_FASTRTPS_PUBLICATION_MODE=SYNCHRONOUS``). ``--gil`` runs a Python thread beside the
+publishes, waking every 0.5 ms, and prints the longest gap between its wake-ups during each path's publish calls
+(how long the publishing thread kept every other Python thread, e.g. the node's worker, waiting for the GIL). A developer's measurement,
+not part of the package.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -69,6 +72,7 @@ def main() -> int:
     parser.add_argument("--transport", choices=("shm", "udp"), help="keep only this transport of the profile")
     parser.add_argument("--profile", help="a Fast DDS profile instead of the package's")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--gil", action="store_true", help="measure how long publishing holds the GIL")
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.split("x"))
 
@@ -95,17 +99,34 @@ def main() -> int:
         print(f"profile {env.get(dds_profile_variable(env))}, transport {args.transport or 'shm+udp'}, "
               f"subscribers {args.subscribers}, env {args.env}")
         if not args.subscribers:
-            return _measure(height, width, args.frames, subscribed=False)
+            return _measure(height, width, args.frames, subscribed=False, gil=args.gil)
         sink = subprocess.Popen([sys.executable, "-c", SUBSCRIBER], env=env, stdout=subprocess.PIPE, text=True)
         try:
             assert sink.stdout.readline().strip() == "ready"
-            return _measure(height, width, args.frames, subscribed=True)
+            return _measure(height, width, args.frames, subscribed=True, gil=args.gil)
         finally:
             sink.terminate()
             sink.wait(10)
 
 
-def _measure(height: int, width: int, frames: int, subscribed: bool) -> int:
+class _Ticker(threading.Thread):
+    """A Python thread that notes the longest gap between its iterations (time spent waiting for the GIL)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.reset()
+
+    def reset(self) -> None:
+        self.longest, self._last = 0.0, time.perf_counter()
+
+    def run(self) -> None:
+        while True:
+            time.sleep(0.0005)  # mostly asleep: it hardly competes for the cores or the GIL
+            now = time.perf_counter()
+            self.longest, self._last = max(self.longest, now - self._last), now
+
+
+def _measure(height: int, width: int, frames: int, subscribed: bool, gil: bool) -> int:
     import rclpy
     from rclpy.node import Node
     from std_msgs.msg import Header
@@ -129,6 +150,10 @@ def _measure(height: int, width: int, frames: int, subscribed: bool) -> int:
     paths = ("rcl", "rclpy", "msg")  # the node's path; the same bytes through rclpy; rclpy message objects
     times: dict[str, list[float]] = {f"{path} {part}": [] for path in paths for part in ("build", "publish")}
     times["memcpy"] = []
+    ticker = _Ticker() if gil else None
+    if ticker is not None:
+        ticker.start()
+        times.update({f"{path} GIL wait": [] for path in paths})
     header = Header(frame_id="camera_optical")
     for frame in range(frames):
         header.stamp.sec = frame
@@ -139,6 +164,8 @@ def _measure(height: int, width: int, frames: int, subscribed: bool) -> int:
             else:
                 messages = {key: to_cdr(f, MessageHeader(frame, 0, "camera_optical")) for key, f in fields.items()}
             built = time.perf_counter()
+            if ticker is not None:
+                ticker.reset()
             for key, message in messages.items():
                 if path == "rcl":
                     publish_serialized(publishers[key], message)
@@ -147,6 +174,8 @@ def _measure(height: int, width: int, frames: int, subscribed: bool) -> int:
             done = time.perf_counter()
             times[f"{path} build"].append(built - start)
             times[f"{path} publish"].append(done - built)
+            if ticker is not None:
+                times[f"{path} GIL wait"].append(ticker.longest)
             time.sleep(0.15)  # one frame in flight: the subscriber takes it before the next
         start = time.perf_counter()
         np.copyto(target, source)
