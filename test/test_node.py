@@ -606,23 +606,24 @@ def test_a_batch_in_flight_across_deactivate_and_activate_publishes_nothing(grap
     assert resets == [0]  # once, before the frame after the deactivate
 
 
-def test_the_publisher_thread_keeps_the_newest_frame_and_a_deactivate_drops_one_handed_over(
+def test_the_publisher_thread_keeps_the_newest_frame_and_a_deactivate_stops_what_was_handed_over(
         graph: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """Frames are published off the worker thread: while one is being published the next waits in a one-frame
-    slot (the newest wins, a replaced one counts as dropped), and a frame handed over before a deactivate is never
-    published, even after a quick activate."""
+    slot (the newest wins, a replaced one counts as dropped). A deactivate drops the frame waiting there and stops
+    the one being published before its next message, even after a quick activate."""
     client, node = graph["client"], graph["node"]
-    client.subscribe("depth")
+    client.subscribe("depth", "depth_color")
     wait_until(lambda: client.image_pub.get_subscription_count() > 0, what="the node's image subscription")
-    wait_until(lambda: set(node.subscribed_outputs()) == {"depth"}, what="the depth subscription")
+    wait_until(lambda: set(node.subscribed_outputs()) == {"depth", "depth_color"}, what="the subscriptions")
+    keys = {id(publisher): key for key, publisher in node.channels[""].publishers.items()}
     held: dict[int, threading.Event] = {}
     entered, published = threading.Event(), []
 
-    def holding(publisher: Any, data: bytes) -> None:  # the publish of a held stamp waits for the test
+    def holding(publisher: Any, data: bytes) -> None:  # the first message of a held stamp waits for the test
         sec, nanosec = struct.unpack_from("<iI", data, 4)  # the header stamp, after the encapsulation
         stamp_s = sec if nanosec == 1000 + sec else -1
-        published.append(stamp_s)
-        if stamp_s in held:
+        published.append((stamp_s, keys[id(publisher)]))
+        if stamp_s in held and not held[stamp_s].is_set():
             entered.set()
             held[stamp_s].wait(TIMEOUT)
         publish_serialized(publisher, data)
@@ -642,25 +643,27 @@ def test_the_publisher_thread_keeps_the_newest_frame_and_a_deactivate_drops_one_
         return s
 
     frames_published, dropped = node.stats.frames_published, node.dropped_of("")
-    first = send_and_hand_over(hold=True)  # published, and held there
+    first = send_and_hand_over(hold=True)  # being published, held at its first message
     send_and_hand_over(hold=False)  # waits for the publisher ...
     newest = send_and_hand_over(hold=False)  # ... and is replaced by the next
     held[first].set()
     assert node.wait_idle(TIMEOUT)
-    assert published == [first, newest]
+    both = ["depth", "depth_color"]  # depth first
+    assert published == [(first, key) for key in both] + [(newest, key) for key in both]
     assert node.dropped_of("") == dropped + 1
     assert node.stats.frames_published == frames_published + 2
-    wait_until(lambda: client.get("depth", newest) is not None, what="the newest frame's depth")
+    wait_until(lambda: client.get("depth_color", newest) is not None, what="the newest frame's outputs")
 
-    last = send_and_hand_over(hold=True)
-    stale = send_and_hand_over(hold=False)  # serialized and waiting when the node is deactivated
+    last = send_and_hand_over(hold=True)  # held at its depth message when the node is deactivated
+    stale = send_and_hand_over(hold=False)  # serialized and waiting
     node.core.deactivate(timeout=0.05)
     node.core.activate()
     held[last].set()
     assert node.wait_idle(TIMEOUT)
-    assert published == [first, newest, last]  # the handed-over frame was never published
-    assert node.dropped_of("") == dropped + 2
-    assert client.get("depth", stale) is None
+    assert published[4:] == [(last, "depth")]  # its depth_color and the waiting frame never went out
+    assert node.dropped_of("") == dropped + 3  # both count as dropped, not as published
+    assert node.stats.frames_published == frames_published + 2
+    assert client.get("depth", stale) is None and client.get("depth_color", last) is None
 
 
 def test_stages_see_the_header_stamp_are_reset_on_deactivate_and_report_in_diagnostics(
