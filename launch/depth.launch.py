@@ -28,7 +28,7 @@ from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from semantic_depth_ros.ros.distro import USER_DDS_PROFILE_ENVS, dds_profile_variable
+from semantic_depth_ros.ros.distro import USER_DDS_PROFILE_ENVS, dds_profile_variable, publication_mode
 from semantic_depth_ros.ros.distro import default_dds_profile as package_dds_profile
 
 # share/semantic_depth_ros/launch/ -> share/semantic_depth_ros/ (the same layout in the source tree)
@@ -148,5 +148,8 @@ def generate_launch_description() -> LaunchDescription:
                                           f"{DDS_PROFILE_ENV} is already set; empty: keep the environment"),
         SetEnvironmentVariable(DDS_PROFILE_ENV, dds_profile,
                                condition=IfCondition(NotEqualsSubstitution(dds_profile, ""))),
+        # with the profile, Fast DDS's asynchronous publication (unless the environment chose a mode)
+        *(SetEnvironmentVariable(name, value, condition=IfCondition(NotEqualsSubstitution(dds_profile, "")))
+          for name, value in publication_mode(os.environ).items()),
         OpaqueFunction(function=_launch_nodes),
     ])

@@ -19,8 +19,8 @@ import pytest
 
 from semantic_depth_ros.resources import find_data_file
 from semantic_depth_ros.ros import client as client_module
-from semantic_depth_ros.ros.distro import (USER_DDS_PROFILE_ENVS, dds_profile_environment, dds_profile_variable,
-                                          default_dds_profile)
+from semantic_depth_ros.ros.distro import (PUBLICATION_MODE_ENV, USER_DDS_PROFILE_ENVS, USER_PUBLICATION_MODE_ENVS,
+                                          dds_profile_environment, dds_profile_variable, default_dds_profile)
 from semantic_depth_ros.ros.node_process import NodeProcess
 from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES
 
@@ -44,7 +44,7 @@ KITTI_FULL = (375, 1242)  # height, width of the largest camera the profile is s
 @pytest.fixture(autouse=True)
 def _no_user_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests start from an environment that names no profile (a developer's shell may set one)."""
-    for name in USER_ENVS:
+    for name in (*USER_ENVS, *USER_PUBLICATION_MODE_ENVS):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -148,8 +148,20 @@ def test_bench_and_demo_node_process_gets_the_installed_profile(monkeypatch: pyt
     env = _node_env()
     assert env[ENV] == str(find_data_file("config", PROFILE.name))
     assert Path(env[ENV]).read_bytes() == PROFILE.read_bytes()
+    assert env[PUBLICATION_MODE_ENV] == "ASYNCHRONOUS"  # publish returns once Fast DDS holds the frame
     assert env["ROS_DOMAIN_ID"] == "7"
-    assert ENV not in os.environ  # the caller's own environment is untouched
+    assert ENV not in os.environ and PUBLICATION_MODE_ENV not in os.environ  # the caller's environment is untouched
+
+
+@pytest.mark.parametrize(("name", "value"), [(PUBLICATION_MODE_ENV, "SYNCHRONOUS"),
+                                             ("RMW_FASTRTPS_USE_QOS_FROM_XML", "1")])
+def test_node_process_keeps_a_publication_mode_the_user_chose(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                              value: str) -> None:
+    monkeypatch.setenv(name, value)
+    env = _node_env()
+    assert env[ENV] == str(find_data_file("config", PROFILE.name))  # the profile still comes with the node
+    assert env[name] == value
+    assert env.get(PUBLICATION_MODE_ENV) == (value if name == PUBLICATION_MODE_ENV else None)
 
 
 @pytest.mark.parametrize("name", USER_ENVS)
@@ -232,16 +244,24 @@ def test_launch_sets_the_profile_before_starting_nodes_unless_the_argument_is_em
     entities = _launch_description(monkeypatch)
     assert Path(_dds_profile_default(entities)) == PROFILE  # source tree layout == installed share layout
     names = [type(e).__name__ for e in entities]
-    (setter,) = [e for e in entities if type(e).__name__ == "SetEnvironmentVariable"]
-    assert names.index("SetEnvironmentVariable") < names.index("OpaqueFunction")  # builds the nodes
-    name, value = setter.args
-    assert name == ENV
+    setters = {e.args[0]: e for e in entities if type(e).__name__ == "SetEnvironmentVariable"}
+    assert set(setters) == {ENV, PUBLICATION_MODE_ENV}
+    assert max(i for i, n in enumerate(names) if n == "SetEnvironmentVariable") < names.index("OpaqueFunction")
+    value = setters[ENV].args[1]
     assert type(value).__name__ == "LaunchConfiguration" and value.args == ("dds_profile",)
-    condition = setter.kwargs["condition"]
-    assert type(condition).__name__ == "IfCondition"
-    (predicate,) = condition.args
-    assert type(predicate).__name__ == "NotEqualsSubstitution"
-    assert predicate.args[0].args == ("dds_profile",) and predicate.args[1] == ""
+    assert setters[PUBLICATION_MODE_ENV].args[1] == "ASYNCHRONOUS"
+    for setter in setters.values():  # both only with a profile
+        condition = setter.kwargs["condition"]
+        assert type(condition).__name__ == "IfCondition"
+        (predicate,) = condition.args
+        assert type(predicate).__name__ == "NotEqualsSubstitution"
+        assert predicate.args[0].args == ("dds_profile",) and predicate.args[1] == ""
+
+
+def test_launch_keeps_a_publication_mode_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PUBLICATION_MODE_ENV, "SYNCHRONOUS")
+    entities = _launch_description(monkeypatch)
+    assert [e.args[0] for e in entities if type(e).__name__ == "SetEnvironmentVariable"] == [ENV]
 
 
 @pytest.mark.parametrize("name", USER_ENVS)

@@ -268,10 +268,14 @@ def test_profile_environment_names_the_file_of_the_installed_schema_in_its_varia
         monkeypatch: pytest.MonkeyPatch, major: int | None, variable: str, name: str) -> None:
     monkeypatch.setattr(distro, "fast_dds_major", lambda environ=None, library_dirs=None: major)
     env = distro.dds_profile_environment({})
-    assert list(env) == [variable]  # one variable: Kilted's rmw also loads a file named by the old one
+    # one profile variable (Kilted's rmw also loads a file named by the old one), and asynchronous publication
+    assert list(env) == [variable, "RMW_FASTRTPS_PUBLICATION_MODE"]
     assert Path(env[variable]).name == name and Path(env[variable]).is_file()
+    assert env["RMW_FASTRTPS_PUBLICATION_MODE"] == "ASYNCHRONOUS"
     for user in distro.USER_DDS_PROFILE_ENVS:
         assert distro.dds_profile_environment({user: "/etc/mine.xml"}) == {}
+    for user in ("RMW_FASTRTPS_PUBLICATION_MODE", "RMW_FASTRTPS_USE_QOS_FROM_XML"):  # the user chose the mode
+        assert list(distro.dds_profile_environment({user: "SYNCHRONOUS"})) == [variable]
 
 
 def test_the_two_profiles_differ_only_in_the_schema_element_names() -> None:

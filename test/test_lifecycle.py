@@ -116,7 +116,7 @@ def served(client: DepthClient, stamp: int, timeout: float = TIMEOUT) -> bool:
 
 
 def dropped(node: DepthLifecycleNode) -> dict[str, int]:
-    return {name: node.worker.dropped_of(name) for name in CAMERAS}
+    return {name: node.dropped_of(name) for name in CAMERAS}
 
 
 def test_unconfigured_declares_the_parameters_and_loads_and_publishes_nothing(managed: dict[str, Any]) -> None:
@@ -229,7 +229,8 @@ def test_cleanup_returns_cached_gpu_memory_after_a_failed_configure(monkeypatch:
     emptied = []
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
-    core = SimpleNamespace(active=False, worker=None, channels={}, odometry=None, _diagnostics_timer=None,
-                           _diagnostics_pub=None, estimator=None, _settings=None, _set_active=lambda active: None)
+    core = SimpleNamespace(active=False, worker=None, publisher=None, channels={}, odometry=None,
+                           _diagnostics_timer=None, _diagnostics_pub=None, estimator=None, _settings=None,
+                           _set_active=lambda active: None)
     DepthNodeCore.cleanup(core)
     assert emptied == [True]

@@ -21,9 +21,11 @@ from waiting import TIMEOUT, wait_until
 
 from semantic_depth_ros.geometry.intrinsics import Intrinsics
 from semantic_depth_ros.messages import camera_info_fields, cloud_array, image_array, image_fields
+from semantic_depth_ros.ros import camera_channel
 from semantic_depth_ros.ros.client import DepthClient
 from semantic_depth_ros.ros.messages import camera_info_msg, image_msg
 from semantic_depth_ros.ros.node import DepthNode
+from semantic_depth_ros.ros.serialized_publish import publish_serialized
 
 pytestmark = pytest.mark.ros  # a node over DDS
 
@@ -144,10 +146,10 @@ def test_outputs_are_lazy_per_camera(nodes: dict[str, Any], monkeypatch: pytest.
     multi = nodes["multi"]
     published: list[tuple[str, str]] = []
     requested: list[tuple[str, ...]] = []
-    for name, channel in multi.channels.items():
-        for key, publisher in channel.publishers.items():
-            monkeypatch.setattr(publisher, "publish", lambda msg, name=name, key=key, real=publisher.publish: (
-                published.append((name, key)), real(msg))[-1])
+    keys = {id(publisher): (name, key) for name, channel in multi.channels.items()
+            for key, publisher in channel.publishers.items()}
+    monkeypatch.setattr(camera_channel, "publish_serialized", lambda publisher, data, real=publish_serialized: (
+        published.append(keys[id(publisher)]), real(publisher, data))[-1])
     real = multi.estimator.estimate_batch
     monkeypatch.setattr(multi.estimator, "estimate_batch", lambda frames, **kw: (
         requested.append(tuple(kw["outputs"])), real(frames, **kw))[-1])
@@ -164,7 +166,7 @@ def test_outputs_are_lazy_per_camera(nodes: dict[str, Any], monkeypatch: pytest.
         wait_until(lambda: multi.channels["right"].stats.frames_received > received, "right's frame")
         send(front, "front", 300, 1, ("depth",))
         send(left, "left", 300, 2, ("semantic", "points"))
-        multi.worker.wait_idle(5.0)
+        multi.wait_idle(5.0)
     assert set(published) == {("front", "depth"), ("left", "semantic"), ("left", "points")}
     assert set(requested) <= {("depth",), ("depth", "semantic", "image"), ("semantic", "image")}
     assert any("semantic" in outputs for outputs in requested)
@@ -197,7 +199,9 @@ def test_a_silent_camera_does_not_block_the_others_and_diagnostics_report_each_c
         wait_node_sees(multi, tuple(CAMERAS), ("depth",))
         for stamp in (500, 501, 502):  # only front sends; left and right stay silent but subscribed
             send(client, "front", stamp, stamp, ("depth",))
-        assert multi.channels["front"].stats.frames_published == published["front"] + 3
+        # counted once the frame's publish returned (on the publisher thread), just after the client got it
+        wait_until(lambda: multi.channels["front"].stats.frames_published == published["front"] + 3,
+                   "front's frames counted as published")
         assert all(multi.channels[c].stats.frames_published == published[c] for c in ("left", "right"))
 
         def node_statuses() -> dict[str, dict[str, str]]:

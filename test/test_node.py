@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import struct
 import os
 import subprocess
 import sys
@@ -42,11 +43,13 @@ from semantic_depth_ros.geometry.pointcloud import unpack_rgb
 from semantic_depth_ros.labels import CITYSCAPES_PALETTE
 from semantic_depth_ros.inference.colorize import colorize_depth
 from semantic_depth_ros.inference.estimator import DepthEstimator
-from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES
 from semantic_depth_ros.pipeline.stages import FRAME_PATH_PARTS
+from semantic_depth_ros.ros import camera_channel
+from semantic_depth_ros.ros.camera_channel import OUTPUT_MESSAGES
 from semantic_depth_ros.ros.node import DepthNode
 from semantic_depth_ros.ros.node_process import NodeProcess
 from semantic_depth_ros.ros.params import DYNAMIC_PARAMETERS, PARAMETER_NAMES
+from semantic_depth_ros.ros.serialized_publish import publish_serialized
 
 pytestmark = pytest.mark.ros  # a node over DDS
 
@@ -401,9 +404,9 @@ def test_only_subscribed_outputs_are_computed_and_published(graph: dict[str, Any
     client, node = graph["client"], graph["node"]
     published: list[str] = []
     requested: list[tuple[str, ...]] = []
-    for key, publisher in node.channels[""].publishers.items():
-        monkeypatch.setattr(publisher, "publish", lambda msg, key=key, real=publisher.publish: (
-            published.append(key), real(msg))[-1])
+    keys = {id(publisher): key for key, publisher in node.channels[""].publishers.items()}
+    monkeypatch.setattr(camera_channel, "publish_serialized", lambda publisher, data, real=publish_serialized: (
+        published.append(keys[id(publisher)]), real(publisher, data))[-1])
     real_estimate = node.estimator.estimate_batch
 
     def spy(*args: Any, **kwargs: Any) -> Any:
@@ -414,7 +417,7 @@ def test_only_subscribed_outputs_are_computed_and_published(graph: dict[str, Any
     client.subscribe("depth")
     s = stamp(graph)
     client.send(image_msg(make_image(s), s), ("depth",), node)
-    node.worker.wait_idle(5.0)
+    node.wait_idle(5.0)
     assert set(published) == {"depth"} and set(requested) == {("depth",)}
     client.unsubscribe_all(node)
     published.clear()
@@ -422,7 +425,7 @@ def test_only_subscribed_outputs_are_computed_and_published(graph: dict[str, Any
     client.subscribe("semantic_color")
     s = stamp(graph)
     client.send(image_msg(make_image(s), s), ("semantic_color",), node)
-    node.worker.wait_idle(5.0)
+    node.wait_idle(5.0)
     assert set(published) == {"semantic_color"} and set(requested) == {("semantic",)}
     client.unsubscribe_all(node)
     published.clear()
@@ -431,7 +434,7 @@ def test_only_subscribed_outputs_are_computed_and_published(graph: dict[str, Any
     s = stamp(graph)
     client.image_pub.publish(image_msg(make_image(s), s))  # nobody listens: nothing is computed or published
     wait_until(lambda: node.stats.frames_received > received, what="the node to receive the frame")
-    node.worker.wait_idle(5.0)
+    node.wait_idle(5.0)
     assert published == [] and requested == []
 
 
@@ -586,7 +589,7 @@ def test_a_batch_in_flight_across_deactivate_and_activate_publishes_nothing(grap
     monkeypatch.setattr(node.estimator, "estimate_batch", held)
     resets: list[int] = []
     monkeypatch.setattr(node.channels[""].outputs, "reset", lambda: resets.append(len(resets)))
-    published, dropped = node.stats.frames_published, node.worker.dropped_of("")
+    published, dropped = node.stats.frames_published, node.dropped_of("")
     stale = stamp(graph)
     client.image_pub.publish(image_msg(make_image(stale), stale))
     assert started.wait(TIMEOUT), "the frame never reached the network"
@@ -594,13 +597,73 @@ def test_a_batch_in_flight_across_deactivate_and_activate_publishes_nothing(grap
     assert resets == []  # its stages may still run: they are reset by the worker, before its next batch
     node.core.activate()
     release.set()
-    assert node.worker.wait_idle(TIMEOUT)
+    assert node.wait_idle(TIMEOUT)
     assert node.stats.frames_published == published  # the frame received before deactivate was not published
-    assert node.worker.dropped_of("") == dropped + 1  # ... and counts as dropped for its camera
+    assert node.dropped_of("") == dropped + 1  # ... and counts as dropped for its camera
     s = stamp(graph)
     client.send(image_msg(make_image(s), s), ("depth",), node)  # the next frame is served
     assert client.get("depth", stale) is None
     assert resets == [0]  # once, before the frame after the deactivate
+
+
+def test_the_publisher_thread_keeps_the_newest_frame_and_a_deactivate_stops_what_was_handed_over(
+        graph: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames are published off the worker thread: while one is being published the next waits in a one-frame
+    slot (the newest wins, a replaced one counts as dropped). A deactivate drops the frame waiting there and stops
+    the one being published before its next message, even after a quick activate."""
+    client, node = graph["client"], graph["node"]
+    client.subscribe("depth", "depth_color")
+    wait_until(lambda: client.image_pub.get_subscription_count() > 0, what="the node's image subscription")
+    wait_until(lambda: set(node.subscribed_outputs()) == {"depth", "depth_color"}, what="the subscriptions")
+    keys = {id(publisher): key for key, publisher in node.channels[""].publishers.items()}
+    held: dict[int, threading.Event] = {}
+    entered, published = threading.Event(), []
+
+    def holding(publisher: Any, data: bytes) -> None:  # the first message of a held stamp waits for the test
+        sec, nanosec = struct.unpack_from("<iI", data, 4)  # the header stamp, after the encapsulation
+        stamp_s = sec if nanosec == 1000 + sec else -1
+        published.append((stamp_s, keys[id(publisher)]))
+        if stamp_s in held and not held[stamp_s].is_set():
+            entered.set()
+            held[stamp_s].wait(TIMEOUT)
+        publish_serialized(publisher, data)
+
+    monkeypatch.setattr(camera_channel, "publish_serialized", holding)
+    handed = node.core.publisher.worker.submitted_of
+
+    def send_and_hand_over(hold: bool) -> int:
+        count, s = handed(""), stamp(graph)
+        if hold:
+            held[s] = threading.Event()
+            entered.clear()
+        client.image_pub.publish(image_msg(make_image(s), s))
+        wait_until(lambda: handed("") > count, what=f"frame {s} to reach the publisher")
+        if hold:
+            assert entered.wait(TIMEOUT), "the publisher never took the frame"
+        return s
+
+    frames_published, dropped = node.stats.frames_published, node.dropped_of("")
+    first = send_and_hand_over(hold=True)  # being published, held at its first message
+    send_and_hand_over(hold=False)  # waits for the publisher ...
+    newest = send_and_hand_over(hold=False)  # ... and is replaced by the next
+    held[first].set()
+    assert node.wait_idle(TIMEOUT)
+    both = ["depth", "depth_color"]  # depth first
+    assert published == [(first, key) for key in both] + [(newest, key) for key in both]
+    assert node.dropped_of("") == dropped + 1
+    assert node.stats.frames_published == frames_published + 2
+    wait_until(lambda: client.get("depth_color", newest) is not None, what="the newest frame's outputs")
+
+    last = send_and_hand_over(hold=True)  # held at its depth message when the node is deactivated
+    stale = send_and_hand_over(hold=False)  # serialized and waiting
+    node.core.deactivate(timeout=0.05)
+    node.core.activate()
+    held[last].set()
+    assert node.wait_idle(TIMEOUT)
+    assert published[4:] == [(last, "depth")]  # its depth_color and the waiting frame never went out
+    assert node.dropped_of("") == dropped + 3  # both count as dropped, not as published
+    assert node.stats.frames_published == frames_published + 2
+    assert client.get("depth", stale) is None and client.get("depth_color", last) is None
 
 
 def test_stages_see_the_header_stamp_are_reset_on_deactivate_and_report_in_diagnostics(
@@ -660,7 +723,7 @@ def test_failing_frames_are_counted_and_make_diagnostics_an_error_until_the_netw
             assert time.monotonic() < deadline, "no frame failed"
             client.image_pub.publish(image_msg(make_image(s), s))
             time.sleep(0.1)
-        node.worker.wait_idle(TIMEOUT)
+        node.wait_idle(TIMEOUT)
         node.core.publish_diagnostics()
         wait_until(lambda: client.log_containing("frame failed: RuntimeError: CUDA error"), what="the error log")
     status = arrays[-1].status[0]
@@ -704,7 +767,7 @@ def test_a_publish_failure_is_counted_not_raised_and_the_other_outputs_are_publi
     channel.publishers["depth"] = _ClosedPublisher(closed)
     s = stamp(ros)
     client.send(image_msg(make_image(s), s), ("depth_color",), node)  # still served
-    node.worker.wait_idle(TIMEOUT)
+    node.wait_idle(TIMEOUT)
     assert channel.timings.publish_failures >= 1
     assert (node.worker.failed, node.stats.frames_failed) == (0, 0)  # nothing raised out of the worker
     values = channel.timings.values(time.monotonic())

@@ -4,9 +4,10 @@ A camera named ``front`` reads ``front/image`` (or ``front/image/compressed``) a
 publishes ``front/depth``, ``front/points``, ...; the unnamed camera (``name=""``, the single-camera node) uses
 ``image``, ``camera_info`` and ``depth``, ... in the node's namespace. Incoming images go to ``on_frame`` (the node
 core decides whether to hand them to the worker); the worker calls ``prepare`` (decode and validate: a bad message
-is rejected for this camera alone; the plan of the outputs subscribed now) and ``publish`` (the one per-frame
-publish path: the camera's ``pipeline.CameraOutputs``, the same path as ``infer-bag``, then each message's CDR
-bytes from the message core, published as they are: no rclpy message object is built for an output).
+is rejected for this camera alone; the plan of the outputs subscribed now) and ``serialize`` (the camera's
+``pipeline.CameraOutputs``, the same path as ``infer-bag``, then each message's CDR bytes from the message core: no
+rclpy message object is built for an output); the node's publisher thread then calls ``publish`` on those bytes
+(``serialized_publish``: through rcl, GIL released), while the worker runs the next frame.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..pipeline.plan import ESTIMATOR_NEEDS
 from ..temporal import CameraPoses
 from .diagnostics import LogThrottle, NodeStats, StageTimes
 from .params import NodeSettings
+from .serialized_publish import publish_serialized
 
 _MESSAGE_TYPES: dict[str, type] = {"depth_info": CameraInfo, "points": PointCloud2}
 # output key -> (topic relative to the camera's namespace, message type); topics from the message core
@@ -51,6 +53,17 @@ class ReceivedFrame:
         """The header stamp in nanoseconds."""
         stamp = self.msg.header.stamp
         return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+@dataclass(frozen=True)
+class SerializedFrame:
+    """One frame's outputs, ready to publish: ``messages`` (output key, CDR bytes) depth first; ``received`` the
+    input's arrival (``time.monotonic()`` seconds); ``seconds`` the frame path's parts timed so far (decode,
+    network, the stages, outputs)."""
+
+    received: float
+    messages: tuple[tuple[str, bytes], ...]
+    seconds: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -208,28 +221,41 @@ class CameraChannel:
         no pose (counted by ``poses``)."""
         return None if self.poses is None else self.poses.pose_at(stamp_ns)
 
-    def publish(self, prepared: PreparedFrame, outputs: EstimatorOutputs, *, depth_range: tuple[float, float],
-                pose: np.ndarray | None = None, seconds: dict[str, float] | None = None) -> None:
+    def serialize(self, prepared: PreparedFrame, outputs: EstimatorOutputs, *, depth_range: tuple[float, float],
+                  pose: np.ndarray | None = None, seconds: dict[str, float] | None = None) -> SerializedFrame:
         """Every planned output of one frame from ``outputs`` (``CameraOutputs.messages``: the stages, with the
         camera ``pose`` at the frame's stamp, one host copy each), depth first, under the input's header, as CDR
-        bytes; then the frame counts as served (unless no message could be published). ``seconds``: the parts
-        of the frame timed before (``decode``, ``network``), recorded with the stages, ``outputs`` and
-        ``publish`` in ``timings``."""
+        bytes. ``seconds``: the parts of the frame timed before (``decode``, ``network``); the stages and
+        ``outputs`` (which includes the CDR serialisation) are added."""
         frame = prepared.frame
         messages = self.outputs.messages(outputs, frame.stamp_ns, depth_range=depth_range, pose=pose)
         stamp = frame.msg.header.stamp
         header = MessageHeader(stamp.sec, stamp.nanosec, frame.msg.header.frame_id)
         start = time.perf_counter()
-        published = sum(self._publish(key, to_cdr(message_fields, header))
-                        for key, message_fields in messages.fields.items())
+        serialized = tuple((key, to_cdr(fields, header)) for key, fields in messages.fields.items())
+        parts = {**(seconds or {}), **messages.seconds}
+        parts["outputs"] = parts.get("outputs", 0.0) + time.perf_counter() - start
+        return SerializedFrame(frame.received, serialized, parts)
+
+    def publish(self, frame: SerializedFrame, serving: Callable[[], bool] = lambda: True) -> bool:
+        """Publish ``frame``'s messages in order, each only while ``serving()`` (checked before every message: a
+        deactivate stops a frame mid-way); record ``publish`` with the frame's other parts in ``timings``, and the
+        frame as served (latency to the end of its publish) unless no message could be published. False when
+        ``serving()`` stopped it (the caller counts the frame as dropped)."""
+        start = time.perf_counter()
+        published = 0
+        for key, data in frame.messages:
+            if not serving():
+                return False
+            published += self._publish(key, data)
         publish_s = time.perf_counter() - start
         now = time.monotonic()
-        self.timings.record({**(seconds or {}), **messages.seconds, "publish": publish_s}, now)
-        if not published:
-            return
-        self.timings.record_published(published, now)
-        for stats in self._all_stats:
-            stats.record_output(prepared.frame.received, now)
+        self.timings.record({**frame.seconds, "publish": publish_s}, now)
+        if published:
+            self.timings.record_published(published, now)
+            for stats in self._all_stats:
+                stats.record_output(frame.received, now)
+        return True
 
     def _publish(self, key: str, data: bytes) -> int:
         """Publish serialized ``data`` on output ``key``; the bytes published, or 0 when publishing failed (a
@@ -238,7 +264,7 @@ class CameraChannel:
         try:
             if publisher is None:
                 raise RuntimeError(f"the {key} publisher is gone")
-            publisher.publish(data)
+            publish_serialized(publisher, data)
         except Exception as exc:  # noqa: BLE001 - a closing node must not take the worker (or other outputs) down
             self.timings.record_publish_failure()
             if self._throttle.allow(f"publish:{self.name}:{key}", time.monotonic()):

@@ -26,6 +26,14 @@ class CoreAccess:
     def worker(self) -> BatchWorker[str, ChannelFrame] | None:
         return self.core.worker
 
+    def dropped_of(self, name: str) -> int:
+        """Frames of camera ``name`` dropped so far (before the network or before publishing)."""
+        return self.core.dropped_of(name)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no frame waits, runs or is being published; True if that happened within ``timeout`` s."""
+        return self.core.wait_idle(timeout)
+
     @property
     def stats(self) -> NodeStats:
         return self.core.stats

@@ -6,6 +6,9 @@ Everything here is chosen by feature detection, never by a distribution name:
   (``messages.to_cdr``). ``Publisher.publish`` takes ``bytes`` on every distribution we support: Humble's
   (ros2/rclpy, humble branch, ``rclpy/publisher.py``) already dispatches an ``isinstance(msg, bytes)`` argument
   to ``publish_raw`` (``rcl_publish_serialized_message`` on the bytes as they are), as Jazzy's and Kilted's do.
+  The node itself calls that rcl function through ``ctypes`` (``ros.serialized_publish``: no pybind11 copy of the
+  bytes, GIL released), reaching the rcl publisher through ``Publisher.handle.pointer``, which the humble, jazzy
+  and rolling branches all have, with the same ``rcl_serialized_message_t`` layout.
 - **Message construction** (the messages a client or test sends as input). Iron and later generate message classes with a ``check_fields`` argument; with field
   checks on, an ``array.array('B')`` assigned to a ``uint8[]`` field is kept as is, with them off the setter copies
   it once more. Humble's classes have no such argument (their ``__init__`` asserts that every keyword is a slot)
@@ -21,6 +24,13 @@ Everything here is chosen by feature detection, never by a distribution name:
   variable (with a deprecation warning), so the two cannot simply both be set. :func:`dds_profile_environment`
   finds the installed Fast DDS library and names the matching file (``config/fastdds.xml`` or
   ``config/fastdds3.xml``) in the matching variable.
+- **The publication mode.** rmw_fastrtps (every distribution) publishes synchronously unless
+  ``RMW_FASTRTPS_PUBLICATION_MODE`` says otherwise, and a profile's ``publishMode`` is ignored unless
+  ``RMW_FASTRTPS_USE_QOS_FROM_XML=1`` hands all writer QoS to the XML. Synchronous, the DDS write of a 14 MB frame
+  copies it into the writer's payload and again into the shared-memory segment inside ``publish``;
+  asynchronous, ``publish`` returns after the first copy and Fast DDS's sending thread does the rest.
+  :func:`dds_profile_environment` sets ``ASYNCHRONOUS`` with the package's profile unless the user chose a mode
+  (or XML QoS) themselves.
 
 This module imports no ROS package, so the launch file can use it before any node exists.
 """
@@ -43,6 +53,10 @@ DDS_PROFILES: dict[int, tuple[str, str]] = {
 }
 # a user who set either keeps their own configuration
 USER_DDS_PROFILE_ENVS = tuple(variable for variable, _ in DDS_PROFILES.values())
+PUBLICATION_MODE_ENV = "RMW_FASTRTPS_PUBLICATION_MODE"
+PUBLICATION_MODE = "ASYNCHRONOUS"  # publish returns once Fast DDS holds the frame (see the module docstring)
+# a user who set either chose the publication mode (XML QoS overrides the variable)
+USER_PUBLICATION_MODE_ENVS = (PUBLICATION_MODE_ENV, "RMW_FASTRTPS_USE_QOS_FROM_XML")
 DEFAULT_FAST_DDS_MAJOR = 2  # when no Fast DDS library is found (Humble and Jazzy, most vehicles today)
 # shared-library name prefix -> Fast DDS major version (Fast DDS 3 renamed libfastrtps to libfastdds)
 _LIBRARIES = (("libfastdds.so.3", 3), ("libfastrtps.so.2", 2))
@@ -121,8 +135,9 @@ def default_dds_profile(environ: Mapping[str, str] | None = None, share_dir: Pat
 
 
 def dds_profile_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """``{variable: profile}`` for a process that should get the package's profile, or {} when ``environ``
-    already names a profile (either variable) or the profile is not installed.
+    """``{variable: profile}`` for a process that should get the package's profile, plus
+    ``RMW_FASTRTPS_PUBLICATION_MODE=ASYNCHRONOUS`` unless ``environ`` chose a mode (:func:`publication_mode`);
+    {} when ``environ`` already names a profile (either variable) or the profile is not installed.
 
     The profile (a shared-memory segment that holds a whole frame of outputs, a 100 ms heartbeat) avoids the ~3 s
     per-frame stalls Fast DDS defaults give a subscriber to every multi-megabyte output.
@@ -130,4 +145,13 @@ def dds_profile_environment(environ: Mapping[str, str]) -> dict[str, str]:
     if any(name in environ for name in USER_DDS_PROFILE_ENVS):
         return {}
     profile = default_dds_profile(environ)
-    return {} if profile is None else {dds_profile_variable(environ): str(profile)}
+    if profile is None:
+        return {}
+    return {dds_profile_variable(environ): str(profile), **publication_mode(environ)}
+
+
+def publication_mode(environ: Mapping[str, str]) -> dict[str, str]:
+    """``{RMW_FASTRTPS_PUBLICATION_MODE: ASYNCHRONOUS}``, or {} when ``environ`` sets the mode or XML QoS."""
+    if any(name in environ for name in USER_PUBLICATION_MODE_ENVS):
+        return {}
+    return {PUBLICATION_MODE_ENV: PUBLICATION_MODE}

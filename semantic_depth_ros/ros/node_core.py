@@ -16,8 +16,10 @@ Stages follow ROS 2 managed-node semantics; the plain node runs them all in its 
 
 Several cameras share one network: each camera's newest frame waits in its own slot of one ``BatchWorker``; each
 time the worker is free it takes every waiting frame and runs them as ONE ``estimate_batch`` requesting the union
-of the outputs the cameras' subscribers want; each camera then publishes only its own wanted outputs (a frame's
-values do not depend on the other outputs computed alongside it). A bad message is rejected for its camera alone;
+of the outputs the cameras' subscribers want; each camera then serializes only its own wanted outputs (a frame's
+values do not depend on the other outputs computed alongside it) and hands them to the publisher thread
+(``ros.frame_publisher``: latest frame wins per camera, a frame publishes only while its generation is current),
+so the network of frame N+1 runs while frame N is being published. A bad message is rejected for its camera alone;
 a frame whose network run fails otherwise (e.g. a CUDA error) is counted as failed for its camera and logged.
 """
 
@@ -46,6 +48,7 @@ from .batch_worker import BatchWorker
 from .camera_channel import CameraChannel, PreparedFrame, ReceivedFrame, qos_profile
 from .distro import add_parameter_callbacks
 from .diagnostics import LogThrottle, NodeStats, diagnostic_array
+from .frame_publisher import FramePublisher
 from .odometry_input import OdometryInput
 from .params import (
     PARAMETER_NAMES,
@@ -78,6 +81,7 @@ class DepthNodeCore:
         self.estimator: DepthEstimator | None = None
         self.channels: dict[str, CameraChannel] = {}
         self.worker: BatchWorker[str, ChannelFrame] | None = None
+        self.publisher: FramePublisher | None = None  # serialized frames -> DDS, off the worker thread
         self.stats = NodeStats()  # every camera together
         self.active = False
         self._generation = 0  # activation generation: bumped by activate/deactivate/cleanup
@@ -191,6 +195,7 @@ class DepthNodeCore:
         with self._update_lock:
             self._estimator_update, self._temporal_update, self._stages_stale = None, None, False
         self.worker = BatchWorker(self._process_batch, name="depth_worker", on_error=self._on_worker_error)
+        self.publisher = FramePublisher(self._still_serving, self._on_worker_error)
         mountings = settings.mountings
         if settings.odom_topic:
             self.odometry = OdometryInput(self.node, settings.odom_topic,
@@ -203,6 +208,7 @@ class DepthNodeCore:
                                 poses=self.odometry.poses(mountings[name]) if self.odometry is not None else None)
             for name in (settings.cameras or ("",))}
         self.worker.start()
+        self.publisher.worker.start()
         self._diagnostics_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
         if not estimator.trained:
@@ -239,12 +245,16 @@ class DepthNodeCore:
         self._set_active(True)
 
     def deactivate(self, timeout: float = 5.0) -> None:
-        """Stop serving: waiting frames are dropped (counted), the batch in flight publishes nothing more (even if
-        it outlives the ``timeout`` seconds waited for it and the node is activated again meanwhile)."""
+        """Stop serving: waiting frames are dropped (counted), those in flight (in the network, or serialized and
+        handed to the publisher) publish nothing more, even if they outlive the ``timeout`` seconds waited for
+        them and the node is activated again meanwhile."""
         self._set_active(False)
-        if self.worker is not None:
+        if self.worker is not None and self.publisher is not None:
             self.worker.discard_pending()
-            if self.worker.wait_idle(timeout):
+            self.publisher.worker.discard_pending()
+            worker_idle = self.worker.wait_idle(timeout)
+            self.publisher.worker.wait_idle(timeout)  # a frame the worker hands over now is dropped by generation
+            if worker_idle:
                 self._reset_stages()
             else:  # the batch in flight may still run a stage: the worker resets them before its next batch
                 with self._update_lock:
@@ -253,9 +263,10 @@ class DepthNodeCore:
     def cleanup(self) -> None:
         """Destroy what ``configure`` created and release the model and its GPU memory."""
         self._set_active(False)
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
+        for worker in (self.worker, self.publisher and self.publisher.worker):  # joined before the publishers go
+            if worker is not None:
+                worker.stop()
+        self.worker = self.publisher = None
         for channel in self.channels.values():
             channel.outputs.reset()  # the worker has stopped: nothing runs a stage now
             channel.destroy()
@@ -293,9 +304,9 @@ class DepthNodeCore:
 
     def _process_batch(self, batch: list[tuple[str, ChannelFrame]]) -> None:
         """Worker thread: every camera's newest frame -> ONE estimate_batch -> each camera's wanted outputs."""
-        estimator, settings, worker = self.estimator, self._settings, self.worker
+        estimator, settings, worker, publisher = self.estimator, self._settings, self.worker, self.publisher
         generation = self._serving_generation()
-        if estimator is None or settings is None or worker is None or generation is None:
+        if estimator is None or settings is None or worker is None or publisher is None or generation is None:
             for name, _ in batch:
                 if worker is not None:
                     worker.count_dropped(name)
@@ -334,11 +345,27 @@ class DepthNodeCore:
                 continue
             try:
                 pose = channel.pose_at(ready.frame.stamp_ns) if posed else None
-                channel.publish(ready, outputs, depth_range=depth_range, pose=pose,
-                                seconds={"decode": decoded_s, "network": network_s})
+                serialized = channel.serialize(ready, outputs, depth_range=depth_range, pose=pose,
+                                               seconds={"decode": decoded_s, "network": network_s})
             except Exception as exc:  # noqa: BLE001 - one camera's failure must not cost the others their frame
                 channel.record_failure(exc)
                 self._on_worker_error(exc)
+                continue
+            publisher.submit(channel, serialized, generation)
+
+    def _workers(self) -> list[BatchWorker[str, Any]]:
+        """The worker and the publisher thread's worker, those that exist."""
+        return [worker for worker in (self.worker, self.publisher and self.publisher.worker) if worker is not None]
+
+    def dropped_of(self, name: str) -> int:
+        """Frames of camera ``name`` dropped so far: replaced or discarded before the network or before
+        publishing, or received or published while inactive."""
+        return sum(worker.dropped_of(name) for worker in self._workers())
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no frame waits or is in the network or being published; True if within ``timeout`` s
+        (each)."""
+        return all(worker.wait_idle(timeout) for worker in self._workers())
 
     def _estimate(self, estimator: DepthEstimator, settings: NodeSettings,
                   prepared: list[tuple[CameraChannel, PreparedFrame]]) -> list[EstimatorOutputs | None]:
@@ -386,8 +413,8 @@ class DepthNodeCore:
             return
         now = time.monotonic()
         for name, channel in self.channels.items():
-            channel.stats.set_dropped(worker.dropped_of(name))
-        self.stats.set_dropped(sum(worker.dropped_of(name) for name in self.channels))
+            channel.stats.set_dropped(self.dropped_of(name))
+        self.stats.set_dropped(sum(self.dropped_of(name) for name in self.channels))
         cameras = [(name, channel.stats.snapshot(now)) for name, channel in self.channels.items() if name]
         stages = {name: {**channel.input_diagnostics(), **channel.outputs.diagnostics(),
                          **channel.timings.values(now)}
