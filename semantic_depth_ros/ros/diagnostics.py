@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -272,3 +272,15 @@ def diagnostic_array(snapshot: StatsSnapshot, *, stamp: Time, name: str, hardwar
     array = DiagnosticArray(status=statuses)
     array.header.stamp = stamp
     return array
+
+
+def batch_figures(batches: Iterable[tuple[int, float]]) -> dict[str, str]:
+    """Batch size (last, mean) and estimate_batch time (p50/p95 ms) of (frames, seconds) samples, as diagnostic
+    values (``list`` takes one C-level copy: the worker thread appends while the executor reads)."""
+    samples = list(batches)
+    if not samples:
+        return {"batch_size": "0", "batch_size_mean": "nan", "batch_ms_p50": "nan", "batch_ms_p95": "nan"}
+    sizes = np.array([size for size, _ in samples], dtype=np.float64)
+    p50, p95 = np.percentile(np.array([s for _, s in samples]), [50.0, 95.0]) * 1e3
+    return {"batch_size": str(int(sizes[-1])), "batch_size_mean": f"{sizes.mean():.2f}",
+            "batch_ms_p50": f"{p50:.2f}", "batch_ms_p95": f"{p95:.2f}"}

@@ -31,7 +31,6 @@ import time
 from collections import deque
 from typing import Any
 
-import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -39,15 +38,16 @@ from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from ..errors import ConfigError, InvalidInputError
+from ..errors import ConfigError
 from ..inference.benchmark import process_peak_rss_mb
-from ..inference.estimator import DepthEstimator, EstimatorOutputs
+from ..inference.estimator import DepthEstimator
 from ..pipeline.chain import frame_stages
 from ..temporal import TemporalSettings, TemporalStage
+from .batch_estimate import estimate_prepared
 from .batch_worker import BatchWorker
 from .camera_channel import CameraChannel, PreparedFrame, ReceivedFrame, qos_profile
 from .distro import add_parameter_callbacks
-from .diagnostics import LogThrottle, NodeStats, diagnostic_array
+from .diagnostics import LogThrottle, NodeStats, batch_figures, diagnostic_array
 from .frame_publisher import FramePublisher
 from .odometry_input import OdometryInput
 from .params import (
@@ -324,7 +324,7 @@ class DepthNodeCore:
             return
         start = time.perf_counter()
         try:
-            results = self._estimate(estimator, settings, prepared)
+            results = estimate_prepared(estimator, settings, prepared, self._on_worker_error)
             if estimator.device.type == "cuda":
                 torch.cuda.synchronize(estimator.device)  # so that the time below is the work's, not its launch
         except Exception as exc:
@@ -367,44 +367,10 @@ class DepthNodeCore:
         (each)."""
         return all(worker.wait_idle(timeout) for worker in self._workers())
 
-    def _estimate(self, estimator: DepthEstimator, settings: NodeSettings,
-                  prepared: list[tuple[CameraChannel, PreparedFrame]]) -> list[EstimatorOutputs | None]:
-        """One batch for all frames (the union of their outputs). If the estimator refuses the batch, each frame
-        runs alone, so that a frame it refuses is rejected for its own camera only and a frame it fails on (any
-        other exception) is counted as failed for its own camera only (None in their place)."""
-        wanted = {name for _, ready in prepared for name in ready.estimator_outputs}
-        frames = [(ready.rgb, ready.camera) for _, ready in prepared]
-        defer = [channel.outputs.defers_upsampling for channel, _ in prepared]  # stages at the network's size
-        if len(frames) > 1:
-            try:
-                return list(estimator.estimate_batch(frames, output_resolution=settings.output_resolution,
-                                                     outputs=wanted, defer=defer))
-            except InvalidInputError:
-                pass
-        results: list[EstimatorOutputs | None] = []
-        for (channel, ready), frame, later in zip(prepared, frames, defer):
-            try:
-                results.append(estimator.estimate_batch([frame], output_resolution=settings.output_resolution,
-                                                        outputs=ready.estimator_outputs, defer=later)[0])
-            except InvalidInputError as exc:
-                channel.reject(channel.image_topic, exc)
-                results.append(None)
-            except Exception as exc:  # noqa: BLE001 - e.g. a CUDA error: counted, logged, the next frame is tried
-                channel.record_failure(exc)
-                self._on_worker_error(exc)
-                results.append(None)
-        return results
-
     # -------------------------------------------------------------------------------------------- diagnostics
     def batch_figures(self) -> dict[str, str]:
-        """Batch size (last, mean) and estimate_batch time (p50/p95 ms) over recent batches, as diagnostic values."""
-        batches = list(self._batches)  # one C-level copy: the worker thread appends while the executor reads
-        if not batches:
-            return {"batch_size": "0", "batch_size_mean": "nan", "batch_ms_p50": "nan", "batch_ms_p95": "nan"}
-        sizes = np.array([size for size, _ in batches], dtype=np.float64)
-        p50, p95 = np.percentile(np.array([s for _, s in batches]), [50.0, 95.0]) * 1e3
-        return {"batch_size": str(int(sizes[-1])), "batch_size_mean": f"{sizes.mean():.2f}",
-                "batch_ms_p50": f"{p50:.2f}", "batch_ms_p95": f"{p95:.2f}"}
+        """Batch size and estimate_batch time over recent batches (``diagnostics.batch_figures``)."""
+        return batch_figures(self._batches)
 
     def publish_diagnostics(self) -> None:
         """One status for the node (all cameras, model, memory, batches) and, with named cameras, one per camera."""
