@@ -234,3 +234,43 @@ def test_cleanup_returns_cached_gpu_memory_after_a_failed_configure(monkeypatch:
                            _set_active=lambda active: None)
     DepthNodeCore.cleanup(core)
     assert emptied == [True]
+
+
+class _ShutDownMidSpin:
+    """A stand-in executor whose spin ends as rclpy's does when SIGTERM shuts the context down while it builds
+    its wait set: the context is shut down, then RCLError (a RuntimeError) is raised."""
+
+    def __init__(self, error: str, shut_down: bool) -> None:
+        self.error, self.shut_down = error, shut_down
+
+    def add_node(self, node: object) -> None:
+        pass
+
+    def spin(self) -> None:
+        if self.shut_down:
+            rclpy.shutdown()
+        raise RuntimeError(self.error)
+
+
+class _ClosableNode:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("shut_down", [True, False])
+def test_spin_node_takes_a_shutdown_during_the_wait_set_for_a_shutdown(monkeypatch: pytest.MonkeyPatch,
+                                                                       shut_down: bool) -> None:
+    from semantic_depth_ros.ros import node as node_module
+
+    error = "failed to initialize wait set: the given context is not valid"
+    monkeypatch.setattr(node_module, "SingleThreadedExecutor", lambda: _ShutDownMidSpin(error, shut_down))
+    made = _ClosableNode()
+    if shut_down:  # a signal's shutdown: exit 0, the node closed, no traceback
+        assert node_module.spin_node(["spin_node_test"], lambda: made) == 0
+    else:  # the context is still valid: a real failure propagates
+        with pytest.raises(RuntimeError, match="wait set"):
+            node_module.spin_node(["spin_node_test"], lambda: made)
+    assert made.closed
+    assert not rclpy.ok()

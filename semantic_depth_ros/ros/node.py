@@ -68,6 +68,11 @@ def spin_node(argv: Sequence[str], make_node: Callable[[], Node]) -> int:
     except SemanticDepthError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except RuntimeError:
+        # SIGTERM/SIGINT shut the context down while the executor was building its wait set: rclpy raises its
+        # RCLError ("the given context is not valid") there instead of ExternalShutdownException. A shutdown.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.close()
