@@ -10,8 +10,10 @@ import torch.nn.functional as F
 
 from semantic_depth_ros.errors import ConfigError, DatasetError
 from semantic_depth_ros.model.bins import DepthBins
-from semantic_depth_ros.training.config import AugmentationConfig, LossConfig, ScheduleConfig
-from semantic_depth_ros.training.datasets import CenterScaleCrop, TaskSamples, train_transform
+from semantic_depth_ros.training.config import AugmentationConfig, LossConfig, ScheduleConfig, config_from_dict
+from semantic_depth_ros.training.datasets import (CenterScaleCrop, TaskSamples, build_train_streams,
+                                                  build_validation_sets, train_transform)
+from semantic_depth_ros.training.model_setup import resolve_model_config
 from semantic_depth_ros.training.flow import FlowSchedule, StreamBatchSampler
 from semantic_depth_ros.training.losses import (depth_classification_loss, depth_gradient_loss, depth_l1_loss,
                                                 depth_losses, semantic_loss)
@@ -160,6 +162,19 @@ def test_semantic_ce_ignores_255_and_empty_batches_give_zero() -> None:
     assert empty.item() == 0.0 and torch.all(logits.grad == 0)
 
 
+def test_semantic_balance_weighs_each_class_by_its_share_to_the_power_minus_p() -> None:
+    logits = torch.randn(1, 3, 1, 5)
+    labels = torch.tensor([[[0, 0, 0, 1, 255]]])
+    per_pixel = F.cross_entropy(logits, labels, ignore_index=255, reduction="none")[0, 0]
+    assert semantic_loss(logits, labels, 0.0).item() == pytest.approx(per_pixel[:4].mean().item(), rel=1e-6)
+    # shares 3/4 and 1/4: weights (3/4)^-1 = 4/3 and (1/4)^-1 = 4, normalised by their sum over the pixels
+    expected = (4 / 3 * per_pixel[:3].sum() + 4 * per_pixel[3]) / (3 * 4 / 3 + 4)
+    assert semantic_loss(logits, labels, 1.0).item() == pytest.approx(expected.item(), rel=1e-6)
+    half = (0.75 ** -0.5 * per_pixel[:3].sum() + 0.25 ** -0.5 * per_pixel[3]) / (3 * 0.75 ** -0.5 + 0.25 ** -0.5)
+    assert semantic_loss(logits, labels, 0.5).item() == pytest.approx(half.item(), rel=1e-6)
+    assert semantic_loss(logits, torch.full((1, 1, 5), 255), 0.5).item() == 0.0
+
+
 def test_depth_l1_masks_invalid_and_clamps_targets() -> None:
     pred = torch.tensor([[[[3.0, 7.0, 90.0, 1.0]]]])
     depth = torch.tensor([[[[2.0, 0.0, 120.0, float("nan")]]]])
@@ -248,3 +263,47 @@ def test_validation_crop_keeps_metric_depth_and_centre() -> None:
     out = CenterScaleCrop(32, 48)(sample)
     assert out["image"].shape == (3, 32, 48) and out["fx"] == pytest.approx(80.0)
     assert set(out["depth"].unique().tolist()) == {0.0, 10.0}
+
+
+def test_a_dataset_crop_sets_its_samples_training_and_validation_size() -> None:
+    """A semantic dataset with ``crop`` trains (and validates) at that size while the depth stream keeps the
+    network input: a longer-focal domain scaled to the vehicle camera's object size."""
+    kitti = {"type": "synthetic", "task": "depth",
+             "options": {"domain": "kitti_like", "length": 2, "seed": 0, "height": 40, "width": 132}}
+    city = {"type": "synthetic", "task": "semantic", "crop": [32, 64],
+            "options": {"domain": "cityscapes_like", "length": 2, "seed": 0, "height": 36, "width": 72}}
+    config = config_from_dict({"datasets": [kitti, city], "flow": {"depth": 1, "semantic": 1},
+                               "augmentation": {"scale_min": 1.0, "scale_max": 1.0, "hflip": 0.0},
+                               "model": {"preset": "resnet18_fast", "overrides": {
+                                   "input_height": 32, "input_width": 96, "focal_px": 55.8}},
+                               "validation": {"datasets": [kitti, city]}})
+    model_config, _ = resolve_model_config(config)
+    streams = build_train_streams(config, model_config)
+    assert streams["depth"][(0, 1)]["image"].shape == (3, 32, 96)
+    semantic = streams["semantic"][(0, 1)]
+    assert semantic["image"].shape == (3, 32, 64) and semantic["semantic"].shape == (32, 64)
+    # covering scale max(32/36, 64/72) = 0.889: fx follows the 64 px width
+    assert semantic["fx"] == pytest.approx(1131.3 * 72 / 1024 * 64 / 72, rel=1e-3)
+    shapes = {s.task: tuple(s.dataset[0]["image"].shape) for s in build_validation_sets(config, model_config)}
+    assert shapes == {"depth": (3, 32, 96), "semantic": (3, 32, 64)}
+
+
+def test_a_dataset_augmentation_overrides_the_runs_for_its_samples_only() -> None:
+    options = {"length": 1, "seed": 0, "height": 32, "width": 96}
+    kitti = {"type": "synthetic", "task": "depth", "options": {"domain": "kitti_like", **options}}
+    city = {"type": "synthetic", "task": "semantic", "augmentation": {"brightness": 0.9, "hue": 0.2},
+            "options": {"domain": "cityscapes_like", **options}}
+    config = config_from_dict({"datasets": [kitti, city], "flow": {"depth": 1, "semantic": 1},
+                               "augmentation": {"scale_min": 1.0, "scale_max": 1.0, "hflip": 0.0, "brightness": 0.0,
+                                                "contrast": 0.0, "saturation": 0.0},
+                               "model": {"preset": "resnet18_fast", "overrides": {
+                                   "input_height": 32, "input_width": 96, "focal_px": 55.8}}})
+    semantic_aug = config.datasets[1].augmentation_of(config.augmentation)
+    assert (semantic_aug.brightness, semantic_aug.hue, semantic_aug.contrast) == (0.9, 0.2, 0.0)
+    model_config, _ = resolve_model_config(config)
+    streams = build_train_streams(config, model_config)
+    depth_stream, semantic_stream = streams["depth"], streams["semantic"]
+    assert torch.allclose(depth_stream[(0, 1)]["image"], depth_stream.reader[0]["image"], atol=1e-6)  # run's: none
+    changes = [(semantic_stream[(0, key)]["image"] - semantic_stream.reader[0]["image"]).abs().max()
+               for key in range(4)]
+    assert min(changes) > 0.01  # the dataset's own jitter

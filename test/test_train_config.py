@@ -82,6 +82,16 @@ def test_defaults() -> None:
     (minimal(validation={"crop": "kitti"}), "validation.crop = 'kitti' must be one of garg, eigen, none"),
     (minimal(checkpoint={"best_metric": "psnr"}), "checkpoint.best_metric = 'psnr' must be one of"),
     (minimal(phase=2, loss={"depth_l1": 0.0}), "phase 2 needs loss.depth_l1 or loss.phase2_depth_ce above 0"),
+    (minimal(augmentation={"hue": 0.7}), "augmentation.hue = 0.7 must be in [0, 0.5]"),
+    (minimal(datasets=[{**SYNTHETIC, "augmentation": {"hue": -0.1}}]), "datasets[0].augmentation.hue = -0.1"),
+    (minimal(datasets=[{**SYNTHETIC, "augmentation": {"scale_max": 0.9}}]),
+     "datasets[0].augmentation.scale_min/scale_max = 1.0/0.9"),
+    (minimal(datasets=[{**SYNTHETIC, "augmentation": {"hues": 0.1}}]), "unknown key 'datasets[0].augmentation.hues'"),
+    (minimal(datasets=[{**SYNTHETIC, "crop": [64]}]), "datasets[0].crop must be a list of 2 values"),
+    (minimal(datasets=[{**SYNTHETIC, "crop": [4, 160]}]), "datasets[0].crop = [4, 160] must be two sizes of at least"),
+    (minimal(validation={"datasets": [{**SYNTHETIC, "crop": [64, 0]}]}), "validation.datasets[0].crop = [64, 0]"),
+    (minimal(datasets=[dict(SYNTHETIC), {**SYNTHETIC, "crop": [16, 32]}]),
+     "the depth datasets have crops ['(16, 32)', 'None']: every training dataset of one task shares one crop"),
     ([1, 2], "top level must be a mapping"),
 ])
 def test_invalid_configs_name_the_offending_key(data: Any, message: str) -> None:

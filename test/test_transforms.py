@@ -11,6 +11,7 @@ from semantic_depth_ros.data.transforms import (
     RandomScaleCrop,
     Resize,
     canonical_depth,
+    hue_rotation,
     make_generator,
     resize_sample,
 )
@@ -129,6 +130,38 @@ def test_color_jitter_touches_only_the_image_and_clamps() -> None:
     for seed in range(10):
         image = strong(sample, seed)["image"]
         assert 0.0 <= image.min() and image.max() <= 1.0
+
+
+def test_hue_rotation_keeps_greys_and_turns_red_to_green_to_blue() -> None:
+    third = hue_rotation(1.0 / 3.0)
+    assert torch.allclose(third @ torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64),
+                          torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(third @ torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64),
+                          torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), atol=1e-12)
+    grey = torch.tensor([0.4, 0.4, 0.4], dtype=torch.float64)
+    assert torch.allclose(hue_rotation(0.17) @ grey, grey, atol=1e-12)
+    assert torch.allclose(hue_rotation(0.1) @ hue_rotation(-0.1), torch.eye(3, dtype=torch.float64), atol=1e-12)
+
+
+def test_color_jitter_hue_rotates_colours_within_its_range_and_draws_nothing_at_zero() -> None:
+    sample = _sample()
+    plain = dict(brightness=0.0, contrast=0.0, saturation=0.0)
+    for seed in range(8):
+        image = ColorJitter(**plain, hue=0.05)(sample, seed)["image"]
+        # a rotation of at most 0.05 turn moves a colour by at most 2 sin(pi * 0.05) of its distance to grey
+        grey = sample["image"].mean(dim=0, keepdim=True)
+        bound = 2 * torch.sin(torch.tensor(torch.pi * 0.05)) * (sample["image"] - grey).norm(dim=0) + 1e-6
+        assert ((image - sample["image"]).norm(dim=0) <= bound).all()
+    assert not torch.equal(ColorJitter(**plain, hue=0.05)(sample, 3)["image"], sample["image"])
+    assert torch.equal(ColorJitter(**plain, hue=0.0)(sample, 3)["image"], sample["image"])
+    generator = make_generator(5)
+    ColorJitter()(sample, generator)
+    after_default = float(torch.rand((), generator=generator))
+    generator = make_generator(5)
+    ColorJitter(hue=0.0)(sample, generator)
+    assert float(torch.rand((), generator=generator)) == after_default  # hue 0: the same draws as before
+    with pytest.raises(ConfigError, match="hue must be in"):
+        ColorJitter(hue=0.6)
 
 
 def test_canonical_depth_numbers() -> None:

@@ -255,12 +255,24 @@ def _gray(image: torch.Tensor) -> torch.Tensor:
     return (image * weights[:, None, None]).sum(dim=0, keepdim=True)
 
 
+def hue_rotation(turns: float) -> torch.Tensor:
+    """3x3 matrix rotating RGB colours by ``turns`` of a full turn about the grey axis (1, 1, 1): greys stay,
+    red goes towards green at 1/3 turn (Rodrigues' formula)."""
+    angle = 2.0 * math.pi * turns
+    cos, sin = math.cos(angle), math.sin(angle)
+    third, root = (1.0 - cos) / 3.0, sin / math.sqrt(3.0)
+    return torch.tensor([[cos + third, third - root, third + root],
+                         [third + root, cos + third, third - root],
+                         [third - root, third + root, cos + third]], dtype=torch.float64)
+
+
 class ColorJitter:
-    """Random brightness, contrast and saturation (in that order) of the image only, clamped to [0, 1].
+    """Random brightness, contrast, saturation and hue (in that order) of the image only, clamped to [0, 1].
 
     Each strength ``s`` draws a factor from ``[max(0, 1 - s), 1 + s]`` (or give an explicit ``(low, high)``):
     brightness ``x * f``; contrast ``f * x + (1 - f) * mean(luma)``; saturation ``f * x + (1 - f) * luma``.
-    Hue is not changed. Three factors are drawn on every call.
+    ``hue`` (turns, 0 to 0.5) rotates the colours about the grey axis by an angle from ``[-hue, hue]``; at 0
+    (the default) no fourth number is drawn, so existing augmentation streams are unchanged.
     """
 
     def __init__(
@@ -268,10 +280,14 @@ class ColorJitter:
         brightness: float | tuple[float, float] = 0.2,
         contrast: float | tuple[float, float] = 0.2,
         saturation: float | tuple[float, float] = 0.2,
+        hue: float = 0.0,
     ) -> None:
         self.brightness = _factor_range("brightness", brightness)
         self.contrast = _factor_range("contrast", contrast)
         self.saturation = _factor_range("saturation", saturation)
+        if not 0.0 <= float(hue) <= 0.5:
+            raise ConfigError(f"colour jitter hue must be in [0, 0.5] turns, got {hue}")
+        self.hue = float(hue)
 
     def __call__(self, sample: Sample, generator: GeneratorLike = None) -> Sample:
         _check_sample(sample)
@@ -280,6 +296,9 @@ class ColorJitter:
         image = (sample["image"] * bright).clamp(0.0, 1.0)
         image = (contrast * image + (1.0 - contrast) * _gray(image).mean()).clamp(0.0, 1.0)
         image = (saturation * image + (1.0 - saturation) * _gray(image)).clamp(0.0, 1.0)
+        if self.hue > 0.0:
+            rotation = hue_rotation(_uniform(-self.hue, self.hue, g)).to(image.dtype)
+            image = torch.einsum("ij,jhw->ihw", rotation, image).clamp(0.0, 1.0)
         out = dict(sample)
         out["image"] = image
         return out

@@ -40,7 +40,13 @@ class DatasetConfig:
 
     ``path``: dataset root folder (kitti, cityscapes, extracted). ``split``: KITTI split file (Eigen list) or
     Cityscapes split name (train, val). ``options``: further keyword arguments of the reader (e.g. kitti
-    ``gt``/``densify``; synthetic ``domain``/``length``/``seed``/``height``/``width``).
+    ``gt``/``densify``; synthetic ``domain``/``length``/``seed``/``height``/``width``). ``crop``: the training
+    size (height, width px) of this dataset's samples, default the network input: a camera with a longer focal
+    length than the vehicle's (Cityscapes' fx 2262 px at 2048 wide against KITTI's 721 at 1242) shows objects at
+    the vehicle's size when its frames are scaled down and cropped smaller (the network is convolutional).
+    Every training dataset of one task shares one crop (they share batches). ``augmentation``: fields of the
+    run's ``augmentation`` that differ for this dataset (e.g. a stronger colour jitter and hue for a semantic-only
+    domain whose palette and light are not the vehicle's).
     """
 
     type: str = "synthetic"
@@ -49,6 +55,12 @@ class DatasetConfig:
     split: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
+    crop: tuple[int, int] | None = None
+    augmentation: dict[str, Any] = field(default_factory=dict)
+
+    def augmentation_of(self, run: "AugmentationConfig") -> "AugmentationConfig":
+        """The run's augmentation with this dataset's fields applied."""
+        return dataclasses.replace(run, **self.augmentation)
 
     def label(self, index: int) -> str:
         """A short name for logs: ``name`` or ``<type>_<task>_<index>``."""
@@ -77,7 +89,8 @@ class FlowConfig:
 
 @dataclass
 class AugmentationConfig:
-    """Random scale (factor of the covering scale) and crop to the training size, flip, colour jitter."""
+    """Random scale (factor of the covering scale) and crop to the training size, flip, colour jitter (``hue``: the
+    largest rotation of the colours about the grey axis, in turns, 0 to 0.5)."""
 
     scale_min: float = 1.0
     scale_max: float = 1.5
@@ -85,6 +98,7 @@ class AugmentationConfig:
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.2
+    hue: float = 0.0
 
 
 @dataclass
@@ -114,7 +128,9 @@ class LossConfig:
     ``depth_label_sigma``: 0 = hard bin targets; > 0 = Gaussian soft targets of that width in bins.
     ``depth_gradient`` (phase 2): weight of the log-depth gradient-matching term on the DRN depth (sharper
     edges). ``depth_ce_at_stride``: the DC cross-entropy on the logits at the decoder's stride, against depth
-    sampled there (instead of logits up-sampled to the input size: about half the step time on a CPU)."""
+    sampled there (instead of logits up-sampled to the input size: about half the step time on a CPU).
+    ``semantic_balance``: exponent p of the SC cross-entropy's class weights, each class's share of the batch's
+    labelled pixels to the power -p (0 = plain cross-entropy; 0.5 lifts thin classes such as poles)."""
 
     depth_ce: float = 1.0
     semantic_ce: float = 1.0
@@ -123,6 +139,7 @@ class LossConfig:
     depth_label_sigma: float = 0.0
     depth_gradient: float = 0.0
     depth_ce_at_stride: bool = False
+    semantic_balance: float = 0.0
 
 
 @dataclass
@@ -272,6 +289,10 @@ def validate_config(config: TrainConfig, *, source: str = "train config") -> Non
         for index, entry in enumerate(entries):
             _validate_dataset(entry, f"{prefix}[{index}]", source)
     tasks = c.tasks()
+    for task in tasks:
+        crops = {entry.crop for entry in c.datasets if entry.task == task}
+        _check(len(crops) == 1, source, f"the {task} datasets have crops {sorted(map(str, crops))}: every training "
+                                        f"dataset of one task shares one crop (they share batches)")
     _check("depth" in tasks or c.phase == 1, source, "phase 2 needs at least one depth dataset")
     for task in TASKS:
         ratio = getattr(c.flow, task)
@@ -280,12 +301,12 @@ def validate_config(config: TrainConfig, *, source: str = "train config") -> Non
             _check(ratio > 0, source, f"flow.{task} is 0 but datasets has a {task} dataset: remove it or set a ratio")
         else:
             _check(ratio == 0, source, f"flow.{task} = {ratio} but no training dataset has task {task}: set it to 0")
-    a = c.augmentation
-    _check(1.0 <= a.scale_min <= a.scale_max, source,
-           f"augmentation.scale_min/scale_max = {a.scale_min}/{a.scale_max} must satisfy 1 <= min <= max")
-    _check(0.0 <= a.hflip <= 1.0, source, f"augmentation.hflip = {a.hflip} must be in [0, 1]")
-    for name in ("brightness", "contrast", "saturation"):
-        _check(getattr(a, name) >= 0, source, f"augmentation.{name} = {getattr(a, name)} must be >= 0")
+    _validate_augmentation(c.augmentation, "augmentation", source)
+    for prefix, entries in (("datasets", c.datasets), ("validation.datasets", c.validation.datasets)):
+        for index, entry in enumerate(entries):
+            entry.augmentation = convert_fields(AugmentationConfig, entry.augmentation, source=source,
+                                                prefix=f"{prefix}[{index}].augmentation.")
+            _validate_augmentation(entry.augmentation_of(c.augmentation), f"{prefix}[{index}].augmentation", source)
     o = c.optimizer
     _check(o.lr > 0, source, f"optimizer.lr = {o.lr} must be positive")
     _check(o.weight_decay >= 0, source, f"optimizer.weight_decay = {o.weight_decay} must be >= 0")
@@ -296,7 +317,8 @@ def validate_config(config: TrainConfig, *, source: str = "train config") -> Non
     _check(s.decay in DECAYS, source, f"schedule.decay = {s.decay!r} must be one of {', '.join(DECAYS)}")
     _check(0 <= s.min_lr_ratio <= 1, source, f"schedule.min_lr_ratio = {s.min_lr_ratio} must be in [0, 1]")
     _check(s.power > 0, source, f"schedule.power = {s.power} must be positive")
-    for name in ("depth_ce", "semantic_ce", "depth_l1", "phase2_depth_ce", "depth_label_sigma", "depth_gradient"):
+    for name in ("depth_ce", "semantic_ce", "depth_l1", "phase2_depth_ce", "depth_label_sigma", "depth_gradient",
+                 "semantic_balance"):
         _check(getattr(c.loss, name) >= 0, source, f"loss.{name} = {getattr(c.loss, name)} must be >= 0")
     _check(c.phase == 1 or c.loss.depth_l1 + c.loss.phase2_depth_ce > 0, source,
            "phase 2 needs loss.depth_l1 or loss.phase2_depth_ce above 0")
@@ -317,12 +339,24 @@ def validate_config(config: TrainConfig, *, source: str = "train config") -> Non
     _check(c.logging.num_images >= 0, source, f"logging.num_images = {c.logging.num_images} must be >= 0")
 
 
+def _validate_augmentation(a: AugmentationConfig, where: str, source: str) -> None:
+    _check(1.0 <= a.scale_min <= a.scale_max, source,
+           f"{where}.scale_min/scale_max = {a.scale_min}/{a.scale_max} must satisfy 1 <= min <= max")
+    _check(0.0 <= a.hflip <= 1.0, source, f"{where}.hflip = {a.hflip} must be in [0, 1]")
+    for name in ("brightness", "contrast", "saturation"):
+        _check(getattr(a, name) >= 0, source, f"{where}.{name} = {getattr(a, name)} must be >= 0")
+    _check(0.0 <= a.hue <= 0.5, source, f"{where}.hue = {a.hue} must be in [0, 0.5] (turns)")
+
+
 def _validate_dataset(entry: DatasetConfig, where: str, source: str) -> None:
     _check(entry.type in DATASET_TYPES, source,
            f"{where}.type = {entry.type!r} must be one of {', '.join(DATASET_TYPES)}")
     allowed = _TASKS_OF_TYPE[entry.type]
     _check(entry.task in allowed, source, f"{where}.task = {entry.task!r}: a {entry.type} dataset provides "
                                           f"{' or '.join(allowed)}")
+    if entry.crop is not None:
+        _check(all(size >= 8 for size in entry.crop), source,
+               f"{where}.crop = {list(entry.crop)} must be two sizes of at least 8 px (height, width)")
     if entry.type == "synthetic":
         _check(entry.path is None and entry.split is None, source,
                f"{where}: a synthetic dataset takes no path/split (use options)")

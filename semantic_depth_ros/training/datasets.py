@@ -98,25 +98,32 @@ class CenterScaleCrop:
         return crop_sample(resized, top, left, self.out_height, self.out_width)
 
 
-def train_transform(augmentation: AugmentationConfig, model_config: ModelConfig) -> Compose:
-    """Scale-crop to the input size, flip, colour jitter, canonical depth (in that order)."""
+def crop_size(entry: DatasetConfig, model_config: ModelConfig) -> tuple[int, int]:
+    """The training size (height, width px) of ``entry``'s samples: its ``crop``, else the network input."""
+    return entry.crop if entry.crop is not None else (model_config.input_height, model_config.input_width)
+
+
+def train_transform(augmentation: AugmentationConfig, model_config: ModelConfig,
+                    crop: tuple[int, int] | None = None) -> Compose:
+    """Scale-crop to ``crop`` (default the input size), flip, colour jitter, canonical depth (in that order)."""
+    height, width = crop if crop is not None else (model_config.input_height, model_config.input_width)
     return Compose([
-        RandomScaleCrop(model_config.input_height, model_config.input_width,
-                        (augmentation.scale_min, augmentation.scale_max)),
+        RandomScaleCrop(height, width, (augmentation.scale_min, augmentation.scale_max)),
         RandomHorizontalFlip(augmentation.hflip),
-        ColorJitter(augmentation.brightness, augmentation.contrast, augmentation.saturation),
+        ColorJitter(augmentation.brightness, augmentation.contrast, augmentation.saturation, augmentation.hue),
         CanonicalDepth(model_config.focal_px),
     ])
 
 
 def build_train_streams(config: TrainConfig, model_config: ModelConfig) -> dict[str, TaskSamples | ConcatDataset]:
     """One stream per task present in ``config.datasets`` (stream number = index in ``TASKS`` order)."""
-    transform = train_transform(config.augmentation, model_config)
     streams: dict[str, TaskSamples | ConcatDataset] = {}
     for stream, task in enumerate(config.tasks()):
         parts = []
         for index, entry in enumerate(config.datasets):
             if entry.task == task:
+                transform = train_transform(entry.augmentation_of(config.augmentation), model_config,
+                                            crop_size(entry, model_config))
                 where = f"datasets[{index}]"
                 parts.append(TaskSamples(build_reader(entry, where), task, transform, name=entry.label(index),
                                          seed=config.seed, stream=stream))
@@ -145,10 +152,10 @@ class ValidationSet:
 
 def build_validation_sets(config: TrainConfig, model_config: ModelConfig) -> list[ValidationSet]:
     """The validation datasets, each capped to ``validation.max_samples`` (evenly spaced) when set."""
-    transform = CenterScaleCrop(model_config.input_height, model_config.input_width)
     sets = []
     for index, entry in enumerate(config.validation.datasets):
         where = f"validation.datasets[{index}]"
+        transform = CenterScaleCrop(*crop_size(entry, model_config))
         samples: Dataset = TaskSamples(build_reader(entry, where), entry.task, transform, name=entry.label(index))
         cap = config.validation.max_samples
         if cap and len(samples) > cap:  # type: ignore[arg-type]

@@ -71,11 +71,23 @@ def soft_bin_position(depth: torch.Tensor, bins: DepthBins) -> torch.Tensor:
     return torch.where(valid, position.clamp(0, bins.num_bins - 1), torch.zeros_like(position))
 
 
-def semantic_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over classes, ignoring label 255: logits BxCxHxW, labels BxHxW int64."""
+def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, balance: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over classes, ignoring label 255: logits BxCxHxW, labels BxHxW int64.
+
+    ``balance`` p > 0 weighs each pixel by its class's share of the batch's labelled pixels to the power -p,
+    normalised so the weights average 1 over those pixels (p = 0: the plain mean).
+    """
     labels = labels.long()
-    total = F.cross_entropy(logits.float(), labels, ignore_index=SEMANTIC_IGNORE, reduction="sum")
-    return total / (labels != SEMANTIC_IGNORE).sum().clamp_min(1)
+    labelled = labels != SEMANTIC_IGNORE
+    if balance <= 0:
+        total = F.cross_entropy(logits.float(), labels, ignore_index=SEMANTIC_IGNORE, reduction="sum")
+        return total / labelled.sum().clamp_min(1)
+    counts = torch.bincount(labels[labelled], minlength=logits.shape[1]).float()
+    share = counts / counts.sum().clamp_min(1)
+    class_weight = torch.where(counts > 0, share.clamp_min(1e-12).pow(-balance), torch.zeros_like(share))
+    per_pixel = F.cross_entropy(logits.float(), labels, ignore_index=SEMANTIC_IGNORE, reduction="none")
+    pixel_weight = class_weight[labels.clamp(0, logits.shape[1] - 1)] * labelled
+    return (per_pixel * pixel_weight).sum() / pixel_weight.sum().clamp_min(1e-12)
 
 
 def depth_l1_loss(pred: torch.Tensor, depth: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
@@ -112,5 +124,5 @@ def depth_losses(outputs: dict[str, torch.Tensor], depth: torch.Tensor, bins: De
 def semantic_losses(outputs: dict[str, torch.Tensor], labels: torch.Tensor, weights: LossConfig
                     ) -> dict[str, torch.Tensor]:
     """Loss of a semantic batch (either phase): SC cross-entropy."""
-    ce = semantic_loss(outputs["semantic_logits"], labels)
+    ce = semantic_loss(outputs["semantic_logits"], labels, weights.semantic_balance)
     return {"loss": weights.semantic_ce * ce, "semantic_ce": ce.detach()}
