@@ -41,6 +41,10 @@ def test_demo_phase1_config_resolves_its_model() -> None:
     assert init is None and (model_config.input_height, model_config.input_width) == (96, 320)
     assert model_config.use_drn is False and model_config.output_stride == 2
     assert model_config.focal_px == pytest.approx(721.5 * 320 / 1242, abs=0.01)  # kitti_like camera at 320 px
+    semantic = next(entry for entry in config.datasets if entry.task == "semantic")
+    colours = semantic.augmentation_of(config.augmentation)  # the overcast domain's own, stronger jitter
+    assert (colours.saturation, colours.hue, config.augmentation.hue) == (0.5, 0.05, 0.0)
+    assert config.loss.semantic_balance == 0.5
     full, _ = resolve_model_config(load_config(CONFIG_DIR / "train_demo_full_phase1.yaml"))
     assert (full.input_height, full.input_width) == (188, 620)  # the vehicle's network
     assert full.focal_px == pytest.approx(721.54 * 620 / 1242, abs=0.01)
