@@ -95,6 +95,12 @@ def two_cameras() -> Iterator[tuple[_FakeCameraNodes, DepthClient]]:
     client = DepthClient(cameras=cameras, outputs=("depth",), name="client_test")
     try:
         client.wait_connected(timeout=20.0)
+        # discovery is not symmetric: the client may see our publishers before they see its subscriptions, and a
+        # volatile message sent in between is lost (a CI flake of the first publish below)
+        deadline = time.monotonic() + 20.0
+        while not all(pub.get_subscription_count() > 0 for pub in fake.depth_pubs.values()):
+            assert time.monotonic() < deadline, "the fake depth publishers never matched the client"
+            time.sleep(0.05)
         yield fake, client
     finally:
         client.close()
