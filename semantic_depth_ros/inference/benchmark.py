@@ -72,6 +72,15 @@ def process_peak_rss_mb(*, children: bool = False) -> float:
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
+def process_memory_mb(device: torch.device) -> dict[str, float]:
+    """This process's peak resident memory (``peak_rss_mb``) and, on CUDA, the peak memory torch allocated on
+    ``device`` (``peak_gpu_mb``), MiB."""
+    memory = {"peak_rss_mb": process_peak_rss_mb()}
+    if device.type == "cuda":
+        memory["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return memory
+
+
 def benchmark_model(checkpoint_or_config: str | Path | Checkpoint | ModelConfig, *, device: str = "auto",
                     precision: str = "fp32", height: int, width: int, warmup: int = 5, iters: int = 30,
                     outputs: Collection[str] = ESTIMATOR_OUTPUTS, output_resolution: str = "input",

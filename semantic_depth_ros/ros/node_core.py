@@ -39,7 +39,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from ..errors import ConfigError
-from ..inference.benchmark import process_peak_rss_mb
+from ..inference.benchmark import process_memory_mb
 from ..inference.estimator import DepthEstimator
 from ..pipeline.chain import frame_stages
 from ..temporal import TemporalSettings, TemporalStage
@@ -385,9 +385,6 @@ class DepthNodeCore:
         stages = {name: {**channel.input_diagnostics(), **channel.outputs.diagnostics(),
                          **channel.timings.values(now)}
                   for name, channel in self.channels.items()}
-        memory = {"peak_rss_mb": process_peak_rss_mb()}
-        if estimator.device.type == "cuda":
-            memory["peak_gpu_mb"] = torch.cuda.max_memory_allocated(estimator.device) / 2**20
         extra: dict[str, Any] = {"state": "active" if self.active else "inactive", **self.batch_figures(),
                                  **stages.get("", {})}  # the unnamed camera's stages: the node's one status
         if self.odometry is not None:
@@ -396,6 +393,6 @@ class DepthNodeCore:
             self.stats.snapshot(now), stamp=self.node.get_clock().now().to_msg(),
             name=f"{self.node.get_name()}: semantic depth", hardware_id=str(estimator.device),
             device=str(estimator.device), model_name=estimator.model_name, precision=estimator.precision,
-            trained=estimator.trained, memory_mb=memory, extra=extra, cameras=cameras,
+            trained=estimator.trained, memory_mb=process_memory_mb(estimator.device), extra=extra, cameras=cameras,
             camera_values={name: values for name, values in stages.items() if name},
             runtime=estimator.runner.description))
