@@ -242,6 +242,10 @@ def config_from_dict(data: Any, *, source: str = "train config") -> TrainConfig:
     # the overrides are ModelConfig fields: the same strict types, checked now rather than when the run starts
     config.model.overrides = convert_fields(ModelConfig, config.model.overrides, source=source,
                                             prefix="model.overrides.")
+    for prefix, entries in (("datasets", config.datasets), ("validation.datasets", config.validation.datasets)):
+        for index, entry in enumerate(entries):  # likewise a dataset's augmentation fields
+            entry.augmentation = convert_fields(AugmentationConfig, entry.augmentation, source=source,
+                                                prefix=f"{prefix}[{index}].augmentation.")
     validate_config(config, source=source)
     return config
 
@@ -304,8 +308,6 @@ def validate_config(config: TrainConfig, *, source: str = "train config") -> Non
     _validate_augmentation(c.augmentation, "augmentation", source)
     for prefix, entries in (("datasets", c.datasets), ("validation.datasets", c.validation.datasets)):
         for index, entry in enumerate(entries):
-            entry.augmentation = convert_fields(AugmentationConfig, entry.augmentation, source=source,
-                                                prefix=f"{prefix}[{index}].augmentation.")
             _validate_augmentation(entry.augmentation_of(c.augmentation), f"{prefix}[{index}].augmentation", source)
     o = c.optimizer
     _check(o.lr > 0, source, f"optimizer.lr = {o.lr} must be positive")

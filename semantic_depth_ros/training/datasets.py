@@ -98,15 +98,15 @@ class CenterScaleCrop:
         return crop_sample(resized, top, left, self.out_height, self.out_width)
 
 
-def crop_size(entry: DatasetConfig, model_config: ModelConfig) -> tuple[int, int]:
-    """The training size (height, width px) of ``entry``'s samples: its ``crop``, else the network input."""
-    return entry.crop if entry.crop is not None else (model_config.input_height, model_config.input_width)
+def crop_size(crop: tuple[int, int] | None, model_config: ModelConfig) -> tuple[int, int]:
+    """The training size (height, width px) of a dataset's samples: its ``crop``, else the network input."""
+    return crop if crop is not None else (model_config.input_height, model_config.input_width)
 
 
 def train_transform(augmentation: AugmentationConfig, model_config: ModelConfig,
                     crop: tuple[int, int] | None = None) -> Compose:
     """Scale-crop to ``crop`` (default the input size), flip, colour jitter, canonical depth (in that order)."""
-    height, width = crop if crop is not None else (model_config.input_height, model_config.input_width)
+    height, width = crop_size(crop, model_config)
     return Compose([
         RandomScaleCrop(height, width, (augmentation.scale_min, augmentation.scale_max)),
         RandomHorizontalFlip(augmentation.hflip),
@@ -122,8 +122,7 @@ def build_train_streams(config: TrainConfig, model_config: ModelConfig) -> dict[
         parts = []
         for index, entry in enumerate(config.datasets):
             if entry.task == task:
-                transform = train_transform(entry.augmentation_of(config.augmentation), model_config,
-                                            crop_size(entry, model_config))
+                transform = train_transform(entry.augmentation_of(config.augmentation), model_config, entry.crop)
                 where = f"datasets[{index}]"
                 parts.append(TaskSamples(build_reader(entry, where), task, transform, name=entry.label(index),
                                          seed=config.seed, stream=stream))
@@ -155,7 +154,7 @@ def build_validation_sets(config: TrainConfig, model_config: ModelConfig) -> lis
     sets = []
     for index, entry in enumerate(config.validation.datasets):
         where = f"validation.datasets[{index}]"
-        transform = CenterScaleCrop(*crop_size(entry, model_config))
+        transform = CenterScaleCrop(*crop_size(entry.crop, model_config))
         samples: Dataset = TaskSamples(build_reader(entry, where), entry.task, transform, name=entry.label(index))
         cap = config.validation.max_samples
         if cap and len(samples) > cap:  # type: ignore[arg-type]
