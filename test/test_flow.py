@@ -16,7 +16,7 @@ from semantic_depth_ros.training.datasets import (CenterScaleCrop, TaskSamples, 
 from semantic_depth_ros.training.model_setup import resolve_model_config
 from semantic_depth_ros.training.flow import FlowSchedule, StreamBatchSampler
 from semantic_depth_ros.training.losses import (depth_classification_loss, depth_gradient_loss, depth_l1_loss,
-                                                depth_losses, semantic_loss)
+                                                depth_losses, depth_relative_loss, semantic_loss)
 from semantic_depth_ros.training.schedule import build_scheduler, lr_factor
 from semantic_depth_ros.model.config import ModelConfig
 
@@ -181,6 +181,19 @@ def test_depth_l1_masks_invalid_and_clamps_targets() -> None:
     # valid: |3-2| = 1 and |90-80| = 10 (target clamped to max 80 m)
     assert depth_l1_loss(pred, depth, 1.0, 80.0).item() == pytest.approx(5.5)
     assert depth_l1_loss(pred, torch.zeros_like(depth), 1.0, 80.0).item() == 0.0
+
+
+def test_relative_term_is_abs_rel_and_weighs_near_and_far_alike() -> None:
+    pred = torch.tensor([[[[6.0, 66.0, 7.0, 90.0, 1.0]]]])
+    depth = torch.tensor([[[[5.0, 60.0, 0.0, 120.0, float("nan")]]]])
+    # valid: 1/5 = 0.2 (a metre at 5 m), 6/60 = 0.1 (six metres at 60 m), |90-80|/80 (target clamped to 80 m)
+    assert depth_relative_loss(pred, depth, 1.0, 80.0).item() == pytest.approx((0.2 + 0.1 + 0.125) / 3)
+    assert depth_l1_loss(pred, depth, 1.0, 80.0).item() == pytest.approx((1.0 + 6.0 + 10.0) / 3)
+    assert depth_relative_loss(pred, torch.zeros_like(depth), 1.0, 80.0).item() == 0.0
+    outputs = {"depth": pred}
+    losses = depth_losses(outputs, depth, DepthBins(1.0, 80.0, 8), 2, LossConfig(depth_l1=0.1, depth_relative=4.0))
+    assert losses["loss"].item() == pytest.approx(0.1 * (17.0 / 3) + 4.0 * (0.425 / 3))
+    assert set(losses) == {"loss", "depth_l1", "depth_relative"}
 
 
 def test_phase_two_depth_loss_combines_l1_and_ce() -> None:

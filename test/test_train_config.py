@@ -85,7 +85,7 @@ def test_defaults() -> None:
     (minimal(schedule={"decay": "step"}), "schedule.decay = 'step' must be one of cosine, poly, constant"),
     (minimal(validation={"crop": "kitti"}), "validation.crop = 'kitti' must be one of garg, eigen, none"),
     (minimal(checkpoint={"best_metric": "psnr"}), "checkpoint.best_metric = 'psnr' must be one of"),
-    (minimal(phase=2, loss={"depth_l1": 0.0}), "phase 2 needs loss.depth_l1 or loss.phase2_depth_ce above 0"),
+    (minimal(phase=2, loss={"depth_l1": 0.0}), "phase 2 needs loss.depth_l1, loss.depth_relative or loss.phase2_depth_ce above 0"),
     (minimal(augmentation={"hue": 0.7}), "augmentation.hue = 0.7 must be in [0, 0.5]"),
     (minimal(datasets=[{**SYNTHETIC, "augmentation": {"hue": -0.1}}]), "datasets[0].augmentation.hue = -0.1"),
     (minimal(datasets=[{**SYNTHETIC, "augmentation": {"scale_max": 0.9}}]),

@@ -127,7 +127,8 @@ class LossConfig:
     metres of canonical depth) plus ``phase2_depth_ce`` times the DC cross-entropy, and ``semantic_ce``.
     ``depth_label_sigma``: 0 = hard bin targets; > 0 = Gaussian soft targets of that width in bins.
     ``depth_gradient`` (phase 2): weight of the log-depth gradient-matching term on the DRN depth (sharper
-    edges). ``depth_ce_at_stride``: the DC cross-entropy on the logits at the decoder's stride, against depth
+    edges). ``depth_relative`` (phase 2): weight of the mean relative error |pred - depth| / depth on the DRN depth
+    (near objects weigh as much as far ones, as in abs rel). ``depth_ce_at_stride``: the DC cross-entropy on the logits at the decoder's stride, against depth
     sampled there (instead of logits up-sampled to the input size: about half the step time on a CPU).
     ``semantic_balance``: exponent p of the SC cross-entropy's class weights, each class's share of the batch's
     labelled pixels to the power -p (0 = plain cross-entropy; 0.5 lifts thin classes such as poles)."""
@@ -138,6 +139,7 @@ class LossConfig:
     phase2_depth_ce: float = 0.0
     depth_label_sigma: float = 0.0
     depth_gradient: float = 0.0
+    depth_relative: float = 0.0
     depth_ce_at_stride: bool = False
     semantic_balance: float = 0.0
 
@@ -320,10 +322,10 @@ def validate_config(config: TrainConfig, *, source: str = "train config") -> Non
     _check(0 <= s.min_lr_ratio <= 1, source, f"schedule.min_lr_ratio = {s.min_lr_ratio} must be in [0, 1]")
     _check(s.power > 0, source, f"schedule.power = {s.power} must be positive")
     for name in ("depth_ce", "semantic_ce", "depth_l1", "phase2_depth_ce", "depth_label_sigma", "depth_gradient",
-                 "semantic_balance"):
+                 "depth_relative", "semantic_balance"):
         _check(getattr(c.loss, name) >= 0, source, f"loss.{name} = {getattr(c.loss, name)} must be >= 0")
-    _check(c.phase == 1 or c.loss.depth_l1 + c.loss.phase2_depth_ce > 0, source,
-           "phase 2 needs loss.depth_l1 or loss.phase2_depth_ce above 0")
+    _check(c.phase == 1 or c.loss.depth_l1 + c.loss.depth_relative + c.loss.phase2_depth_ce > 0, source,
+           "phase 2 needs loss.depth_l1, loss.depth_relative or loss.phase2_depth_ce above 0")
     v = c.validation
     _check(v.every >= 0, source, f"validation.every = {v.every} must be >= 0")
     _check(v.batch_size >= 1, source, f"validation.batch_size = {v.batch_size} must be at least 1")

@@ -98,9 +98,20 @@ def depth_l1_loss(pred: torch.Tensor, depth: torch.Tensor, min_depth: float, max
     return error.sum() / valid.sum().clamp_min(1)
 
 
+def depth_relative_loss(pred: torch.Tensor, depth: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
+    """Mean relative error |pred - depth| / depth on valid pixels (the Eigen abs rel as a loss): pred, depth
+    Bx1xHxW metres, targets clamped to the model's range. Metric L1 weighs a pixel by its distance, so a car at
+    7 m counts a tenth of a facade at 70 m; this term weighs them alike, as abs rel does."""
+    valid = torch.isfinite(depth) & (depth > 0)
+    target = torch.where(valid, depth, torch.ones_like(depth)).clamp(min_depth, max_depth)
+    error = torch.where(valid, (pred.float() - target).abs() / target, torch.zeros_like(target))
+    return error.sum() / valid.sum().clamp_min(1)
+
+
 def depth_losses(outputs: dict[str, torch.Tensor], depth: torch.Tensor, bins: DepthBins, phase: int,
                  weights: LossConfig) -> dict[str, torch.Tensor]:
-    """Loss of a depth batch. Phase 1: DC cross-entropy. Phase 2: DRN L1 (+ optional DC cross-entropy)."""
+    """Loss of a depth batch. Phase 1: DC cross-entropy. Phase 2: DRN L1 (+ optional relative error, gradient
+    and DC cross-entropy terms)."""
     if phase == 1:
         ce = depth_classification_loss(outputs["depth_logits"], depth, bins, weights.depth_label_sigma)
         return {"loss": weights.depth_ce * ce, "depth_ce": ce.detach()}
@@ -110,6 +121,10 @@ def depth_losses(outputs: dict[str, torch.Tensor], depth: torch.Tensor, bins: De
         l1 = depth_l1_loss(outputs["depth"], depth, bins.min_depth, bins.max_depth)
         total = total + weights.depth_l1 * l1
         terms["depth_l1"] = l1.detach()
+    if weights.depth_relative > 0:
+        relative = depth_relative_loss(outputs["depth"], depth, bins.min_depth, bins.max_depth)
+        total = total + weights.depth_relative * relative
+        terms["depth_relative"] = relative.detach()
     if weights.depth_gradient > 0:
         gradient = depth_gradient_loss(outputs["depth"], depth)
         total = total + weights.depth_gradient * gradient
