@@ -92,20 +92,25 @@ def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, balance: float = 0
 
 def depth_l1_loss(pred: torch.Tensor, depth: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
     """Mean absolute error (metres) on valid pixels: pred, depth Bx1xHxW; targets clamped to the model's range."""
-    valid = torch.isfinite(depth) & (depth > 0)
-    target = torch.where(valid, depth, torch.ones_like(depth)).clamp(min_depth, max_depth)
-    error = torch.where(valid, (pred.float() - target).abs(), torch.zeros_like(target))
-    return error.sum() / valid.sum().clamp_min(1)
+    return _mean_depth_error(pred, depth, min_depth, max_depth, relative=False)
 
 
 def depth_relative_loss(pred: torch.Tensor, depth: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
     """Mean relative error |pred - depth| / depth on valid pixels (the Eigen abs rel as a loss): pred, depth
     Bx1xHxW metres, targets clamped to the model's range. Metric L1 weighs a pixel by its distance, so a car at
     7 m counts a tenth of a facade at 70 m; this term weighs them alike, as abs rel does."""
+    return _mean_depth_error(pred, depth, min_depth, max_depth, relative=True)
+
+
+def _mean_depth_error(pred: torch.Tensor, depth: torch.Tensor, min_depth: float, max_depth: float, *,
+                      relative: bool) -> torch.Tensor:
+    """Mean |pred - target| (metres), or that over the target, on the pixels with depth (finite, > 0)."""
     valid = torch.isfinite(depth) & (depth > 0)
     target = torch.where(valid, depth, torch.ones_like(depth)).clamp(min_depth, max_depth)
-    error = torch.where(valid, (pred.float() - target).abs() / target, torch.zeros_like(target))
-    return error.sum() / valid.sum().clamp_min(1)
+    error = (pred.float() - target).abs()
+    if relative:
+        error = error / target
+    return torch.where(valid, error, torch.zeros_like(error)).sum() / valid.sum().clamp_min(1)
 
 
 def depth_losses(outputs: dict[str, torch.Tensor], depth: torch.Tensor, bins: DepthBins, phase: int,
