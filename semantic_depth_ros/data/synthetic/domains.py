@@ -3,8 +3,9 @@
 ``kitti_like`` (wide KITTI camera, suburban layout, sunny palette) and ``cityscapes_like`` (longer focal length,
 1:2 images, narrow tall streets with parked cars, trees and front-yard hedges, overcast palette). The
 ``cityscapes_like`` layout follows Cityscapes' class shares (its fine training set is roughly a third road, a fifth
-building, a seventh vegetation and 6 % car): 24 frames at 160x320 give road 34 %, building 23 %, vegetation 15 %,
-car 12 %, sidewalk 9 % (before: car 26 %, vegetation 4 %, which taught the network that a street is lined with cars). Rig poses follow the package's frame
+building, a seventh vegetation, 6 % car and 5 % sidewalk): 24 frames at 160x320 give road 37 %, building 22 %,
+vegetation 16 %, car 12 %, sidewalk 6 % (before: car 26 %, vegetation 4 %, which taught the network that a street
+is lined with cars). Rig poses follow the package's frame
 convention (:mod:`semantic_depth_ros.data.synthetic`): ``base_from_camera`` maps optical-frame coordinates
 to ``base_link``.
 """
@@ -148,9 +149,9 @@ CITYSCAPES_LIKE = Domain(
     yaw_jitter_deg=0.8,
     height_jitter=0.01,
     layout=Layout(
-        lanes=(1, 2), lane_width=(2.8, 3.3), parking_prob=0.7, sidewalk=(2.5, 5.0), curb=(0.12, 0.18),
+        lanes=(1, 2), lane_width=(2.8, 3.3), parking_prob=0.9, sidewalk=(2.0, 4.0), curb=(0.12, 0.18),
         setback_prob=0.35, setback=(0.5, 6.0), building_height=(10.0, 26.0), segment_length=(8.0, 20.0),
-        gap_prob=0.12, parked_prob=0.3, traffic=(0, 3), pole_spacing=(10.0, 22.0), sign_prob=0.5,
+        gap_prob=0.12, parked_prob=0.25, traffic=(0, 3), pole_spacing=(10.0, 22.0), sign_prob=0.5,
         lamp_prob=0.4, tree_prob=0.7, tree_spacing=(5.0, 12.0), hedge_prob=0.6, end_wall_prob=0.45,
         end_wall_distance=(70.0, 170.0),
     ),
