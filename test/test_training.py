@@ -127,6 +127,24 @@ def test_each_batch_moves_only_its_own_head_and_the_trunk() -> None:
         assert torch.isfinite(stats["loss"]) and stats["grad_norm"] > 0
 
 
+def test_optimizer_is_fused_where_torch_has_the_kernel_and_plain_where_not(monkeypatch) -> None:
+    config = tiny_config()
+    net = build_model(resolve_model_config(config)[0], None, config.seed)
+    optimizer = build_optimizer(net, config)
+    assert optimizer.defaults["lr"] == config.optimizer.lr
+    assert optimizer.defaults["fused"] is True  # torch >= 2.4 fuses AdamW on the CPU
+    plain_adamw = torch.optim.AdamW
+
+    def without_fused_kernel(params, **kwargs):
+        if kwargs.get("fused"):
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return plain_adamw(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", without_fused_kernel)
+    fallback = build_optimizer(net, config)
+    assert not fallback.defaults["fused"] and fallback.defaults["weight_decay"] == config.optimizer.weight_decay
+
+
 @pytest.mark.parametrize(("task", "phase", "heads"), [("depth", 1, ("dc",)), ("semantic", 1, ("sc",)),
                                                        ("depth", 2, ("drn",)), ("semantic", 2, ("sc",))])
 def test_heads_for_each_batch(task: str, phase: int, heads: tuple[str, ...]) -> None:
