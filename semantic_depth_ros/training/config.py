@@ -128,8 +128,9 @@ class LossConfig:
     ``depth_label_sigma``: 0 = hard bin targets; > 0 = Gaussian soft targets of that width in bins.
     ``depth_gradient`` (phase 2): weight of the log-depth gradient-matching term on the DRN depth (sharper
     edges). ``depth_relative`` (phase 2): weight of the mean relative error |pred - depth| / depth on the DRN depth
-    (near objects weigh as much as far ones, as in abs rel). ``depth_ce_at_stride``: the DC cross-entropy on the logits at the decoder's stride, against depth
-    sampled there (instead of logits up-sampled to the input size: about half the step time on a CPU).
+    (near objects weigh as much as far ones, as in abs rel). ``depth_ce_at_stride``: the DC cross-entropy on the
+    logits at the decoder's stride, against depth sampled there (instead of logits up-sampled to the input size:
+    about half the step time on a CPU).
     ``semantic_balance``: exponent p of the SC cross-entropy's class weights, each class's share of the batch's
     labelled pixels to the power -p (0 = plain cross-entropy; 0.5 lifts thin classes such as poles)."""
 

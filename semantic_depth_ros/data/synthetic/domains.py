@@ -5,9 +5,10 @@
 ``cityscapes_like`` layout follows Cityscapes' class shares (its fine training set is roughly a third road, a fifth
 building, a seventh vegetation, 6 % car and 5 % sidewalk): 24 frames at 160x320 give road 37 %, building 22 %,
 vegetation 16 %, car 12 %, sidewalk 6 % (before: car 26 %, vegetation 4 %, which taught the network that a street
-is lined with cars). Rig poses follow the package's frame
-convention (:mod:`semantic_depth_ros.data.synthetic`): ``base_from_camera`` maps optical-frame coordinates
-to ``base_link``.
+is lined with cars).
+
+Rig poses follow the package's frame convention (:mod:`semantic_depth_ros.data.synthetic`): ``base_from_camera``
+maps optical-frame coordinates to ``base_link``.
 """
 
 from __future__ import annotations
