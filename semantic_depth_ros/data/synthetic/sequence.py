@@ -158,7 +158,7 @@ def render_sequence(
     seed = check_int("seed", seed, 0)
     intr = domain_intrinsics(domain, height, width)
     domain_index = DOMAINS.index(domain)
-    world = build_world(dom, 0, seed)
+    world = build_world(dom, 0, seed, turned=False)  # a drive starts along the street
     start = world.world_from_base
     rng = np.random.default_rng([domain_index, seed, 0, 2])
     motion = _sample_motion(rng, world.street, float(start[1, 3]))
