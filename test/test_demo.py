@@ -97,6 +97,49 @@ def test_demo_metrics_are_those_of_the_published_depth(demo_run):
     assert "## Depth on objects" in report and "abs rel car" in report and "edge completeness px" in report
 
 
+@pytest.mark.ros  # imports the node client, whose streaming is replaced here
+def test_node_stage_scores_every_frame_and_writes_the_saved_ones(tmp_path, monkeypatch):
+    """Per-class figures need many frames, their pictures and clouds only a few: all ``--frames`` are scored,
+    the first ``--saved-frames`` written. The stand-in node publishes the truth, so every score is perfect."""
+    import argparse
+    from types import SimpleNamespace
+
+    from semantic_depth_ros.commands import demo
+    from semantic_depth_ros.ros import demo_client
+
+    frames = demo.heldout_frames(3)
+
+    def publish_truth(checkpoint, inputs, device):
+        for frame, _ in zip(frames, inputs):
+            height, width = frame.depth.shape
+            rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+            points = np.stack([cols, rows, frame.depth, np.zeros_like(rows)], axis=-1)
+            yield SimpleNamespace(depth=np.where(frame.depth > 0, frame.depth, np.nan).astype(np.float32),
+                                  semantic=frame.semantic, points=points, latency_ms=5.0,
+                                  semantic_color=np.zeros((height, width, 3), np.uint8),
+                                  depth_color=np.zeros((height, width, 3), np.uint8),
+                                  confidence=np.ones((height, width), np.float32))
+
+    monkeypatch.setattr(demo_client, "stream_through_node", publish_truth)
+    monkeypatch.setattr(demo, "node_depth_range", lambda checkpoint: (1.0, 80.0))
+    args = argparse.Namespace(frames=3, saved_frames=2, device="cpu")
+    result, tile_rows = demo.run_node_stage(demo.DemoPaths(tmp_path), tmp_path / "model.pt", args)
+    assert result["frames"] == 3 and result["saved_frames"] == 2 and result["depth"]["count"] == 3
+    assert result["depth"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["000", "001"]
+    assert (tmp_path / "frames" / "001" / "points.ply").is_file()
+    assert len(tile_rows) == 2 + 1  # the saved frames' tiles, then the cloud views
+
+
+def test_demo_refuses_to_save_no_frame_before_training(tmp_path):
+    command = [sys.executable, "-m", "semantic_depth_ros.cli", "demo", "--out", str(tmp_path / "run"),
+               "--saved-frames", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "--saved-frames 0 must be at least 1" in result.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
 def test_ablation_variants_share_the_depth_budget(tmp_path):
     base1 = load_demo_config(1)
     runs = {v: variant_configs(v, 3, tmp_path / v, depth_steps=10, phase2_steps=4, device="cpu")
