@@ -173,7 +173,8 @@ CITYSCAPES_LIKE = Domain(
     ),
     # Cityscapes' drives turn through a city: a view at an angle to the street shows near facades, poles and cars
     # as large as the wide KITTI camera sees them at its image edges (which a 48-degree lens looking down the street
-    # never does). Through the demo's node: car IoU 0.59 -> 0.62, pole 0.08 -> 0.17 (one run each).
+    # never does). Through the demo's node on 24 frames, three runs against one: vegetation IoU 0.61 -> 0.65-0.69,
+    # road 0.63 -> 0.67-0.79, mIoU 0.494 -> 0.504-0.518; car 0.69 -> 0.63-0.67.
     heading_deg=10.0,
 )
 
