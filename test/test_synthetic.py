@@ -269,7 +269,7 @@ def test_domains_differ_in_palette_and_layout() -> None:
     # Cityscapes' shares (about a third road, a seventh vegetation, 6 % car), not a street walled by parked cars
     assert 0.28 < city[4] < 0.45 and city[4] > kitti[4] + 0.08  # the longer lens looks down the narrower street
     assert 0.10 < city[3] < 0.22 and 0.03 < city[1] < 0.14
-    assert kitti[2] > 1.5 * city[2]  # more grass in front of the suburban buildings (1.7x; the city's turns see yards)
+    assert kitti[2] > 2.0 * city[2]  # more grass in front of the suburban buildings
 
 
 def test_cityscapes_like_views_turn_off_the_street_while_kitti_like_and_drives_keep_to_it() -> None:
