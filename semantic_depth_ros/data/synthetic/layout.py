@@ -221,12 +221,12 @@ def _add_tree(b: SceneBuilder, dom: Domain, rng: np.random.Generator, x: float, 
 def _vehicle_pose(dom: Domain, rng: np.random.Generator, ego_y: float, heading: np.random.Generator | None
                   ) -> np.ndarray:
     """world_from_base: the vehicle in its lane at x = 0 with small pitch/roll/yaw/height jitter, turned off the
-    street's axis by a draw of ``heading`` (its own stream, so the scene is that of the unturned frame) when given
-    and the domain's ``heading_deg`` > 0."""
+    street's axis by a draw of the domain's ``heading_deg`` from ``heading`` (its own stream, so the scene is that
+    of the unturned frame) when given."""
     def jit(sigma: float, clip: float, source: np.random.Generator = rng) -> float:
         return float(np.clip(source.normal(0.0, sigma), -clip * sigma, clip * sigma))
     roll, pitch, yaw = (jit(sd, 2.5) for sd in (dom.roll_jitter_deg, dom.pitch_jitter_deg, dom.yaw_jitter_deg))
-    if heading is not None and dom.heading_deg > 0:
+    if heading is not None:
         yaw += jit(dom.heading_deg, 2.5, heading)
     rot = rotation_rpy(*np.radians([roll, pitch, yaw]))
     return rigid_transform(rot, (0.0, ego_y, jit(dom.height_jitter, 2.0)))
@@ -237,7 +237,8 @@ def build_world(dom: Domain, index: int, seed: int, turned: bool = True) -> Worl
     ``turned``: apply the domain's heading off the street's axis (false: a drive's start, along the street)."""
     rng = np.random.default_rng([DOMAINS.index(dom.name), seed, index, 0])
     street, ego_y, centres = _street_cross_section(dom, rng)
-    heading = np.random.default_rng([DOMAINS.index(dom.name), seed, index, 4]) if turned else None
+    turns = turned and dom.heading_deg > 0
+    heading = np.random.default_rng([DOMAINS.index(dom.name), seed, index, 4]) if turns else None
     world_from_base = _vehicle_pose(dom, rng, ego_y, heading)
     lay = dom.layout
     end_x = rng.uniform(*lay.end_wall_distance) if rng.random() < lay.end_wall_prob else STREET_END_M
