@@ -268,6 +268,45 @@ def test_every_bad_checkpoint_is_refused_with_its_reason(saved: tuple[Path, Sema
         assert message in text, (bad.name, text)
 
 
+def test_encoder_widths_size_every_stage_and_travel_in_the_checkpoint(tmp_path: Path) -> None:
+    narrow = TINY.replace(encoder_widths=[16, 24, 40, 48])
+    model = SemanticDepthNet(narrow).eval()
+    assert model.encoder.channels == (16, 16, 24, 40, 48)
+    assert model.encoder.conv1.weight.shape == (16, 3, 7, 7)
+    assert model.encoder.layer4[0].conv1.weight.shape == (48, 40, 3, 3)
+    assert model.encoder.layer4[1].conv2.weight.shape == (48, 48, 3, 3)
+    wide = SemanticDepthNet(TINY)
+    assert wide.encoder.channels == (64, 64, 128, 256, 512)  # torchvision's widths by default
+    count = lambda net: sum(p.numel() for p in net.encoder.parameters())  # noqa: E731
+    assert count(model) < count(wide) / 10
+    images = torch.rand(2, 3, 64, 96)
+    with torch.inference_mode():
+        out = model(images)
+    assert out["depth"].shape == (2, 1, 64, 96) and out["semantic_logits"].shape == (2, 19, 64, 96)
+    path = tmp_path / "narrow.pt"
+    save_checkpoint(path, model, narrow, trained=True)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.config.encoder_widths == (16, 24, 40, 48)
+    with torch.inference_mode():
+        assert torch.equal(checkpoint.build_model()(images)["depth"], out["depth"])
+    older = _payload(path)  # a checkpoint written before the key existed: torchvision's widths
+    del older["config"]["encoder_widths"]
+    assert ModelConfig.from_dict(older["config"]).encoder_widths == (64, 128, 256, 512)
+
+
+def test_bad_encoder_widths_are_refused_naming_the_value() -> None:
+    with pytest.raises(ConfigError, match=r"^model config: model encoder_widths = \[64, 128, 256\] must list 4 "
+                                          r"widths between 1 and 4096$"):
+        ModelConfig.from_dict({"encoder_widths": [64, 128, 256]})
+    with pytest.raises(ConfigError, match=r"encoder_widths = \[64, 0, 256, 512\] must list 4 widths"):
+        ModelConfig(encoder_widths=(64, 0, 256, 512))
+    with pytest.raises(ConfigError, match=r"encoder_widths\[3\] = 25.5 is not a valid int"):
+        ModelConfig.from_dict({"encoder_widths": [64, 128, 256, 25.5]})
+    with pytest.raises(ConfigError, match=r"^model encoder_widths = \[64, 128, 256, 256\] cannot load "
+                                          r"imagenet_weights: ImageNet weights have the widths \[64, 128, 256, 512\]$"):
+        ModelConfig(encoder_widths=(64, 128, 256, 256), imagenet_weights="resnet18-f37072fd.pth")
+
+
 # ---------------------------------------------------------------- ImageNet weights
 
 def _torchvision_style(encoder: str, seed: int) -> dict[str, torch.Tensor]:

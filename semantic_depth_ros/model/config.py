@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..resources import find_data_file, list_data_files
 
 ENCODERS = ("resnet18", "resnet34", "resnet50")
+TORCHVISION_WIDTHS = (64, 128, 256, 512)  # the encoder stages' widths that ImageNet weights have
 PRESET_SUBDIR = "models"
 
 
@@ -25,12 +26,14 @@ class ModelConfig:
 
     ``focal_px`` is the horizontal focal length, in pixels at the network input size, of the camera the model
     was trained for (the canonical camera): depth predicted for another camera is rescaled by f_eff / focal_px.
-    ``decoder_channels`` has one entry per up-sampling stage (at most 4); the heads run at stride
+    ``encoder_widths`` are the four encoder stages' widths (torchvision's, the only ones ImageNet weights fit, by
+    default). ``decoder_channels`` has one entry per up-sampling stage (at most 4); the heads run at stride
     ``32 / 2**len(decoder_channels)`` and their outputs are up-sampled to the input size.
     """
 
     name: str = "resnet18"
     encoder: str = "resnet18"
+    encoder_widths: tuple[int, ...] = TORCHVISION_WIDTHS
     input_height: int = 188
     input_width: int = 620
     num_depth_bins: int = 64
@@ -46,6 +49,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         self.decoder_channels = convert_value(self.decoder_channels, tuple[int, ...], "decoder_channels",
                                               "model config")
+        self.encoder_widths = convert_value(self.encoder_widths, tuple[int, ...], "encoder_widths", "model config")
         self.validate()
 
     @property
@@ -57,6 +61,12 @@ class ModelConfig:
         """Raise ConfigError naming the first invalid field."""
         if self.encoder not in ENCODERS:
             raise ConfigError(f"model encoder '{self.encoder}' is not one of {', '.join(ENCODERS)}")
+        if len(self.encoder_widths) != 4 or any(not 1 <= w <= 4096 for w in self.encoder_widths):
+            raise ConfigError(f"model encoder_widths = {list(self.encoder_widths)} must list 4 widths between 1 "
+                              "and 4096")
+        if self.imagenet_weights and self.encoder_widths != TORCHVISION_WIDTHS:
+            raise ConfigError(f"model encoder_widths = {list(self.encoder_widths)} cannot load imagenet_weights: "
+                              f"ImageNet weights have the widths {list(TORCHVISION_WIDTHS)}")
         for name in ("input_height", "input_width"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 32 <= value <= 8192:
@@ -80,6 +90,7 @@ class ModelConfig:
         """Plain-Python dict (YAML/JSON/torch.load(weights_only=True) safe)."""
         data = dataclasses.asdict(self)
         data["decoder_channels"] = list(self.decoder_channels)
+        data["encoder_widths"] = list(self.encoder_widths)
         return data
 
     @classmethod

@@ -36,7 +36,7 @@ class SemanticDepthNet(nn.Module):
         super().__init__()
         self.config = config
         self.bins = DepthBins(config.min_depth, config.max_depth, config.num_depth_bins)
-        self.encoder = ResNetEncoder(config.encoder)
+        self.encoder = ResNetEncoder(config.encoder, config.encoder_widths)
         self.decoder = SkipDecoder(self.encoder.channels, config.decoder_channels)
         features = self.decoder.out_channels
         self.dc_head = ClassifierHead(features, config.num_depth_bins)

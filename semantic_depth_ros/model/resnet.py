@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from .config import TORCHVISION_WIDTHS
 
 
 def _conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -78,18 +79,22 @@ _LAYOUTS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
 
 
 class ResNetEncoder(nn.Module):
-    """ResNet trunk returning five feature maps at strides 2, 4, 8, 16, 32 (Bx3xHxW normalised input)."""
+    """ResNet trunk returning five feature maps at strides 2, 4, 8, 16, 32 (Bx3xHxW normalised input).
 
-    def __init__(self, name: str) -> None:
+    ``widths``: the four stages' widths (the stem has the first one); torchvision's by default. Narrower stages
+    suit a network trained from scratch on little data (the CPU demo), and cannot take ImageNet weights.
+    """
+
+    def __init__(self, name: str, widths: tuple[int, ...] = TORCHVISION_WIDTHS) -> None:
         super().__init__()
         block, counts = _LAYOUTS[name]
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        in_ch = 64
+        in_ch = widths[0]
         layers = []
-        for index, (width, count) in enumerate(zip((64, 128, 256, 512), counts)):
+        for index, (width, count) in enumerate(zip(widths, counts)):
             stride = 1 if index == 0 else 2
             blocks = []
             for block_index in range(count):
@@ -97,7 +102,7 @@ class ResNetEncoder(nn.Module):
                 in_ch = width * block.expansion
             layers.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.channels: tuple[int, ...] = (64,) + tuple(w * block.expansion for w in (64, 128, 256, 512))
+        self.channels: tuple[int, ...] = (widths[0],) + tuple(w * block.expansion for w in widths)
         self._init_weights()
 
     def _init_weights(self) -> None:
