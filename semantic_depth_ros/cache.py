@@ -49,6 +49,10 @@ class BoundedCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._entries
+
     def clear(self) -> None:
         """Drop every entry."""
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +139,19 @@ class _ConcatTaskSamples(ConcatDataset):
         part = next(i for i, end in enumerate(self.cumulative_sizes) if index < end)
         start = self.cumulative_sizes[part - 1] if part else 0
         return self.datasets[part][(index - start, aug_key)]
+
+
+def readers_of(datasets: Iterable[Dataset]) -> list[Dataset]:
+    """The raw readers under training streams and validation datasets (through concatenations and subsets)."""
+    readers: list[Dataset] = []
+    for dataset in datasets:
+        if isinstance(dataset, TaskSamples):
+            readers.append(dataset.reader)
+        elif isinstance(dataset, ConcatDataset):
+            readers += readers_of(dataset.datasets)
+        elif isinstance(dataset, Subset):
+            readers += readers_of([dataset.dataset])
+    return readers
 
 
 @dataclass

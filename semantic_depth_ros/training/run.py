@@ -4,6 +4,8 @@ produces (run-state checkpoints, the best and final model checkpoints, ``metrics
 from __future__ import annotations
 
 import math
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import torch
 import yaml
 
 from ..data.fileio import write_json
+from ..data.synthetic.prerender import prerender
 from ..files import write_atomic
 from ..devices import autocast_factory
 from ..errors import ConfigError
@@ -20,7 +23,7 @@ from ..model.checkpoint import save_checkpoint
 from ..model.config import ModelConfig
 from ..model.network import SemanticDepthNet
 from .config import HIGHER_IS_BETTER, RESUME_MUTABLE, TrainConfig, config_to_yaml, first_difference
-from .datasets import ValidationSet, build_train_streams, build_validation_sets
+from .datasets import ValidationSet, build_train_streams, build_validation_sets, readers_of
 from .distributed import DistContext, wrap_model
 from .flow import FlowSchedule
 from .logging import RunLogger
@@ -183,3 +186,13 @@ def save_state(run: Run) -> None:
                             best=run.best, history=run.history, extra=run.extra)
     save_run_state(run.run_dir / STATE_DIR, payload, step=run.step, keep_last=run.config.checkpoint.keep_last)
 
+
+def prerender_generated(run: Run) -> None:
+    """Render the run's generated frames in parallel, one process per core of this rank's share, before training
+    renders them one by one on the thread that trains (the same frames: see ``data.synthetic.prerender``)."""
+    started = time.perf_counter()
+    workers = max(1, (os.cpu_count() or 1) // run.ctx.world_size)
+    count = prerender(readers_of([*run.streams.values(), *(entry.dataset for entry in run.val_sets)]), workers)
+    if count:
+        run.logger.print(f"rendered {count} generated frames in {time.perf_counter() - started:.1f} s "
+                         f"({workers} processes)")

@@ -29,7 +29,8 @@ from .config import TrainConfig
 from .distributed import barrier, destroy_process_group, detect_context, init_process_group, sync_buffers
 from .flow import StreamBatchSampler
 from .model_setup import set_train_mode
-from .run import Run, TrainResult, announce, model_extra, prepare_run, save_state, update_best, write_metrics_file
+from .run import (Run, TrainResult, announce, model_extra, prepare_run, prerender_generated, save_state, update_best,
+                  write_metrics_file)
 from .run_folder import BEST_FILE, MODEL_FILE
 from .step import train_step
 from .validation import preview, validate
@@ -182,6 +183,7 @@ def run_training(config: TrainConfig, *, out_dir: str | Path | None = None, resu
             if resume and run.step == 0:
                 run.logger.print(f"nothing to resume in {run_dir}: starting a new run")
             announce(run, resumed=run.step > 0)
+            prerender_generated(run)
             validate_before(run)
             stop = config.steps if stop_at_step is None else min(config.steps, int(stop_at_step))
             train_loop(run, stop)

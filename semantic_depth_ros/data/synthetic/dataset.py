@@ -22,6 +22,18 @@ from semantic_depth_ros.errors import ConfigError
 RENDERED: BoundedCache[tuple, dict[str, np.ndarray]] = BoundedCache(2048, "rendered synthetic frames")
 
 
+def render_arrays(key: tuple) -> dict[str, np.ndarray]:
+    """The arrays of the frame a ``SyntheticDataset.cache_key`` names: ``rgb`` and the task's labels."""
+    domain, seed, height, width, task, index = key
+    frame = render_frame(domain, index, seed=seed, height=height, width=width)
+    arrays = {"rgb": frame.rgb}
+    if task in ("depth", "both"):
+        arrays["depth"] = frame.depth
+    if task in ("semantic", "both"):
+        arrays["semantic"] = frame.semantic
+    return arrays
+
+
 class SyntheticDataset(Dataset):
     """``length`` generated frames of one domain as training samples (the keys the KITTI and Cityscapes datasets use).
 
@@ -48,23 +60,17 @@ class SyntheticDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def cache_key(self, index: int) -> tuple:
+        """The key of frame ``index`` in ``RENDERED``."""
+        intr = self.intrinsics
+        return (self.domain, self.seed, intr.height, intr.width, self.task, index)
+
     def _arrays(self, index: int) -> dict[str, np.ndarray]:
         """The numpy arrays this task needs for frame ``index`` (cached when enabled)."""
         if not self.cache:
-            return self._render(index)
-        intr = self.intrinsics
-        key = (self.domain, self.seed, intr.height, intr.width, self.task, index)
-        return RENDERED.get(key, lambda: self._render(index))
-
-    def _render(self, index: int) -> dict[str, np.ndarray]:
-        intr = self.intrinsics
-        frame = render_frame(self.domain, index, seed=self.seed, height=intr.height, width=intr.width)
-        arrays = {"rgb": frame.rgb}
-        if self.task in ("depth", "both"):
-            arrays["depth"] = frame.depth
-        if self.task in ("semantic", "both"):
-            arrays["semantic"] = frame.semantic
-        return arrays
+            return render_arrays(self.cache_key(index))
+        key = self.cache_key(index)
+        return RENDERED.get(key, lambda: render_arrays(key))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | float]:
         if not 0 <= index < self.length:
