@@ -14,7 +14,7 @@ from semantic_depth_ros.data.synthetic import dataset as synthetic_dataset
 from semantic_depth_ros.data.synthetic import prerender as prerender_module
 from semantic_depth_ros.data.synthetic import render_frame
 from semantic_depth_ros.data.synthetic.dataset import SyntheticDataset
-from semantic_depth_ros.data.synthetic.prerender import missing_keys, prerender
+from semantic_depth_ros.data.synthetic.prerender import missing_keys, prerender, render_frames
 from semantic_depth_ros.training import run as run_module
 from semantic_depth_ros.training.config import config_from_dict
 from semantic_depth_ros.training.datasets import TaskSamples, readers_of
@@ -68,6 +68,24 @@ def test_prerender_leaves_rendering_on_use_where_it_cannot_help(cache: BoundedCa
     monkeypatch.setattr(prerender_module, "RENDERED", small)
     assert prerender(twenty, workers=2) == 0  # 20 frames would evict each other in 16 places
     assert len(cache) == 0 and len(small) == 0
+
+
+def test_render_frames_gives_render_frame_of_each_index_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    indices = [15, *range(15), 40]
+    frames = render_frames("kitti_like", indices, seed=9, height=24, width=80, workers=2)
+    assert len(frames) == 17
+    for index, frame in zip(indices[::8], frames[::8]):
+        alone = render_frame("kitti_like", index, seed=9, height=24, width=80)
+        assert frame.intrinsics == alone.intrinsics
+        for name in ("rgb", "depth", "semantic"):
+            np.testing.assert_array_equal(getattr(frame, name), getattr(alone, name))
+
+    def no_pool(*args: object) -> None:
+        raise AssertionError("a pool for too few frames")
+
+    monkeypatch.setattr(prerender_module, "_pool", no_pool)
+    few = render_frames("kitti_like", [3, 1], seed=9, height=24, width=80, workers=2)
+    np.testing.assert_array_equal(few[1].rgb, render_frame("kitti_like", 1, seed=9, height=24, width=80).rgb)
 
 
 def test_readers_are_found_through_concatenations_and_subsets() -> None:

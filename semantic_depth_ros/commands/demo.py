@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from ..data.fileio import write_json
-from ..data.synthetic import SyntheticFrame, render_frame
+from ..data.synthetic import SyntheticFrame
+from ..data.synthetic.prerender import prerender, render_frames
 from ..devices import resolve_device, resolve_precision
 from ..errors import ConfigError
 from ..evaluation.cloud_view import ObliqueView, cloud_views
@@ -127,6 +128,7 @@ def evaluate_model(checkpoint: Path, args: argparse.Namespace) -> tuple[dict[flo
                                    seed=HELDOUT_SEED, height=height, width=width)
     semantic_set = build_eval_dataset("synthetic", domain="cityscapes_like", task="semantic",
                                       count=args.eval_count, seed=HELDOUT_SEED, height=256, width=512)
+    prerender([depth_set, semantic_set], os.cpu_count() or 1)
     progress = not args.no_progress
     depth = evaluate_depth(estimator, depth_set, caps=(50.0, CAP_M), min_depth=MIN_DEPTH_M, crop="none",
                            progress=progress)
@@ -136,8 +138,8 @@ def evaluate_model(checkpoint: Path, args: argparse.Namespace) -> tuple[dict[flo
 def heldout_frames(count: int) -> list[SyntheticFrame]:
     """Camera frames of the kitti_like domain never used in training or validation."""
     height, width = CAMERA_SIZE
-    return [render_frame("kitti_like", index, seed=HELDOUT_SEED + 1, height=height, width=width)
-            for index in range(count)]
+    return render_frames("kitti_like", range(count), seed=HELDOUT_SEED + 1, height=height, width=width,
+                         workers=os.cpu_count() or 1)
 
 
 def save_frame(paths: DemoPaths, index: int, frame: SyntheticFrame, out: Any,
