@@ -1,4 +1,5 @@
-"""Generated frames rendered in parallel before training: the same arrays, in the shared cache, only when it helps."""
+"""Generated frames rendered on several threads before training: the same arrays, in the shared cache, only when
+it helps."""
 
 from __future__ import annotations
 
@@ -80,10 +81,10 @@ def test_render_frames_gives_render_frame_of_each_index_in_order(monkeypatch: py
         for name in ("rgb", "depth", "semantic"):
             np.testing.assert_array_equal(getattr(frame, name), getattr(alone, name))
 
-    def no_pool(*args: object) -> None:
-        raise AssertionError("a pool for too few frames")
+    def no_threads(*args: object) -> None:
+        raise AssertionError("threads for too few frames")
 
-    monkeypatch.setattr(prerender_module, "_pool", no_pool)
+    monkeypatch.setattr(prerender_module, "_executor", no_threads)
     few = render_frames("kitti_like", [3, 1], seed=9, height=24, width=80, workers=2)
     np.testing.assert_array_equal(few[1].rgb, render_frame("kitti_like", 1, seed=9, height=24, width=80).rgb)
 

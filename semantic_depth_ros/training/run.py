@@ -188,11 +188,11 @@ def save_state(run: Run) -> None:
 
 
 def prerender_generated(run: Run) -> None:
-    """Render the run's generated frames in parallel, one process per core of this rank's share, before training
-    renders them one by one on the thread that trains (the same frames: see ``data.synthetic.prerender``)."""
+    """Render the run's generated frames on a thread per core of this rank's share, before training renders them
+    one by one on the thread that trains (the same frames: see ``data.synthetic.prerender``)."""
     started = time.perf_counter()
     workers = max(1, (os.cpu_count() or 1) // run.ctx.world_size)
     count = prerender(readers_of([*run.streams.values(), *(entry.dataset for entry in run.val_sets)]), workers)
     if count:
         run.logger.print(f"rendered {count} generated frames in {time.perf_counter() - started:.1f} s "
-                         f"({workers} processes)")
+                         f"({workers} threads)")
