@@ -735,6 +735,8 @@ def test_failing_frames_are_counted_and_make_diagnostics_an_error_until_the_netw
 
     s = stamp(ros)
     client.send(image_msg(make_image(s), s), ("depth",), node)  # the estimator recovered: the node serves again
+    # the node counts a frame once all its messages are out, so the client may hold the depth before the count
+    wait_until(lambda: node.stats.frames_published >= 1, what="the recovered frame counted")
     node.core.publish_diagnostics()
     status = arrays[-1].status[0]
     values = {kv.key: kv.value for kv in status.values}
