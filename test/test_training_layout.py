@@ -47,7 +47,7 @@ def test_a_channels_last_step_computes_what_a_contiguous_one_does() -> None:
         norms = [float(train_step(parts, batch, task)["grad_norm"]) for task, batch in batches]
         net.norms = norms  # type: ignore[attr-defined]
     assert contiguous.norms == pytest.approx(channels_last.norms, rel=1e-4)  # type: ignore[attr-defined]
-    assert min(contiguous.norms) > 0.5  # type: ignore[attr-defined]  # clipped: the fused norm scaled them
+    assert min(contiguous.norms) > 0.5  # type: ignore[attr-defined]  # above grad_clip: clipping was active
     after = channels_last.state_dict()
     for key, value in contiguous.state_dict().items():
         torch.testing.assert_close(after[key], value, rtol=1e-4, atol=1e-5, msg=key)

@@ -66,8 +66,7 @@ def train_step(parts: StepParts, batch: dict[str, torch.Tensor], task: str) -> d
     parts.scaler.unscale_(parts.optimizer)
     trainable = [p for p in parts.model.parameters() if p.grad is not None]
     max_norm = parts.grad_clip if parts.grad_clip > 0 else math.inf
-    # foreach: one fused norm over all gradients (torch's default picks it on CUDA only; it helps a CPU too)
-    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_norm, foreach=True)
+    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_norm)
     lr = parts.optimizer.param_groups[0]["lr"]
     parts.scaler.step(parts.optimizer)
     parts.scaler.update()
