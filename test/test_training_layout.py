@@ -1,4 +1,4 @@
-"""Training runs the network channels-last (oneDNN's and cuDNN's fast layout): the same step as a contiguous one."""
+"""Training runs the network channels-last, the layout the inference runners use: the same step as a contiguous one."""
 
 from __future__ import annotations
 

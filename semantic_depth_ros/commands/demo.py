@@ -128,7 +128,7 @@ def evaluate_model(checkpoint: Path, args: argparse.Namespace) -> tuple[dict[flo
                                    seed=HELDOUT_SEED, height=height, width=width)
     semantic_set = build_eval_dataset("synthetic", domain="cityscapes_like", task="semantic",
                                       count=args.eval_count, seed=HELDOUT_SEED, height=256, width=512)
-    prerender([depth_set, semantic_set], os.cpu_count() or 1)
+    prerender([depth_set, semantic_set])
     progress = not args.no_progress
     depth = evaluate_depth(estimator, depth_set, caps=(50.0, CAP_M), min_depth=MIN_DEPTH_M, crop="none",
                            progress=progress)
@@ -138,8 +138,7 @@ def evaluate_model(checkpoint: Path, args: argparse.Namespace) -> tuple[dict[flo
 def heldout_frames(count: int) -> list[SyntheticFrame]:
     """Camera frames of the kitti_like domain never used in training or validation."""
     height, width = CAMERA_SIZE
-    return render_frames("kitti_like", range(count), seed=HELDOUT_SEED + 1, height=height, width=width,
-                         workers=os.cpu_count() or 1)
+    return render_frames("kitti_like", range(count), seed=HELDOUT_SEED + 1, height=height, width=width)
 
 
 def save_frame(paths: DemoPaths, index: int, frame: SyntheticFrame, out: Any,

@@ -81,8 +81,8 @@ _LAYOUTS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
 class ResNetEncoder(nn.Module):
     """ResNet trunk returning five feature maps at strides 2, 4, 8, 16, 32 (Bx3xHxW normalised input).
 
-    ``widths``: the four stages' widths (the stem has the first one); torchvision's by default. Narrower stages
-    suit a network trained from scratch on little data (the CPU demo), and cannot take ImageNet weights.
+    ``widths``: the four stages' widths (the stem has the first one); torchvision's by default, the only ones
+    ImageNet weights fit.
     """
 
     def __init__(self, name: str, widths: tuple[int, ...] = TORCHVISION_WIDTHS) -> None:

@@ -67,10 +67,8 @@ class SyntheticDataset(Dataset):
 
     def _arrays(self, index: int) -> dict[str, np.ndarray]:
         """The numpy arrays this task needs for frame ``index`` (cached when enabled)."""
-        if not self.cache:
-            return render_arrays(self.cache_key(index))
         key = self.cache_key(index)
-        return RENDERED.get(key, lambda: render_arrays(key))
+        return RENDERED.get(key, lambda: render_arrays(key)) if self.cache else render_arrays(key)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | float]:
         if not 0 <= index < self.length:

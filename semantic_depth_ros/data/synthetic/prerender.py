@@ -14,6 +14,7 @@ the caller's ``__main__``, which a script without a main guard turns into endles
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -32,13 +33,15 @@ def missing_keys(datasets: Iterable[object]) -> list[tuple]:
     return list(keys)
 
 
-def prerender(datasets: Iterable[object], workers: int) -> int:
-    """Render the frames ``missing_keys`` finds on ``workers`` threads into ``RENDERED``; returns how many.
+def prerender(datasets: Iterable[object], workers: int | None = None) -> int:
+    """Render the frames ``missing_keys`` finds on ``workers`` threads (default: one per core) into ``RENDERED``;
+    returns how many.
 
     Nothing is rendered (0) with fewer than two workers, too few frames to share, or more frames than the cache
     holds (they would evict each other: the datasets then render on use, as without this).
     """
     keys = missing_keys(datasets)
+    workers = _cores() if workers is None else workers
     if workers < 2 or len(keys) < 2 * MIN_FRAMES_PER_WORKER or len(RENDERED) + len(keys) > RENDERED.max_entries:
         return 0
     with _executor(workers, len(keys)) as executor:
@@ -48,14 +51,19 @@ def prerender(datasets: Iterable[object], workers: int) -> int:
 
 
 def render_frames(domain: str, indices: Sequence[int], *, seed: int, height: int, width: int,
-                  workers: int) -> list[SyntheticFrame]:
+                  workers: int | None = None) -> list[SyntheticFrame]:
     """``render_frame(domain, index, seed=seed, height=height, width=width)`` of each index, in order; on
-    ``workers`` threads when there are enough frames to share."""
+    ``workers`` threads (default: one per core) when there are enough frames to share."""
+    workers = _cores() if workers is None else workers
     render = functools.partial(render_frame, domain, seed=seed, height=height, width=width)
     if workers < 2 or len(indices) < 2 * MIN_FRAMES_PER_WORKER:
         return [render(index) for index in indices]
     with _executor(workers, len(indices)) as executor:
         return list(executor.map(render, indices))
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
 
 
 def _executor(workers: int, frames: int) -> ThreadPoolExecutor:
